@@ -1,0 +1,101 @@
+# selfware: build, test, install.
+#   make                 build (installs what the build needs)
+#   make test            run every test (installs what the tests need)
+#   make check           type-check and lint
+#   make demo            the main job on the embedded default
+#   make install         PREFIX=/usr/local DESTDIR= UNITDIR=/etc/systemd/system
+#   make uninstall       remove exactly what install put there
+
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+SYSCONFDIR ?= /etc
+UNITDIR    ?= /etc/systemd/system
+BINDIR      = $(PREFIX)/bin
+LIBDIR      = $(PREFIX)/lib/selfware
+MANDIR      = $(PREFIX)/share/man
+DOCDIR      = $(PREFIX)/share/doc/selfware
+NODE       ?= $(shell command -v node || echo /usr/bin/node)
+NPM        ?= npm
+
+COMMANDS    = sw-checkpoint
+# Debian packages: what the build needs, and what the tests use on top.
+APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
+APT_TEST    = restic mandoc
+
+SOURCES    := $(shell find cmd lib test bench -name '*.ts' 2>/dev/null) tsconfig.json
+TESTS       = $(shell find dist/test -name '*.test.js' 2>/dev/null | sort)
+
+.PHONY: all build deps deps-build deps-test test check lint demo install uninstall clean
+
+all: build
+
+# Install missing Debian packages when root; otherwise say exactly what to run.
+define apt_ensure
+	@missing=""; for p in $(1); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing Debian packages:$$missing"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null || exit 1; \
+	  else \
+	    echo "selfware needs these Debian packages:$$missing"; \
+	    echo "run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+endef
+
+deps-build:
+	$(call apt_ensure,$(APT_BUILD))
+
+deps-test: deps-build
+	$(call apt_ensure,$(APT_TEST))
+
+deps: deps-test
+
+node_modules/.stamp: package.json package-lock.json | deps-build
+	$(NPM) ci --no-audit --no-fund
+	@touch $@
+
+dist/.stamp: node_modules/.stamp $(SOURCES)
+	./node_modules/.bin/tsc -p .
+	@chmod +x $(addprefix dist/cmd/,$(addsuffix .js,$(COMMANDS)))
+	@touch $@
+
+build: dist/.stamp
+
+test: build deps-test
+	$(NODE) --test --test-timeout=600000 $(TESTS)
+
+lint: node_modules/.stamp
+	./node_modules/.bin/eslint -c .ci/eslint.config.mjs cmd lib test bench
+
+check: node_modules/.stamp
+	./node_modules/.bin/tsc -p . --noEmit
+	$(MAKE) lint
+
+demo: build
+	bash test/fixtures/demo.sh
+
+install: build
+	install -d $(DESTDIR)$(LIBDIR)/dist $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
+	rm -rf $(DESTDIR)$(LIBDIR)/dist/cmd $(DESTDIR)$(LIBDIR)/dist/lib $(DESTDIR)$(LIBDIR)/node_modules
+	cp -R dist/cmd dist/lib $(DESTDIR)$(LIBDIR)/dist/
+	cp -R node_modules package.json package-lock.json $(DESTDIR)$(LIBDIR)/
+	cd $(DESTDIR)$(LIBDIR) && $(NPM) prune --omit=dev --no-audit --no-fund >/dev/null 2>&1
+	rm -f $(DESTDIR)$(LIBDIR)/node_modules/.stamp
+	find $(DESTDIR)$(LIBDIR)/dist -name '*.js.map' -delete
+	for c in $(COMMANDS); do \
+	  printf '#!/bin/sh\nexec %s %s/dist/cmd/%s.js "$$@"\n' '$(NODE)' '$(LIBDIR)' $$c > $(DESTDIR)$(BINDIR)/$$c; \
+	  chmod 755 $(DESTDIR)$(BINDIR)/$$c; \
+	done
+	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
+	@echo "installed selfware into $(DESTDIR)$(PREFIX)"
+
+uninstall:
+	for c in $(COMMANDS); do rm -f $(DESTDIR)$(BINDIR)/$$c; done
+	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DOCDIR)
+	@echo "removed selfware from $(DESTDIR)$(PREFIX)"
+
+clean:
+	rm -rf dist

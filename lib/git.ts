@@ -1,0 +1,150 @@
+// git as selfware runs it: durable writes (core.fsync), no user or system
+// config, no hooks or automatic gc, a fixed identity, and errors turned into
+// one-line messages.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { SwError, EXIT } from './exit.js';
+import { run, type RunResult } from './proc.js';
+
+export const IDENTITY = { name: 'selfware', email: 'selfware@localhost' };
+
+const CONFIG_FLAGS = [
+  '-c', 'core.fsync=all',
+  '-c', 'core.fsyncMethod=fsync',
+  '-c', 'gc.auto=0',
+  '-c', 'maintenance.auto=false',
+  '-c', 'core.hooksPath=/dev/null',
+  '-c', 'safe.directory=*',
+  '-c', 'commit.gpgSign=false',
+  '-c', 'advice.detachedHead=false',
+]; // prettier-ignore
+
+export class GitError extends SwError {
+  readonly stderr: string;
+  readonly args: string[];
+  constructor(args: string[], res: RunResult) {
+    const first = res.stderr.split('\n').find((l) => l.trim() !== '') ?? `exit status ${res.code ?? res.signal}`;
+    const full = /No space left|Disk quota/i.test(res.stderr);
+    super(`git ${args[0]}: ${first.replace(/^(fatal|error): /, '')}`, full ? EXIT.IOERR : EXIT.FAIL);
+    this.stderr = res.stderr;
+    this.args = args;
+  }
+}
+
+export interface GitRunOptions {
+  input?: string | Buffer;
+  env?: Record<string, string>;
+  /** Resolve with the result instead of throwing on a non-zero exit. */
+  allowFail?: boolean;
+  binary?: boolean;
+  timeoutMs?: number;
+}
+
+export class Git {
+  /** The work tree. */
+  readonly dir: string;
+  /** The repository (GIT_DIR). */
+  readonly gitDir: string;
+  private readonly extraEnv: Record<string, string>;
+
+  constructor(dir: string, gitDir: string = path.join(dir, '.git'), extraEnv: Record<string, string> = {}) {
+    this.dir = dir;
+    this.gitDir = gitDir;
+    this.extraEnv = extraEnv;
+  }
+
+  /** Another handle on the same repo with more environment (GIT_INDEX_FILE, dates). */
+  with(env: Record<string, string>): Git {
+    return new Git(this.dir, this.gitDir, { ...this.extraEnv, ...env });
+  }
+
+  env(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+    const base: NodeJS.ProcessEnv = {};
+    for (const k of ['PATH', 'HOME', 'TMPDIR', 'TZ', 'LANG']) if (process.env[k] !== undefined) base[k] = process.env[k];
+    return {
+      ...base,
+      LC_ALL: 'C',
+      GIT_CONFIG_NOSYSTEM: '1',
+      GIT_CONFIG_GLOBAL: '/dev/null',
+      GIT_TERMINAL_PROMPT: '0',
+      GIT_AUTHOR_NAME: IDENTITY.name,
+      GIT_AUTHOR_EMAIL: IDENTITY.email,
+      GIT_COMMITTER_NAME: IDENTITY.name,
+      GIT_COMMITTER_EMAIL: IDENTITY.email,
+      GIT_DIR: this.gitDir,
+      GIT_WORK_TREE: this.dir,
+      ...this.extraEnv,
+      ...extra,
+    };
+  }
+
+  /** git without a repository of ours (init, clone): the same config and identity, no GIT_DIR. */
+  static async plain(args: string[], cwd: string): Promise<RunResult> {
+    const g = new Git(cwd);
+    const env = g.env();
+    delete env.GIT_DIR;
+    delete env.GIT_WORK_TREE;
+    const res = await run('git', [...CONFIG_FLAGS, ...args], { cwd, env });
+    if (res.code !== 0) throw new GitError(args, res);
+    return res;
+  }
+
+  async run(args: string[], opts: GitRunOptions = {}): Promise<RunResult> {
+    const res = await run('git', [...CONFIG_FLAGS, ...args], {
+      cwd: this.dir,
+      env: this.env(opts.env),
+      input: opts.input,
+      binary: opts.binary,
+      timeoutMs: opts.timeoutMs,
+    });
+    if (res.code !== 0 && !opts.allowFail) throw new GitError(args, res);
+    return res;
+  }
+
+  /** stdout of a git command, trailing newline removed. */
+  async out(args: string[], opts: GitRunOptions = {}): Promise<string> {
+    return (await this.run(args, opts)).stdout.replace(/\n$/, '');
+  }
+
+  /** The object a revision names, or null if it does not resolve. */
+  async resolve(rev: string): Promise<string | null> {
+    const res = await this.run(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], { allowFail: true });
+    return res.code === 0 ? res.stdout.trim() : null;
+  }
+
+  isRepo(): boolean {
+    return fs.existsSync(path.join(this.gitDir, 'HEAD'));
+  }
+
+  /**
+   * Remove lock files a killed git left behind. Only safe while the caller
+   * holds selfware's own lock over this repo, so no live git can own them.
+   */
+  removeStaleLocks(): string[] {
+    const removed: string[] = [];
+    const walk = (dir: string, depth: number): void => {
+      let entries: fs.Dirent[];
+      try {
+        entries = fs.readdirSync(dir, { withFileTypes: true });
+      } catch {
+        return;
+      }
+      for (const e of entries) {
+        const p = path.join(dir, e.name);
+        if (e.isDirectory()) {
+          if (depth < 6 && e.name !== 'objects') walk(p, depth + 1);
+        } else if (e.name.endsWith('.lock')) {
+          try {
+            fs.unlinkSync(p);
+            removed.push(p);
+          } catch {
+            /* gone already */
+          }
+        }
+      }
+    };
+    walk(this.gitDir, 0);
+    return removed;
+  }
+}

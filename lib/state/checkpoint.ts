@@ -1,0 +1,540 @@
+// Checkpoints: a commit of state/ on refs/checkpoints/<id> (and on main, so
+// `git log` in state/ shows them), the task log's position, a checksum, and a
+// snapshot of the workspace on refs/selfware/checkpoints/<id> in the
+// workspace's own repository, made through a temporary index so the
+// workspace's branch, index and HEAD are never touched.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import crypto from 'node:crypto';
+import { dataError, noInputError, usageError } from '../exit.js';
+import { fsyncDir } from '../fsutil.js';
+import type { Git } from '../git.js';
+import type { RunPaths } from '../run.js';
+import { TaskLog } from '../tasklog/index.js';
+import { isoUtc } from '../units.js';
+import { requireRun, stateGit, workspaceGit } from './layout.js';
+import { checkObjects, readObjects } from './objects.js';
+
+export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export const STATE_REF_PREFIX = 'refs/checkpoints/';
+export const WORKSPACE_REF_PREFIX = 'refs/selfware/checkpoints/';
+
+export interface Checkpoint {
+  id: string;
+  kind: Kind;
+  /** ISO 8601 UTC. */
+  time: string;
+  seq: number;
+  message: string;
+  /** The state commit the ref points at. */
+  commit: string;
+  tree: string;
+  parent: string | null;
+  tasklog: { log: string; position: number };
+  workspace: { commit: string | null; tree: string | null; head: string | null; branch: string | null };
+  size: { state: number; workspace: number };
+  checksum: string;
+}
+
+/** The JSON form of a checkpoint (documented in sw-checkpoint(1)). */
+export function checkpointJson(c: Checkpoint): Record<string, unknown> {
+  return {
+    id: c.id,
+    kind: c.kind,
+    time: c.time,
+    sequence: c.seq,
+    message: c.message,
+    size: c.size.state + c.size.workspace,
+    state: { commit: c.commit, tree: c.tree, bytes: c.size.state },
+    workspace: { commit: c.workspace.commit, tree: c.workspace.tree, head: c.workspace.head, branch: c.workspace.branch, bytes: c.size.workspace },
+    tasklog: c.tasklog,
+    checksum: c.checksum,
+  };
+}
+
+const TRAILER = /^Selfware-([A-Za-z-]+): (.*)$/;
+
+/** The canonical text the checksum covers: the metadata and both trees. */
+function checksumInput(c: Omit<Checkpoint, 'commit' | 'parent' | 'checksum'>): string {
+  return [
+    'selfware-checkpoint 1',
+    `id ${c.id}`,
+    `kind ${c.kind}`,
+    `time ${c.time}`,
+    `seq ${c.seq}`,
+    `message ${JSON.stringify(c.message)}`,
+    `tasklog ${c.tasklog.log}@${c.tasklog.position}`,
+    `state-tree ${c.tree}`,
+    `workspace ${c.workspace.commit ?? 'none'} ${c.workspace.tree ?? 'none'} ${c.workspace.head ?? 'none'} ${c.workspace.branch ?? 'none'}`,
+    `size ${c.size.state} ${c.size.workspace}`,
+    '',
+  ].join('\n');
+}
+
+export function computeChecksum(c: Omit<Checkpoint, 'commit' | 'parent' | 'checksum'>): string {
+  return 'sha256:' + crypto.createHash('sha256').update(checksumInput(c)).digest('hex');
+}
+
+function commitMessage(c: Omit<Checkpoint, 'commit' | 'parent'>): string {
+  const subject = `checkpoint ${c.id}: ${c.kind}${c.message ? ': ' + (c.message.split('\n')[0] ?? '').slice(0, 100) : ''}`;
+  return [
+    subject,
+    '',
+    `Selfware-Checkpoint: ${c.id}`,
+    `Selfware-Kind: ${c.kind}`,
+    `Selfware-Time: ${c.time}`,
+    `Selfware-Sequence: ${c.seq}`,
+    `Selfware-Message: ${JSON.stringify(c.message)}`,
+    `Selfware-Tasklog: ${c.tasklog.log}@${c.tasklog.position}`,
+    `Selfware-Workspace: ${c.workspace.commit ?? 'none'} ${c.workspace.tree ?? 'none'}`,
+    `Selfware-Workspace-Head: ${c.workspace.head ?? 'none'} ${c.workspace.branch ?? 'none'}`,
+    `Selfware-Size: ${c.size.state} ${c.size.workspace}`,
+    `Selfware-Checksum: ${c.checksum}`,
+    '',
+  ].join('\n');
+}
+
+/** Parse a checkpoint from its commit object; throws a data error naming what is wrong. */
+export function parseCheckpoint(commit: string, raw: string): Checkpoint {
+  const headerEnd = raw.indexOf('\n\n');
+  const headers = raw.slice(0, headerEnd < 0 ? raw.length : headerEnd).split('\n');
+  const body = headerEnd < 0 ? '' : raw.slice(headerEnd + 2);
+  const tree = headers.find((h) => h.startsWith('tree '))?.slice(5) ?? '';
+  const parent = headers.find((h) => h.startsWith('parent '))?.slice(7) ?? null;
+  const t: Record<string, string> = {};
+  for (const line of body.split('\n')) {
+    const m = TRAILER.exec(line);
+    if (m) t[(m[1] as string).toLowerCase()] = m[2] as string;
+  }
+  const need = (k: string): string => {
+    const v = t[k];
+    if (v === undefined) throw dataError(`commit ${commit.slice(0, 12)}: no Selfware-${k} trailer`);
+    return v;
+  };
+  const none = (v: string | undefined): string | null => (v === undefined || v === 'none' ? null : v);
+  const [log, pos] = need('tasklog').split('@');
+  const [wsCommit, wsTree] = need('workspace').split(' ');
+  const [wsHead, wsBranch] = (t['workspace-head'] ?? 'none none').split(' ');
+  const [sState, sWs] = need('size').split(' ');
+  let message = '';
+  try {
+    message = JSON.parse(t.message ?? '""') as string;
+  } catch {
+    throw dataError(`commit ${commit.slice(0, 12)}: malformed Selfware-Message trailer`);
+  }
+  const kind = need('kind') as Kind;
+  if (!KINDS.includes(kind)) throw dataError(`commit ${commit.slice(0, 12)}: unknown checkpoint kind '${kind}'`);
+  return {
+    id: need('checkpoint'),
+    kind,
+    time: need('time'),
+    seq: Number(need('sequence')),
+    message,
+    commit,
+    tree,
+    parent,
+    tasklog: { log: log ?? '', position: Number(pos) },
+    workspace: { commit: none(wsCommit), tree: none(wsTree), head: none(wsHead), branch: none(wsBranch) },
+    size: { state: Number(sState), workspace: Number(sWs) },
+    checksum: need('checksum'),
+  };
+}
+
+/** Every checkpoint of a run, newest first (by time, then sequence). Unreadable refs are listed in `broken`. */
+export async function listCheckpoints(paths: RunPaths): Promise<{ checkpoints: Checkpoint[]; broken: Array<{ id: string; reason: string }> }> {
+  requireRun(paths);
+  const git = stateGit(paths);
+  const res = await git.run(['for-each-ref', '--format=%(refname)%00%(objectname)', STATE_REF_PREFIX]);
+  const refs = res.stdout
+    .split('\n')
+    .filter((l) => l !== '')
+    .map((l) => {
+      const [ref, oid] = l.split('\0') as [string, string];
+      return { id: ref.slice(STATE_REF_PREFIX.length), oid };
+    });
+  const checkpoints: Checkpoint[] = [];
+  const broken: Array<{ id: string; reason: string }> = [];
+  if (refs.length === 0) return { checkpoints, broken };
+  let objects: Map<string, { type: string; content: Buffer }>;
+  try {
+    objects = await readObjects(git, [...new Set(refs.map((r) => r.oid))]);
+  } catch {
+    // A corrupt object makes the batch fail: read one by one to find which.
+    objects = new Map();
+    for (const r of refs) {
+      try {
+        const one = await readObjects(git, [r.oid]);
+        for (const [k, v] of one) objects.set(k, v);
+      } catch {
+        /* reported below */
+      }
+    }
+  }
+  for (const r of refs) {
+    const obj = objects.get(r.oid);
+    if (!obj || obj.type !== 'commit') {
+      broken.push({ id: r.id, reason: `commit ${r.oid.slice(0, 12)} is ${obj ? `a ${obj.type}` : 'missing or unreadable'}` });
+      continue;
+    }
+    try {
+      const c = parseCheckpoint(r.oid, obj.content.toString('utf8'));
+      if (c.id !== r.id) throw dataError(`ref says ${r.id} but the commit says ${c.id}`);
+      checkpoints.push(c);
+    } catch (e) {
+      broken.push({ id: r.id, reason: (e as Error).message });
+    }
+  }
+  sortNewestFirst(checkpoints);
+  return { checkpoints, broken };
+}
+
+export function sortNewestFirst(list: Checkpoint[]): Checkpoint[] {
+  return list.sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.seq - a.seq);
+}
+
+/** Resolve an id, a unique prefix of one, or "latest". */
+export function resolveId(list: Checkpoint[], id: string): Checkpoint {
+  if (!/^[0-9a-f]{1,64}$|^latest$/.test(id)) throw usageError(`invalid checkpoint id '${id}'`);
+  if (id === 'latest') {
+    const c = list[0];
+    if (!c) throw noInputError('no checkpoints yet');
+    return c;
+  }
+  const exact = list.find((c) => c.id === id);
+  if (exact) return exact;
+  const matches = list.filter((c) => c.id.startsWith(id));
+  if (matches.length === 1) return matches[0] as Checkpoint;
+  if (matches.length > 1) throw usageError(`checkpoint id '${id}' is ambiguous: ${matches.map((c) => c.id).join(', ')}`);
+  throw noInputError(`no such checkpoint '${id}'`);
+}
+
+/** The tip of main: the newest checkpoint in creation order. */
+export async function readTip(git: Git): Promise<Checkpoint | null> {
+  const res = await git.run(['cat-file', '--batch'], { input: 'refs/heads/main\n' });
+  const nl = res.stdout.indexOf('\n');
+  const [oid, type] = res.stdout.slice(0, nl).split(' ');
+  if (type !== 'commit' || !oid) return null;
+  return parseCheckpoint(oid, res.stdout.slice(nl + 1).replace(/\n$/, ''));
+}
+
+interface TreeInfo {
+  tree: string;
+  bytes: number;
+  files: number;
+}
+
+async function treeInfo(git: Git, tree: string): Promise<TreeInfo> {
+  const out = await git.out(['ls-tree', '-r', '-l', '-z', tree]);
+  let bytes = 0;
+  let files = 0;
+  for (const entry of out.split('\0')) {
+    if (!entry) continue;
+    const m = /^\d+ (\w+) [0-9a-f]+\s+(\d+|-)\t/.exec(entry);
+    if (m && m[1] === 'blob') {
+      files++;
+      bytes += Number(m[2]) || 0;
+    }
+  }
+  return { tree, bytes, files };
+}
+
+/** Stage all of state/ (new, changed, deleted) and return its tree. */
+async function stageState(git: Git): Promise<string> {
+  await git.run(['add', '--all', '--', '.']);
+  return git.out(['write-tree']);
+}
+
+export interface WorkspaceSnapshot {
+  tree: string;
+  head: string | null;
+  branch: string | null;
+}
+
+const SNAPSHOT_INDEX = 'selfware-snapshot.index';
+
+/**
+ * The workspace's tracked and untracked (not ignored) files as a tree, staged
+ * through a temporary index seeded from the real one (so unchanged files are
+ * not hashed again). The real index, HEAD and branch are not touched.
+ */
+export async function snapshotWorkspace(wsDir: string): Promise<WorkspaceSnapshot> {
+  const ws = workspaceGit(wsDir);
+  const tmpIndex = path.join(ws.gitDir, `${SNAPSHOT_INDEX}.${process.pid}`);
+  try {
+    fs.rmSync(`${tmpIndex}.lock`, { force: true });
+    try {
+      fs.copyFileSync(path.join(ws.gitDir, 'index'), tmpIndex);
+    } catch {
+      fs.rmSync(tmpIndex, { force: true });
+    }
+    const g = ws.with({ GIT_INDEX_FILE: tmpIndex });
+    await g.run(['add', '--all', '--', '.']);
+    const tree = await g.out(['write-tree']);
+    const head = await ws.resolve('HEAD');
+    let branch: string | null = null;
+    try {
+      const h = fs.readFileSync(path.join(ws.gitDir, 'HEAD'), 'utf8').trim();
+      if (h.startsWith('ref: refs/heads/')) branch = h.slice('ref: refs/heads/'.length);
+    } catch {
+      /* no HEAD: not a repository, add failed above */
+    }
+    return { tree, head, branch };
+  } finally {
+    fs.rmSync(tmpIndex, { force: true });
+  }
+}
+
+/** Remove snapshot indexes left by killed creates. */
+export function removeStaleSnapshotIndexes(wsDir: string): void {
+  const gitDir = path.join(wsDir, '.git');
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(gitDir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.startsWith(SNAPSHOT_INDEX)) fs.rmSync(path.join(gitDir, n), { force: true });
+}
+
+/** Lock files a killed update-ref left on our own refs (never the user's). */
+function removeLocksUnder(dir: string): void {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) if (n.endsWith('.lock')) fs.rmSync(path.join(dir, n), { force: true });
+}
+
+function fsyncRefDirs(gitDir: string, refs: string[]): void {
+  const dirs = new Set(refs.map((r) => path.dirname(path.join(gitDir, r))));
+  dirs.add(gitDir);
+  for (const d of dirs) {
+    try {
+      fsyncDir(d);
+    } catch {
+      /* packed refs: the dir may not exist */
+    }
+  }
+}
+
+async function newId(git: Git): Promise<string> {
+  for (;;) {
+    const id = crypto.randomBytes(4).toString('hex');
+    const r = await git.run(['rev-parse', '--verify', '--quiet', `${STATE_REF_PREFIX}${id}`], { allowFail: true });
+    if (r.code !== 0) return id;
+  }
+}
+
+export interface CreateOptions {
+  kind: Kind;
+  message?: string;
+  time?: Date;
+  force?: boolean;
+}
+
+export type CreateResult = { skipped: false; checkpoint: Checkpoint } | { skipped: true; latest: Checkpoint };
+
+/**
+ * Commit state/ and snapshot the workspace as a checkpoint. The caller holds
+ * the state lock and has initialised the run.
+ */
+export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opts: CreateOptions): Promise<CreateResult> {
+  const git = stateGit(paths);
+  const ws = workspaceGit(wsDir);
+  git.removeStaleLocks();
+  removeStaleSnapshotIndexes(wsDir);
+  removeLocksUnder(path.join(ws.gitDir, WORKSPACE_REF_PREFIX));
+
+  const tasklog = TaskLog.forRun(paths);
+  const [prev, stateTree, snap] = await Promise.all([readTip(git), stageState(git), snapshotWorkspace(wsDir)]);
+
+  if (prev && opts.kind === 'routine' && !opts.force && prev.tree === stateTree && prev.workspace.tree === snap.tree) {
+    return { skipped: true, latest: prev };
+  }
+  const id = await newId(git);
+  const time = isoUtc(opts.time ?? new Date());
+  const epoch = Math.floor(Date.parse(time) / 1000);
+  const dateEnv = { GIT_AUTHOR_DATE: `@${epoch} +0000`, GIT_COMMITTER_DATE: `@${epoch} +0000` };
+
+  const [stateInfo, wsInfo] = await Promise.all([treeInfo(git, stateTree), treeInfo(ws, snap.tree)]);
+  const wsArgs = ['commit-tree', snap.tree, '-m', `selfware checkpoint ${id} of run ${paths.run}`];
+  if (snap.head) wsArgs.push('-p', snap.head);
+  const wsCommit = await ws.with(dateEnv).out(wsArgs);
+  const wsRef = `${WORKSPACE_REF_PREFIX}${id}`;
+  await ws.run(['update-ref', wsRef, wsCommit]);
+  fsyncRefDirs(ws.gitDir, [wsRef]);
+
+  const end = tasklog.end();
+  const meta = {
+    id,
+    kind: opts.kind,
+    time,
+    seq: (prev?.seq ?? 0) + 1,
+    message: opts.message ?? '',
+    tree: stateTree,
+    tasklog: { log: end.log, position: end.position },
+    workspace: { commit: wsCommit, tree: snap.tree, head: snap.head, branch: snap.branch },
+    size: { state: stateInfo.bytes, workspace: wsInfo.bytes },
+  };
+  const checksum = computeChecksum(meta);
+  const args = ['commit-tree', stateTree];
+  if (prev) args.push('-p', prev.commit);
+  const commit = await git.with(dateEnv).out([...args, '-F', '-'], { input: commitMessage({ ...meta, checksum }) });
+  const ref = `${STATE_REF_PREFIX}${id}`;
+  const zero = '0'.repeat(40);
+  await git.run(['update-ref', '--stdin'], { input: `create ${ref} ${commit}\nupdate refs/heads/main ${commit} ${prev ? prev.commit : zero}\n` });
+  fsyncRefDirs(git.gitDir, [ref, 'refs/heads/main']);
+  const checkpoint: Checkpoint = { ...meta, checksum, commit, parent: prev?.commit ?? null };
+  tasklog.append({
+    t: 'checkpoint',
+    id,
+    kind: opts.kind,
+    time,
+    message: meta.message,
+    position: end.position,
+    state_commit: commit,
+    workspace_commit: wsCommit,
+    size: stateInfo.bytes + wsInfo.bytes,
+  });
+  return { skipped: false, checkpoint };
+}
+
+export interface VerifyReport {
+  id: string;
+  valid: boolean;
+  errors: string[];
+}
+
+/**
+ * Check checkpoints: every object of the state commit and of the workspace
+ * snapshot re-hashed against its id, the checksum recomputed, and the task log
+ * reaching the recorded position. Objects shared between checkpoints are
+ * read once.
+ */
+export async function verifyCheckpoints(
+  paths: RunPaths,
+  wsDir: string,
+  list: Checkpoint[],
+  broken: Array<{ id: string; reason: string }>,
+): Promise<VerifyReport[]> {
+  const git = stateGit(paths);
+  const ws = workspaceGit(wsDir);
+  const checked = { state: new Map<string, string | null>(), ws: new Map<string, string | null>() };
+  let logEnd: { position: number; log: string } | null = null;
+  let logError = '';
+  try {
+    logEnd = TaskLog.forRun(paths).end();
+  } catch (e) {
+    logError = (e as Error).message;
+  }
+  const reports: VerifyReport[] = broken.map((b) => ({ id: b.id, valid: false, errors: [b.reason] }));
+  for (const c of list) {
+    const errors: string[] = [];
+    const expect = computeChecksum(c);
+    if (expect !== c.checksum) errors.push(`checksum mismatch: recorded ${c.checksum.slice(0, 19)}..., computed ${expect.slice(0, 19)}...`);
+    errors.push(...(await checkTreeObjects(git, [c.commit], c.tree, checked.state, 'state')));
+    if (c.workspace.commit && c.workspace.tree) {
+      if (!fs.existsSync(ws.gitDir)) errors.push(`workspace repository '${wsDir}' is missing`);
+      else {
+        const refOk = await ws.run(['rev-parse', '--verify', '--quiet', `${WORKSPACE_REF_PREFIX}${c.id}`], { allowFail: true });
+        if (refOk.code !== 0 || refOk.stdout.trim() !== c.workspace.commit) errors.push(`workspace snapshot ref ${WORKSPACE_REF_PREFIX}${c.id} is missing or moved`);
+        errors.push(...(await checkTreeObjects(ws, [c.workspace.commit], c.workspace.tree, checked.ws, 'workspace')));
+      }
+    }
+    if (!logEnd) errors.push(`task log unreadable: ${logError}`);
+    else if (logEnd.log !== c.tasklog.log) errors.push(`task log ${c.tasklog.log} recorded, but the run's log is ${logEnd.log}`);
+    else if (logEnd.position < c.tasklog.position) errors.push(`task log ends at position ${logEnd.position}, before the recorded ${c.tasklog.position}`);
+    reports.push({ id: c.id, valid: errors.length === 0, errors });
+  }
+  return reports;
+}
+
+/** Check a commit and every object below tree; results are cached in seen (oid -> error or null). */
+async function checkTreeObjects(git: Git, commits: string[], tree: string, seen: Map<string, string | null>, what: string): Promise<string[]> {
+  const errors: string[] = [];
+  const fresh = (oids: string[]): string[] => oids.filter((o) => !seen.has(o));
+  const record = async (oids: string[]): Promise<void> => {
+    const todo = fresh(oids);
+    if (todo.length === 0) return;
+    const bad = await checkObjects(git, todo);
+    const badMap = new Map(bad.map((b) => [b.oid, b.reason]));
+    for (const o of todo) seen.set(o, badMap.get(o) ?? null);
+  };
+  await record([...commits, tree]);
+  const listing = await git.run(['ls-tree', '-r', '-t', '-z', tree], { allowFail: true });
+  if (listing.code !== 0) {
+    const first = listing.stderr.split('\n')[0]?.replace(/^(fatal|error): /, '') ?? '';
+    errors.push(`${what} tree ${tree.slice(0, 12)} cannot be listed: ${first}`);
+  } else {
+    const oids = listing.stdout
+      .split('\0')
+      .filter((e) => e !== '')
+      .map((e) => /^\d+ (\w+) ([0-9a-f]+)\t/.exec(e))
+      .filter((m): m is RegExpExecArray => m !== null && m[1] !== 'commit')
+      .map((m) => m[2] as string);
+    await record(oids);
+    for (const o of oids) {
+      const err = seen.get(o);
+      if (err) errors.push(`${what} object ${o.slice(0, 12)}: ${err}`);
+    }
+  }
+  for (const o of [...commits, tree]) {
+    const err = seen.get(o);
+    if (err) errors.push(`${what} ${o === tree ? 'tree' : 'commit'} ${o.slice(0, 12)}: ${err}`);
+  }
+  return [...new Set(errors)];
+}
+
+export interface DiffEntry {
+  path: string;
+  status: 'added' | 'removed' | 'modified' | 'type-changed';
+  added: number | null;
+  removed: number | null;
+}
+
+/** What changed in state/ from checkpoint a to b (or to the files now). */
+export async function diffState(paths: RunPaths, from: Checkpoint, to: Checkpoint | null): Promise<DiffEntry[]> {
+  const git = stateGit(paths);
+  let toTree: string;
+  if (to) toTree = to.tree;
+  else {
+    const tmpIndex = path.join(git.gitDir, `selfware-diff.index.${process.pid}`);
+    try {
+      try {
+        fs.copyFileSync(path.join(git.gitDir, 'index'), tmpIndex);
+      } catch {
+        /* no index yet */
+      }
+      const g = git.with({ GIT_INDEX_FILE: tmpIndex });
+      await g.run(['add', '--all', '--', '.']);
+      toTree = await g.out(['write-tree']);
+    } finally {
+      fs.rmSync(tmpIndex, { force: true });
+    }
+  }
+  const [ns, num] = await Promise.all([
+    git.out(['diff-tree', '-r', '-z', '--no-renames', '--name-status', from.tree, toTree]),
+    git.out(['diff-tree', '-r', '-z', '--no-renames', '--numstat', from.tree, toTree]),
+  ]);
+  const counts = new Map<string, [number | null, number | null]>();
+  const numParts = num.split('\0');
+  for (const rec of numParts) {
+    const m = /^(\d+|-)\t(\d+|-)\t(.*)$/s.exec(rec);
+    if (m) counts.set(m[3] as string, [m[1] === '-' ? null : Number(m[1]), m[2] === '-' ? null : Number(m[2])]);
+  }
+  const parts = ns.split('\0').filter((p) => p !== '');
+  const entries: DiffEntry[] = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) {
+    const code = parts[i] as string;
+    const p = parts[i + 1] as string;
+    const status = code === 'A' ? 'added' : code === 'D' ? 'removed' : code === 'T' ? 'type-changed' : 'modified';
+    const [a, r] = counts.get(p) ?? [null, null];
+    entries.push({ path: p, status, added: a, removed: r });
+  }
+  return entries;
+}

@@ -1,0 +1,60 @@
+// The state store's public surface: what commands call.
+
+import { workspaceDir, type RunConfig } from '../config/index.js';
+import type { RunPaths } from '../run.js';
+import { TaskLog } from '../tasklog/index.js';
+import { createCheckpointLocked, type CreateOptions, type CreateResult } from './checkpoint.js';
+import { initRun, lockState } from './layout.js';
+import { executePrune, planPrune, type PrunePlan, type PruneResult } from './prune.js';
+import type { RetentionPolicy } from '../config/schema.js';
+
+export * from './checkpoint.js';
+export * from './layout.js';
+export { applyPolicy, isoWeek } from './retention.js';
+export type { PrunePlan, PruneResult } from './prune.js';
+
+export interface CreateOutcome {
+  result: CreateResult;
+  /** The run did not exist and was created. */
+  initialised: boolean;
+  /** Events folded from the journal into the task log database. */
+  compacted: number | null;
+}
+
+/**
+ * Create a checkpoint of a run (initialising it if it does not exist yet),
+ * folding the task log's journal into its database first once it has grown
+ * past tasklog.compact_bytes.
+ */
+export async function createCheckpoint(paths: RunPaths, config: RunConfig, opts: CreateOptions): Promise<CreateOutcome> {
+  const lock = await lockState(paths);
+  try {
+    const ws = workspaceDir(config, paths);
+    const { created } = await initRun(paths, ws);
+    const tasklog = TaskLog.forRun(paths);
+    let compacted: number | null = null;
+    if (tasklog.journalBytes() >= config.tasklog.compact_bytes) compacted = (await tasklog.compact()).folded;
+    const result = await createCheckpointLocked(paths, ws, opts);
+    return { result, initialised: created, compacted };
+  } finally {
+    lock.release();
+  }
+}
+
+/** Plan (dry run) or carry out a prune under the state lock. */
+export async function pruneRun(
+  paths: RunPaths,
+  config: RunConfig,
+  policy: RetentionPolicy,
+  dryRun: boolean,
+): Promise<PrunePlan | PruneResult> {
+  const ws = workspaceDir(config, paths);
+  if (dryRun) return planPrune(paths, ws, policy);
+  const lock = await lockState(paths);
+  try {
+    const plan = await planPrune(paths, ws, policy);
+    return await executePrune(paths, ws, plan);
+  } finally {
+    lock.release();
+  }
+}

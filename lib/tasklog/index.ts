@@ -1,0 +1,307 @@
+// The task log: the authoritative, append-only record of a run. Events are
+// appended to a journal (flat cost, durable on return); a checkpoint folds the
+// journal into a SQLite snapshot (sql.js) and starts a new journal. Readers see
+// the snapshot plus the journal's tail, as one database.
+
+import fs from 'node:fs';
+import crypto from 'node:crypto';
+import type { Database, SqlJsStatic } from 'sql.js';
+import { dataError } from '../exit.js';
+import { writeFileAtomic } from '../fsutil.js';
+import {
+  appendRecords,
+  openLocked,
+  parseJournal,
+  readJournalFd,
+  unlock,
+  writeJournal,
+  type CorruptRecord,
+  type JournalContents,
+} from './journal.js';
+import { EventApplier, SCHEMA_VERSION, getMeta, migrate, schemaVersion, setMeta } from './schema.js';
+
+export { SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './schema.js';
+export type { CorruptRecord } from './journal.js';
+
+export interface TaskEvent {
+  /** Event type: session_start, task_outcome, checkpoint, ... */
+  t: string;
+  /** ISO 8601; filled in by append when absent. */
+  ts?: string;
+  [field: string]: unknown;
+}
+
+let sqlPromise: Promise<SqlJsStatic> | undefined;
+/** sql.js, loaded once per process. */
+export async function sqljs(): Promise<SqlJsStatic> {
+  if (!sqlPromise) {
+    sqlPromise = import('sql.js').then((m) => (m.default as unknown as (cfg?: object) => Promise<SqlJsStatic>)());
+  }
+  return sqlPromise;
+}
+
+export interface Snapshot {
+  /** The database: snapshot plus the journal's tail. The caller closes it. */
+  db: Database;
+  log: string;
+  /** Global position just past the last event in db. */
+  position: number;
+  /** Events replayed from the journal on top of the snapshot. */
+  replayed: number;
+  corrupt: CorruptRecord[];
+  torn: boolean;
+  /** Problems found while reading (gaps, mismatches); reading went on. */
+  warnings: string[];
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  position: number;
+  events: number;
+  problems: string[];
+  notes: string[];
+}
+
+const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
+
+export class TaskLog {
+  constructor(
+    readonly dbFile: string,
+    readonly journalFile: string,
+  ) {}
+
+  static forRun(paths: { tasklogDb: string; tasklogJournal: string }): TaskLog {
+    return new TaskLog(paths.tasklogDb, paths.tasklogJournal);
+  }
+
+  exists(): boolean {
+    return fs.existsSync(this.journalFile);
+  }
+
+  /** Create the journal of a new log; a no-op when it exists. */
+  async init(): Promise<void> {
+    if (this.exists()) return;
+    if (fs.existsSync(this.dbFile)) {
+      // The journal was lost but the snapshot remains: continue after it.
+      const SQL = await sqljs();
+      const bytes = fs.readFileSync(this.dbFile);
+      const db = new SQL.Database(bytes);
+      try {
+        const log = getMeta(db, 'log') ?? crypto.randomUUID();
+        const base = Number(getMeta(db, 'position') ?? 0);
+        writeJournal(this.journalFile, { log, base, db_sha256: sha256(bytes) });
+      } finally {
+        db.close();
+      }
+      return;
+    }
+    writeJournal(this.journalFile, { log: crypto.randomUUID(), base: 0, db_sha256: '' });
+  }
+
+  /** Append one event; returns its global position once it is on disk. */
+  append(event: TaskEvent): number {
+    return this.appendMany([event])[0] as number;
+  }
+
+  appendMany(events: TaskEvent[]): number[] {
+    const now = new Date().toISOString();
+    const stamped = events.map((e) => (e.ts ? e : { ...e, ts: now }));
+    return appendRecords(this.journalFile, stamped).positions;
+  }
+
+  /** Size of the journal in bytes (what a compaction would fold). */
+  journalBytes(): number {
+    try {
+      return fs.statSync(this.journalFile).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  /** The global position just past the last complete event, and the log's id. */
+  end(): { position: number; log: string } {
+    const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
+    try {
+      const j = readJournalFd(fd, this.journalFile);
+      return { position: j.end, log: j.header.log };
+    } finally {
+      unlock(fd);
+      fs.closeSync(fd);
+    }
+  }
+
+  private async loadDb(bytes: Buffer | null, journal: JournalContents): Promise<{ db: Database; position: number; warnings: string[] }> {
+    const SQL = await sqljs();
+    const warnings: string[] = [];
+    let db: Database;
+    try {
+      db = bytes ? new SQL.Database(bytes) : new SQL.Database();
+      schemaVersion(db); // fails here on a file that is not a database
+    } catch (e) {
+      throw dataError(`${this.dbFile}: cannot open the task log database: ${(e as Error).message}`);
+    }
+    try {
+      migrate(db, this.dbFile);
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+    let position = journal.header.base;
+    if (bytes) {
+      const log = getMeta(db, 'log');
+      if (log && log !== journal.header.log) {
+        db.close();
+        throw dataError(`${this.dbFile}: belongs to task log ${log}, but ${this.journalFile} to ${journal.header.log}`);
+      }
+      position = Number(getMeta(db, 'position') ?? 0);
+      if (journal.header.base > position) {
+        warnings.push(`${this.journalFile} starts at position ${journal.header.base} but the database ends at ${position}: the events between are missing`);
+      }
+    } else if (journal.header.base > 0) {
+      warnings.push(`${this.dbFile} is missing: the ${journal.header.base} bytes of events before the journal are lost`);
+    }
+    setMeta(db, 'log', journal.header.log);
+    return { db, position, warnings };
+  }
+
+  private readDbBytes(): Buffer | null {
+    try {
+      return fs.readFileSync(this.dbFile);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw e;
+    }
+  }
+
+  private static replay(db: Database, journal: JournalContents, from: number): { replayed: number; position: number } {
+    const applier = new EventApplier(db);
+    let replayed = 0;
+    db.exec('BEGIN');
+    try {
+      for (const r of journal.records) {
+        if (r.pos < from) continue;
+        applier.apply(r.pos, r.event);
+        replayed++;
+      }
+      db.exec('COMMIT');
+    } catch (e) {
+      db.exec('ROLLBACK');
+      throw e;
+    } finally {
+      applier.free();
+    }
+    const position = Math.max(from, journal.end);
+    setMeta(db, 'position', position);
+    return { replayed, position };
+  }
+
+  /** The whole log as one in-memory database (snapshot plus journal tail). */
+  async snapshot(): Promise<Snapshot> {
+    const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
+    let bytes: Buffer | null;
+    let journal: JournalContents;
+    try {
+      bytes = this.readDbBytes();
+      journal = readJournalFd(fd, this.journalFile);
+    } finally {
+      unlock(fd);
+      fs.closeSync(fd);
+    }
+    const { db, position: dbPos, warnings } = await this.loadDb(bytes, journal);
+    try {
+      const { replayed, position } = TaskLog.replay(db, journal, dbPos);
+      return { db, log: journal.header.log, position, replayed, corrupt: journal.corrupt, torn: journal.torn, warnings };
+    } catch (e) {
+      db.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Fold the journal into the database snapshot and start a new journal that
+   * continues at the same position. Writers wait on the journal lock meanwhile.
+   */
+  async compact(): Promise<{ folded: number; position: number; dbBytes: number }> {
+    const fd = openLocked(this.journalFile, 'ex');
+    try {
+      const bytes = this.readDbBytes();
+      const journal = readJournalFd(fd, this.journalFile);
+      const { db, position: dbPos } = await this.loadDb(bytes, journal);
+      try {
+        const { replayed, position } = TaskLog.replay(db, journal, dbPos);
+        const shaNow = bytes ? sha256(bytes) : '';
+        if (replayed === 0 && journal.header.base === position && journal.header.db_sha256 === shaNow && bytes) {
+          return { folded: 0, position, dbBytes: bytes.length };
+        }
+        setMeta(db, 'updated_at', new Date().toISOString());
+        const out = db.export();
+        writeFileAtomic(this.dbFile, out);
+        writeJournal(this.journalFile, { log: journal.header.log, base: position, db_sha256: sha256(out) });
+        return { folded: replayed, position, dbBytes: out.length };
+      } finally {
+        db.close();
+      }
+    } finally {
+      unlock(fd);
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Check the journal's records and the snapshot's integrity; never throws for corruption. */
+  async verify(): Promise<VerifyResult> {
+    const problems: string[] = [];
+    const notes: string[] = [];
+    let journal: JournalContents;
+    let bytes: Buffer | null;
+    try {
+      const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
+      try {
+        bytes = this.readDbBytes();
+        journal = readJournalFd(fd, this.journalFile);
+      } finally {
+        unlock(fd);
+        fs.closeSync(fd);
+      }
+    } catch (e) {
+      const msg = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `${this.journalFile}: missing` : (e as Error).message;
+      return { ok: false, position: 0, events: 0, problems: [msg], notes };
+    }
+    for (const c of journal.corrupt) problems.push(`${this.journalFile}: record at position ${c.pos}: ${c.reason}`);
+    if (journal.torn) notes.push(`${this.journalFile}: a torn last record (from a killed writer) is ignored`);
+    if (bytes) {
+      const sha = sha256(bytes);
+      let dbPos: number | undefined;
+      let dbLog: string | undefined;
+      try {
+        const SQL = await sqljs();
+        const db = new SQL.Database(bytes);
+        try {
+          const ic = db.exec('PRAGMA integrity_check');
+          const res = String(ic[0]?.values[0]?.[0] ?? 'no answer');
+          if (res !== 'ok') problems.push(`${this.dbFile}: integrity check: ${res}`);
+          const v = schemaVersion(db);
+          if (v > SCHEMA_VERSION) problems.push(`${this.dbFile}: schema version ${v} is newer than this selfware understands (${SCHEMA_VERSION})`);
+          dbPos = Number(getMeta(db, 'position') ?? NaN);
+          dbLog = getMeta(db, 'log');
+        } finally {
+          db.close();
+        }
+      } catch (e) {
+        problems.push(`${this.dbFile}: cannot read: ${(e as Error).message}`);
+      }
+      if (sha !== journal.header.db_sha256) {
+        // A compaction killed between writing the snapshot and starting the new
+        // journal leaves a snapshot that already covers the whole journal.
+        const covered = dbLog === journal.header.log && dbPos === journal.end;
+        if (covered) notes.push(`${this.dbFile}: written by a compaction that did not finish; the next one completes it`);
+        else problems.push(`${this.dbFile}: checksum does not match the one the journal recorded for it`);
+      }
+    } else if (journal.header.db_sha256 !== '') {
+      problems.push(`${this.dbFile}: missing, but the journal continues from it`);
+    }
+    return { ok: problems.length === 0, position: journal.end, events: journal.records.length, problems, notes };
+  }
+}
+
+/** Parse journal bytes (exported for tests and tools). */
+export { parseJournal };
