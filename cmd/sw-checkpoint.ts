@@ -24,6 +24,11 @@ import {
 import { TaskLog } from '../lib/tasklog/index.js';
 import { formatBytes, isoUtc, parseTime } from '../lib/units.js';
 
+/** Checkpoint ids are checked before anything is read: a usage error, not a missing run. */
+function checkIds(ids: Array<string | undefined>): void {
+  for (const id of ids) if (id !== undefined && !/^[0-9a-f]{1,64}$|^latest$/.test(id)) throw usageError(`invalid checkpoint id '${id}'`);
+}
+
 async function setup(runArg: string) {
   const run = validateRunName(runArg);
   const paths = runPaths(run);
@@ -105,6 +110,7 @@ function cmdShow(program: Command): void {
     action(async (runArg: string, id: string, _o: unknown, cmd: Command) => {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
+      checkIds([id]);
       const { paths } = await setup(runArg);
       const { checkpoints } = await listCheckpoints(paths);
       const c = resolveId(checkpoints, id);
@@ -145,6 +151,7 @@ function cmdDiff(program: Command): void {
     action(async (runArg: string, id: string, id2: string | undefined, _o: unknown, cmd: Command) => {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
+      checkIds([id, id2]);
       const { paths } = await setup(runArg);
       const { checkpoints } = await listCheckpoints(paths);
       const a = resolveId(checkpoints, id);
@@ -176,6 +183,7 @@ function cmdVerify(program: Command): void {
     action(async (runArg: string, ids: string[], _o: unknown, cmd: Command) => {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
+      checkIds(ids);
       const { paths, ws } = await setup(runArg);
       const { checkpoints, broken } = await listCheckpoints(paths);
       const chosen = ids.length > 0 ? [...new Map(ids.map((i) => resolveId(checkpoints, i)).map((c) => [c.id, c])).values()] : checkpoints;

@@ -27,7 +27,7 @@ export async function parseConfigText<T>(text: string, schema: Spec, checks: Con
   const issues: ConfigIssue[] = [];
   if (doc.errors.length > 0) {
     for (const e of doc.errors) {
-      const lp = e.linePos?.[0] ?? { line: 1, col: 1 };
+      const lp = e.linePos?.[0] ?? lc.linePos(e.pos[0]);
       issues.push({ line: lp.line, col: lp.col, key: '', message: `invalid YAML: ${e.message.split('\n')[0]}` });
     }
     return { config: defaultsOf(schema) as T, issues };

@@ -1,0 +1,438 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { DIST, git, makeEnv, sw, treeSnapshot, writeConfig, type TestEnv } from '../helpers.js';
+import { TaskLog } from '../../lib/tasklog/index.js';
+import { runPaths } from '../../lib/run.js';
+
+const cp = (args: string[], t: TestEnv, opts = {}) => sw('sw-checkpoint', args, t, opts);
+const stateOf = (t: TestEnv, run = 'run1') => path.join(t.stateDir, run, 'state');
+const wsOf = (t: TestEnv, run = 'run1') => path.join(t.stateDir, run, 'workspace');
+
+async function created(t: TestEnv, args: string[] = []): Promise<string> {
+  const r = await cp(['create', 'run1', ...args], t);
+  assert.equal(r.exitCode, 0, String(r.stderr));
+  const id = String(r.stdout).trim();
+  assert.match(id, /^[0-9a-f]{8}$/);
+  return id;
+}
+
+test('--help, --version, and usage errors exit 64', async () => {
+  const t = makeEnv();
+  try {
+    const h = await cp(['--help'], t);
+    assert.equal(h.exitCode, 0);
+    assert.match(String(h.stdout), /^Usage: sw-checkpoint \[options\] \[command\]/);
+    for (const sub of ['create', 'list', 'show', 'diff', 'verify', 'prune']) {
+      const s = await cp([sub, '--help'], t);
+      assert.equal(s.exitCode, 0, sub);
+      assert.match(String(s.stdout), new RegExp(`^Usage: sw-checkpoint ${sub} `), sub);
+    }
+    const v = await cp(['--version'], t);
+    assert.equal(v.exitCode, 0);
+    assert.match(String(v.stdout), /^\d+\.\d+\.\d+\n?$/);
+    const cases: Array<[string[], RegExp]> = [
+      [[], /Usage: sw-checkpoint/],
+      [['frobnicate'], /unknown command 'frobnicate'/],
+      [['create'], /missing required argument 'run'/],
+      [['create', 'run1', '--kind', 'weekly'], /option '--kind <kind>' argument 'weekly' is invalid\. expected one of routine, task, pre-op, shutdown, recovery, manual, got 'weekly'/],
+      [['create', 'run1', '--time', 'yesterday'], /--time <iso8601>': expected a date and time such as 2026-11-21T09:30:00Z, got 'yesterday'/],
+      [['prune', 'run1', '--keep-last', 'three'], /--keep-last <n>' argument 'three' is invalid\. expected an integer, got 'three'/],
+      [['prune', 'run1', '--keep-daily', '-1'], /expected an integer from 0 to/],
+      [['list', 'run1', '--frob'], /unknown option '--frob'/],
+      [['show', 'run1', 'zz!'], /invalid checkpoint id 'zz!'/],
+    ];
+    for (const [args, re] of cases) {
+      const r = await cp(args, t);
+      assert.equal(r.exitCode, 64, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(String(r.stderr), re, args.join(' '));
+      assert.doesNotMatch(String(r.stderr), /at .*\.js:\d+/, 'no stack trace');
+    }
+    assert.deepEqual(fs.readdirSync(t.stateDir), [], 'usage errors create nothing');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('bad run names exit 64 and touch nothing', async () => {
+  const t = makeEnv();
+  try {
+    await created(t);
+    const before = treeSnapshot(t.dir);
+    for (const name of ['../x', 'a/b', '', 'x'.repeat(200), '.hidden', '..']) {
+      for (const sub of [['create'], ['list'], ['verify'], ['prune'], ['show'], ['diff']]) {
+        const args = [...sub, name];
+        if (sub[0] === 'show' || sub[0] === 'diff') args.push('latest');
+        const r = await cp(args, t);
+        assert.equal(r.exitCode, 64, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(String(r.stderr), /^sw-checkpoint: invalid run name '/, args.join(' '));
+      }
+    }
+    assert.deepEqual(treeSnapshot(t.dir), before);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('create initialises a new run, prints the id, and records it everywhere', async () => {
+  const t = makeEnv();
+  try {
+    const r = await cp(['create', 'run1', '--kind', 'manual', '--message', 'first'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const id = String(r.stdout).trim();
+    assert.match(id, /^[0-9a-f]{8}$/);
+    assert.match(String(r.stderr), /initialised run 'run1'/);
+    const state = stateOf(t);
+    for (const f of ['run.yaml', 'agent.json', 'queue/.keep', 'memory/.keep', 'transcripts/.keep']) assert.ok(fs.existsSync(path.join(state, f)), f);
+    // git log in state/ shows the checkpoints (through state/.git -> ../state.git)
+    const log = await git(state, ['log', '--format=%s']);
+    assert.equal(log.exitCode, 0, String(log.stderr));
+    assert.equal(String(log.stdout).trim(), `checkpoint ${id}: manual: first`);
+    const fsck = await git(state, ['fsck', '--strict']);
+    assert.equal(fsck.exitCode, 0, String(fsck.stderr));
+    // the task log has the checkpoint event
+    const snap = await TaskLog.forRun(runPaths('run1', t.env)).snapshot();
+    assert.deepEqual(snap.db.exec('SELECT id, kind, message FROM checkpoints')[0]?.values, [[id, 'manual', 'first']]);
+    snap.db.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a routine checkpoint with nothing changed is skipped unless --force', async () => {
+  const t = makeEnv();
+  try {
+    const id = await created(t, ['--kind', 'routine']);
+    const skip = await cp(['create', 'run1', '--kind', 'routine'], t);
+    assert.equal(skip.exitCode, 0);
+    assert.equal(String(skip.stdout), '');
+    assert.match(String(skip.stderr), new RegExp(`nothing changed since checkpoint ${id}; routine checkpoint skipped`));
+    const skipJson = await cp(['create', 'run1', '--kind', 'routine', '--json'], t);
+    assert.deepEqual(JSON.parse(String(skipJson.stdout)), { skipped: true, latest: id });
+    const forced = await created(t, ['--kind', 'routine', '--force']);
+    assert.notEqual(forced, id);
+    const manual = await created(t, ['--kind', 'manual']);
+    assert.notEqual(manual, forced, 'other kinds are never skipped');
+    fs.writeFileSync(path.join(stateOf(t), 'memory', 'note.md'), 'learned something\n');
+    await created(t, ['--kind', 'routine']);
+    fs.writeFileSync(path.join(wsOf(t), 'new.txt'), 'workspace change\n');
+    await created(t, ['--kind', 'routine']);
+    const list = JSON.parse(String((await cp(['list', 'run1', '--json'], t)).stdout)) as { checkpoints: unknown[] };
+    assert.equal(list.checkpoints.length, 5);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the workspace snapshot leaves branch, index, HEAD and files alone', async () => {
+  const t = makeEnv();
+  try {
+    const ws = path.join(t.dir, 'ws');
+    writeConfig(t, 'run1', `workspace: ${ws}\n`);
+    fs.mkdirSync(ws);
+    const g = (args: string[]) => execa('git', ['-c', 'user.name=u', '-c', 'user.email=u@x', ...args], { cwd: ws });
+    await g(['init', '-q', '-b', 'dev']);
+    fs.writeFileSync(path.join(ws, '.gitignore'), 'build/\n');
+    fs.writeFileSync(path.join(ws, 'a.txt'), 'a1\n');
+    await g(['add', '.']);
+    await g(['commit', '-qm', 'one']);
+    fs.writeFileSync(path.join(ws, 'a.txt'), 'a2 staged\n');
+    await g(['add', 'a.txt']);
+    fs.writeFileSync(path.join(ws, 'a.txt'), 'a3 unstaged\n');
+    fs.writeFileSync(path.join(ws, 'untracked.txt'), 'u\n');
+    fs.mkdirSync(path.join(ws, 'build'));
+    fs.writeFileSync(path.join(ws, 'build', 'ignored.o'), 'o\n');
+    const before = {
+      head: (await g(['rev-parse', 'HEAD'])).stdout,
+      branch: (await g(['symbolic-ref', 'HEAD'])).stdout,
+      index: (await g(['ls-files', '-s'])).stdout,
+      status: (await g(['status', '--porcelain'])).stdout,
+      files: treeSnapshot(ws),
+    };
+    const id = await created(t);
+    const after = {
+      head: (await g(['rev-parse', 'HEAD'])).stdout,
+      branch: (await g(['symbolic-ref', 'HEAD'])).stdout,
+      index: (await g(['ls-files', '-s'])).stdout,
+      status: (await g(['status', '--porcelain'])).stdout,
+      files: treeSnapshot(ws),
+    };
+    // The checkpoint's temp index must not linger in .git either.
+    after.files = new Map([...after.files].filter(([k]) => !k.startsWith('.git/')));
+    before.files = new Map([...before.files].filter(([k]) => !k.startsWith('.git/')));
+    assert.deepEqual(after, before);
+    const snapFiles = (await g(['ls-tree', '-r', '--name-only', `refs/selfware/checkpoints/${id}`])).stdout.split('\n').sort();
+    assert.deepEqual(snapFiles, ['.gitignore', 'a.txt', 'untracked.txt']);
+    const content = (await g(['show', `refs/selfware/checkpoints/${id}:a.txt`])).stdout;
+    assert.equal(content, 'a3 unstaged', 'the snapshot holds the file as it is on disk');
+    const parent = (await g(['rev-parse', `refs/selfware/checkpoints/${id}^`])).stdout;
+    assert.equal(parent, before.head.trim());
+    assert.deepEqual(fs.readdirSync(path.join(ws, '.git')).filter((n) => n.includes('selfware')), []);
+    const show = JSON.parse(String((await cp(['show', 'run1', id, '--json'], t)).stdout)) as { workspace: { branch: string; head: string } };
+    assert.equal(show.workspace.branch, 'dev');
+    assert.equal(show.workspace.head, before.head.trim());
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('list, show and their JSON', async () => {
+  const t = makeEnv();
+  try {
+    const a = await created(t, ['--kind', 'task', '--message', 'task a done', '--time', '2026-11-20T08:00:00Z']);
+    const b = await created(t, ['--kind', 'routine', '--force', '--time', '2026-11-20T09:00:00Z']);
+    const l = await cp(['list', 'run1'], t);
+    assert.equal(l.exitCode, 0);
+    const lines = String(l.stdout).trim().split('\n');
+    assert.match(lines[0] as string, /^ID\s+TIME\s+KIND\s+SIZE\s+MESSAGE$/);
+    assert.match(lines[1] as string, new RegExp(`^${b}\\s+2026-11-20T09:00:00Z\\s+routine\\s+`));
+    assert.match(lines[2] as string, new RegExp(`^${a}\\s+2026-11-20T08:00:00Z\\s+task\\s+.*task a done$`));
+    const j = JSON.parse(String((await cp(['list', 'run1', '--json'], t)).stdout)) as { checkpoints: Array<Record<string, unknown>> };
+    assert.deepEqual(
+      j.checkpoints.map((c) => [c.id, c.kind, c.time, c.message]),
+      [
+        [b, 'routine', '2026-11-20T09:00:00Z', ''],
+        [a, 'task', '2026-11-20T08:00:00Z', 'task a done'],
+      ],
+    );
+    const first = j.checkpoints[0] as Record<string, unknown>;
+    assert.deepEqual(Object.keys(first).sort(), ['checksum', 'id', 'kind', 'message', 'sequence', 'size', 'state', 'tasklog', 'time', 'workspace']);
+    assert.equal(typeof first.size, 'number');
+    assert.match(String(first.checksum), /^sha256:[0-9a-f]{64}$/);
+    const onlyTask = JSON.parse(String((await cp(['list', 'run1', '--kind', 'task', '--json'], t)).stdout)) as { checkpoints: Array<{ id: string }> };
+    assert.deepEqual(onlyTask.checkpoints.map((c) => c.id), [a]);
+    const s = await cp(['show', 'run1', a.slice(0, 4)], t);
+    assert.equal(s.exitCode, 0, String(s.stderr));
+    assert.match(String(s.stdout), new RegExp(`id:\\s+${a}`));
+    assert.match(String(s.stdout), /kind:\s+task/);
+    const latest = JSON.parse(String((await cp(['show', 'run1', 'latest', '--json'], t)).stdout)) as { id: string };
+    assert.equal(latest.id, b);
+    const missing = await cp(['show', 'run1', 'ffffffff'], t);
+    assert.equal(missing.exitCode, 66);
+    assert.match(String(missing.stderr), /no such checkpoint 'ffffffff'/);
+    const jsonErr = await cp(['show', 'run1', 'ffffffff', '--json'], t);
+    assert.deepEqual(JSON.parse(String(jsonErr.stderr)), { type: 'error', code: 66, message: "no such checkpoint 'ffffffff'" });
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('diff shows what changed in state/', async () => {
+  const t = makeEnv();
+  try {
+    const a = await created(t);
+    const st = stateOf(t);
+    fs.writeFileSync(path.join(st, 'queue', 't1.yaml'), 'title: one\n');
+    fs.writeFileSync(path.join(st, 'agent.json'), '{"status":"running"}\n');
+    const b = await created(t);
+    fs.rmSync(path.join(st, 'queue', 't1.yaml'));
+    fs.writeFileSync(path.join(st, 'memory', 'm.md'), 'x\n');
+    const d = await cp(['diff', 'run1', a, b], t);
+    assert.equal(d.exitCode, 0, String(d.stderr));
+    assert.equal(String(d.stdout), `M    agent.json (+1 -7)\n+    queue/t1.yaml`);
+    const now = JSON.parse(String((await cp(['diff', 'run1', b, '--json'], t)).stdout)) as { from: string; to: null; files: Array<{ path: string; status: string }> };
+    assert.equal(now.from, b);
+    assert.equal(now.to, null);
+    assert.deepEqual(now.files.map((f) => [f.path, f.status]), [['memory/m.md', 'added'], ['queue/t1.yaml', 'removed']]);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('commands on a run that does not exist exit 66 and create nothing', async () => {
+  const t = makeEnv();
+  try {
+    for (const args of [['list', 'nope'], ['show', 'nope', 'latest'], ['diff', 'nope', 'latest'], ['verify', 'nope'], ['prune', 'nope']]) {
+      const r = await cp(args, t);
+      assert.equal(r.exitCode, 66, args.join(' '));
+      assert.match(String(r.stderr), /no such run 'nope'/);
+    }
+    assert.deepEqual(fs.readdirSync(t.stateDir), []);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a bad config exits 78 naming file:line:col and changes nothing', async () => {
+  const t = makeEnv();
+  try {
+    await created(t);
+    const f = writeConfig(t, 'run1', 'checkpoint:\n  retention:\n    keep_lats: 3\n');
+    const before = treeSnapshot(t.stateDir);
+    for (const args of [['create', 'run1'], ['prune', 'run1'], ['list', 'run1']]) {
+      const r = await cp(args, t);
+      assert.equal(r.exitCode, 78, args.join(' '));
+      assert.equal(String(r.stderr), `sw-checkpoint: ${f}:3:5: checkpoint.retention.keep_lats: unknown key (did you mean 'keep_last'?)`);
+    }
+    writeConfig(t, 'run1', 'workspace: [unclosed\n');
+    const y = await cp(['create', 'run1'], t);
+    assert.equal(y.exitCode, 78);
+    assert.match(String(y.stderr), new RegExp(`^sw-checkpoint: ${f}:\\d+:\\d+: invalid YAML: `));
+    assert.deepEqual(treeSnapshot(t.stateDir), before);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a live lock holder gives exit 75 and nothing changes', async () => {
+  const t = makeEnv();
+  try {
+    await created(t);
+    const lockFile = path.join(t.stateDir, 'run1', 'locks', 'state.lock');
+    const holder = execa(process.execPath, [path.join(DIST, 'test/fixtures/hold-lock.js'), lockFile], { reject: false, buffer: false });
+    await new Promise<void>((res) => holder.stdout?.once('data', () => res()));
+    fs.writeFileSync(path.join(stateOf(t), 'memory', 'x'), 'x');
+    const before = treeSnapshot(path.join(t.stateDir, 'run1', 'state.git'));
+    for (const args of [['create', 'run1'], ['prune', 'run1', '--keep-last', '1']]) {
+      const r = await cp(args, t);
+      assert.equal(r.exitCode, 75, args.join(' '));
+      assert.match(String(r.stderr), new RegExp(`run 'run1' is locked by hold-lock.js \\(pid ${holder.pid}\\); try again later`));
+    }
+    assert.deepEqual(treeSnapshot(path.join(t.stateDir, 'run1', 'state.git')), before);
+    holder.kill('SIGKILL');
+    await holder;
+    await created(t);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('verify: valid checkpoints exit 0; flipped bytes in objects and task log are named, exit 1', async () => {
+  const t = makeEnv();
+  try {
+    const st = stateOf(t);
+    const initial = await created(t);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      fs.writeFileSync(path.join(st, 'memory', `m${i}.md`), `memory ${i}\n`.repeat(50));
+      ids.push(await created(t));
+    }
+    const ok = await cp(['verify', 'run1'], t);
+    assert.equal(ok.exitCode, 0, String(ok.stdout) + String(ok.stderr));
+    for (const id of [initial, ...ids]) assert.match(String(ok.stdout), new RegExp(`^${id}  valid$`, 'm'));
+    assert.match(String(ok.stdout), /^tasklog   valid/m);
+
+    // Corrupt the blob only the newest checkpoint has: m2.md.
+    const repo = path.join(t.stateDir, 'run1', 'state.git');
+    const blob = String((await git(st, ['rev-parse', `refs/checkpoints/${ids[2]}:memory/m2.md`], repo)).stdout).trim();
+    const objFile = path.join(repo, 'objects', blob.slice(0, 2), blob.slice(2));
+    fs.chmodSync(objFile, 0o644);
+    const buf = fs.readFileSync(objFile);
+    buf[Math.floor(buf.length / 2)] = (buf[Math.floor(buf.length / 2)] as number) ^ 0xff;
+    fs.writeFileSync(objFile, buf);
+    const bad = await cp(['verify', 'run1', '--json'], t);
+    assert.equal(bad.exitCode, 1);
+    const rep = JSON.parse(String(bad.stdout)) as { valid: boolean; checkpoints: Array<{ id: string; valid: boolean; errors: string[] }> };
+    assert.equal(rep.valid, false);
+    const byId = new Map(rep.checkpoints.map((c) => [c.id, c]));
+    assert.equal(byId.get(ids[0] as string)?.valid, true);
+    assert.equal(byId.get(ids[1] as string)?.valid, true);
+    assert.equal(byId.get(ids[2] as string)?.valid, false);
+    assert.match(byId.get(ids[2] as string)?.errors.join('\n') ?? '', new RegExp(`state object ${blob.slice(0, 12)}`));
+    assert.match(String(bad.stderr), new RegExp(`1 invalid: ${ids[2]}`));
+    // Only the named ones are checked when ids are given.
+    const one = await cp(['verify', 'run1', ids[0] as string], t);
+    assert.equal(one.exitCode, 0, String(one.stdout));
+
+    // A flipped byte in a task-log record.
+    const journal = path.join(t.stateDir, 'run1', 'tasklog.journal');
+    const jb = fs.readFileSync(journal);
+    const at = jb.lastIndexOf(Buffer.from('"kind"'));
+    jb[at + 2] = (jb[at + 2] as number) ^ 0x01;
+    fs.writeFileSync(journal, jb);
+    const v2 = await cp(['verify', 'run1', ids[0] as string], t);
+    assert.equal(v2.exitCode, 1);
+    assert.match(String(v2.stdout), /tasklog   invalid: .*tasklog\.journal: record at position \d+: CRC mismatch/);
+    assert.match(String(v2.stderr), /1 invalid: the task log/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('prune: policy, the two protections, dry run, JSON, and measured space freed', async () => {
+  const t = makeEnv();
+  try {
+    const st = stateOf(t);
+    const initial = await created(t, ['--time', '2026-11-19T00:00:00Z']);
+    const ids: string[] = [];
+    // Eight checkpoints an hour apart, each with 200 KiB of new, incompressible state.
+    for (let i = 0; i < 8; i++) {
+      fs.writeFileSync(path.join(st, 'memory', `blob${i}.bin`), crypto.randomBytes(200 * 1024));
+      fs.rmSync(path.join(st, 'memory', `blob${i - 1}.bin`), { force: true });
+      ids.push(await created(t, ['--time', `2026-11-20T${String(10 + i).padStart(2, '0')}:30:00Z`]));
+    }
+    // A recovery that used the second checkpoint.
+    TaskLog.forRun(runPaths('run1', t.env)).append({ t: 'recovery', reason: 'crash', action: 'restore', checkpoint: ids[1] });
+
+    const dry = await cp(['prune', 'run1', '--keep-last', '3', '--dry-run', '--json'], t);
+    assert.equal(dry.exitCode, 0, String(dry.stderr));
+    const plan = JSON.parse(String(dry.stdout)) as { dry_run: boolean; keep: Array<{ id: string; reasons: string[] }>; remove: Array<{ id: string }>; bytes_freed: null };
+    assert.equal(plan.dry_run, true);
+    assert.equal(plan.bytes_freed, null);
+    const keepIds = plan.keep.map((k) => k.id).sort();
+    assert.equal(new Set(plan.keep.map((k) => k.id)).size, plan.keep.length, JSON.stringify(plan.keep));
+    assert.deepEqual(keepIds, [ids[1], ids[5], ids[6], ids[7]].sort(), JSON.stringify(plan.keep.map((k) => [k.id, k.reasons])) + JSON.stringify(ids));
+    assert.deepEqual(plan.keep.find((k) => k.id === ids[1])?.reasons, ['used by a recovery']);
+    assert.deepEqual(plan.keep.find((k) => k.id === ids[7])?.reasons, ['last', 'newest valid']);
+    assert.deepEqual(plan.remove.map((r) => r.id).sort(), [initial, ids[0], ids[2], ids[3], ids[4]].sort());
+    const listAfterDry = JSON.parse(String((await cp(['list', 'run1', '--json'], t)).stdout)) as { checkpoints: unknown[] };
+    assert.equal(listAfterDry.checkpoints.length, 9, 'dry run changed nothing');
+
+    const real = await cp(['prune', 'run1', '--keep-last', '3', '--json'], t);
+    assert.equal(real.exitCode, 0, String(real.stderr));
+    const res = JSON.parse(String(real.stdout)) as { bytes_before: number; bytes_after: number; bytes_freed: number; remove: unknown[] };
+    assert.equal(res.remove.length, 5);
+    assert.equal(res.bytes_freed, res.bytes_before - res.bytes_after);
+    assert.ok(res.bytes_freed >= 4 * 195 * 1024, `freed ${res.bytes_freed} bytes, expected the 4 removed blobs' worth`);
+    const list = JSON.parse(String((await cp(['list', 'run1', '--json'], t)).stdout)) as { checkpoints: Array<{ id: string }> };
+    assert.deepEqual(list.checkpoints.map((c) => c.id), [ids[7], ids[6], ids[5], ids[1]]);
+    const log = String((await git(st, ['log', '--format=%s'])).stdout).trim().split('\n');
+    assert.deepEqual(log.map((s) => s.slice(11, 19)), [ids[7], ids[6], ids[5], ids[1]], 'main shows only the kept checkpoints');
+    const fsck = await git(st, ['fsck', '--strict']);
+    assert.equal(fsck.exitCode, 0, String(fsck.stderr));
+    const v = await cp(['verify', 'run1'], t);
+    assert.equal(v.exitCode, 0, String(v.stdout));
+    // The removed blobs are gone from disk.
+    const repo = path.join(t.stateDir, 'run1', 'state.git');
+    const cat = await git(st, ['cat-file', '-e', `${String((await git(st, ['rev-parse', `refs/checkpoints/${ids[5]}:memory/blob5.bin`], repo)).stdout).trim()}`], repo);
+    assert.equal(cat.exitCode, 0);
+    // keep-last 0 with nothing else: the newest valid one still stays.
+    const all = await cp(['prune', 'run1', '--keep-hourly', '1', '--json'], t);
+    const r2 = JSON.parse(String(all.stdout)) as { keep: Array<{ id: string; reasons: string[] }> };
+    assert.deepEqual(r2.keep.map((k) => k.id).sort(), [ids[7], ids[1]].sort());
+    // Text output.
+    const text = await cp(['prune', 'run1', '--keep-last', '1', '--dry-run'], t);
+    assert.match(String(text.stdout), /^ID\s+TIME\s+KIND\s+ACTION\s+REASONS$/m);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('prune never removes the newest valid checkpoint when newer ones are corrupt', async () => {
+  const t = makeEnv();
+  try {
+    const st = stateOf(t);
+    await cp(['create', 'run1', '--time', '2026-11-10T00:00:00Z'], t);
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      fs.writeFileSync(path.join(st, 'memory', `m${i}`), `unique ${i}\n`);
+      ids.push(await created(t, ['--time', `2026-11-2${i}T10:00:00Z`]));
+    }
+    const repo = path.join(t.stateDir, 'run1', 'state.git');
+    const commit = String((await git(st, ['rev-parse', `refs/checkpoints/${ids[2]}`], repo)).stdout).trim();
+    const f = path.join(repo, 'objects', commit.slice(0, 2), commit.slice(2));
+    fs.chmodSync(f, 0o644);
+    const b = fs.readFileSync(f);
+    b[b.length - 5] = (b[b.length - 5] as number) ^ 0xff;
+    fs.writeFileSync(f, b);
+    const r = await cp(['prune', 'run1', '--keep-last', '1', '--dry-run', '--json'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const plan = JSON.parse(String(r.stdout)) as { keep: Array<{ id: string; reasons: string[] }> };
+    assert.ok(plan.keep.some((k) => k.id === ids[1] && k.reasons.includes('newest valid')), JSON.stringify(plan.keep));
+  } finally {
+    t.cleanup();
+  }
+});

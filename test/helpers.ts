@@ -1,0 +1,107 @@
+// Shared test helpers: a temp directory per test (kept with SW_TEST_KEEP=1),
+// environment that moves selfware's roots into it, and running the built
+// commands as a user would.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa, type Options, type Result } from 'execa';
+
+/** The repository root (tests run from dist/test/). */
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const DIST = path.join(ROOT, 'dist');
+
+export interface TestEnv {
+  dir: string;
+  env: Record<string, string>;
+  configDir: string;
+  stateDir: string;
+  runtimeDir: string;
+  cleanup(): void;
+}
+
+/** A fresh temp directory with selfware's three roots inside it. */
+export function makeEnv(name = 'sw'): TestEnv {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `${name}-`));
+  const configDir = path.join(dir, 'etc');
+  const stateDir = path.join(dir, 'state');
+  const runtimeDir = path.join(dir, 'run');
+  for (const d of [configDir, stateDir, runtimeDir]) fs.mkdirSync(d, { recursive: true });
+  const env: Record<string, string> = {
+    SELFWARE_CONFIG_DIR: configDir,
+    SELFWARE_STATE_DIR: stateDir,
+    SELFWARE_RUNTIME_DIR: runtimeDir,
+    SELFWARE_LOCK_TIMEOUT: '0.3',
+    NO_COLOR: '1',
+  };
+  return {
+    dir,
+    env,
+    configDir,
+    stateDir,
+    runtimeDir,
+    cleanup() {
+      if (process.env.SW_TEST_KEEP === '1') {
+        process.stderr.write(`kept test directory ${dir}\n`);
+        return;
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Run a built command: sw('sw-checkpoint', ['list', 'run1'], t). Never rejects. */
+export async function sw(cmd: string, args: string[], t: { env: Record<string, string> }, opts: Options = {}): Promise<Result> {
+  const env = { ...process.env, ...t.env, ...(opts.env ?? {}) } as Record<string, string>;
+  delete env.JOURNAL_STREAM;
+  delete env.NOTIFY_SOCKET;
+  return execa(process.execPath, [path.join(DIST, 'cmd', `${cmd}.js`), ...args], { reject: false, ...opts, env }) as unknown as Promise<Result>;
+}
+
+export function writeConfig(t: TestEnv, run: string, yaml: string): string {
+  const f = path.join(t.configDir, `${run}.yaml`);
+  fs.writeFileSync(f, yaml);
+  return f;
+}
+
+/** A snapshot of every file under dir (path -> content), to prove nothing changed. */
+export function treeSnapshot(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const walk = (p: string): void => {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      return;
+    }
+    if (st.isDirectory()) {
+      out.set(path.relative(dir, p) + '/', '');
+      for (const n of fs.readdirSync(p).sort()) walk(path.join(p, n));
+    } else if (st.isFile()) out.set(path.relative(dir, p), fs.readFileSync(p).toString('base64'));
+    else if (st.isSymbolicLink()) out.set(path.relative(dir, p), 'link:' + fs.readlinkSync(p));
+  };
+  walk(dir);
+  return out;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** A seeded PRNG (mulberry32), so random rounds can be replayed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** git in a directory, for assertions (fsck, rev-parse). */
+export async function git(cwd: string, args: string[], gitDir?: string): Promise<Result> {
+  const env: Record<string, string> = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
+  if (gitDir) env.GIT_DIR = gitDir;
+  return execa('git', ['-c', 'safe.directory=*', ...args], { cwd, reject: false, env }) as unknown as Promise<Result>;
+}

@@ -1,0 +1,106 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { loadConfigFile, loadRunConfig, parseConfigText, RUN_SCHEMA, workspaceDir, type RunConfig } from '../../lib/config/index.js';
+import { defaultsOf, didYouMean, levenshtein } from '../../lib/config/spec.js';
+import { EXIT, SwError } from '../../lib/exit.js';
+import { runPaths } from '../../lib/run.js';
+import { makeEnv } from '../helpers.js';
+
+const parse = (text: string) => parseConfigText<RunConfig>(text, RUN_SCHEMA);
+
+test('a missing file means every default', async () => {
+  const t = makeEnv();
+  try {
+    const paths = runPaths('run1', t.env);
+    const { config, file } = await loadRunConfig(paths);
+    assert.equal(file, null);
+    assert.deepEqual(config, defaultsOf(RUN_SCHEMA));
+    assert.equal(config.checkpoint.retention.keep_last, 12);
+    assert.equal(workspaceDir(config, paths), path.join(t.stateDir, 'run1', 'workspace'));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('an empty file and a partial file fill in defaults', async () => {
+  assert.deepEqual((await parse('')).config, defaultsOf(RUN_SCHEMA));
+  assert.deepEqual((await parse('# only a comment\n')).config, defaultsOf(RUN_SCHEMA));
+  const { config, issues } = await parse('checkpoint:\n  retention:\n    keep_daily: 3\n');
+  assert.deepEqual(issues, []);
+  assert.equal(config.checkpoint.retention.keep_daily, 3);
+  assert.equal(config.checkpoint.retention.keep_last, 12);
+  assert.equal(config.tasklog.compact_bytes, 1024 * 1024);
+});
+
+test('sizes and paths are parsed', async () => {
+  const { config, issues } = await parse('workspace: /srv/ws\ntasklog:\n  compact_bytes: 4MiB\n');
+  assert.deepEqual(issues, []);
+  assert.equal(config.workspace, '/srv/ws');
+  assert.equal(config.tasklog.compact_bytes, 4 * 1024 * 1024);
+});
+
+test('a wrong type names line, column, key, expectation and value', async () => {
+  const { issues } = await parse('checkpoint:\n  retention:\n    keep_last: -3\n');
+  assert.equal(issues.length, 1);
+  assert.deepEqual(issues[0], { line: 3, col: 16, key: 'checkpoint.retention.keep_last', message: 'expected an integer from 0 to 100000, got -3' });
+  const s = await parse('checkpoint:\n  retention:\n    keep_hourly: lots\n');
+  assert.equal(s.issues[0]?.message, 'expected an integer from 0 to 100000, got "lots"');
+  const r = await parse('workspace: relative/dir\n');
+  assert.equal(r.issues[0]?.key, 'workspace');
+  assert.match(r.issues[0]?.message ?? '', /expected an absolute path, got "relative\/dir"/);
+  const m = await parse('checkpoint: 5\n');
+  assert.equal(m.issues[0]?.message, 'expected a mapping, got 5');
+});
+
+test('unknown keys are errors with a did-you-mean', async () => {
+  const { issues } = await parse('checkpoint:\n  retension:\n    keep_last: 1\n');
+  assert.equal(issues.length, 1);
+  assert.equal(issues[0]?.key, 'checkpoint.retension');
+  assert.equal(issues[0]?.message, "unknown key (did you mean 'retention'?)");
+  assert.equal(issues[0]?.line, 2);
+  const far = await parse('zzzzzz: 1\n');
+  assert.equal(far.issues[0]?.message, 'unknown key');
+});
+
+test('YAML syntax errors and duplicate keys carry their position', async () => {
+  const bad = await parse('checkpoint:\n  retention: [1, 2\n');
+  assert.ok(bad.issues.length >= 1);
+  assert.match(bad.issues[0]?.message ?? '', /^invalid YAML: /);
+  const dup = await parse('workspace: /a\nworkspace: /b\n');
+  assert.match(dup.issues[0]?.message ?? '', /invalid YAML: .*unique/i);
+  assert.equal(dup.issues[0]?.line, 2);
+});
+
+test('a top level that is not a mapping is refused', async () => {
+  const { issues } = await parse('- a\n- b\n');
+  assert.equal(issues[0]?.message, 'expected a mapping, got a list');
+});
+
+test('loadConfigFile throws exit 78 with file:line:col: key: message', async () => {
+  const t = makeEnv();
+  try {
+    const f = path.join(t.configDir, 'run1.yaml');
+    fs.writeFileSync(f, 'tasklog:\n  compact_bytes: huge\n');
+    await assert.rejects(loadConfigFile(f, RUN_SCHEMA), (e: unknown) => {
+      assert.ok(e instanceof SwError);
+      assert.equal(e.code, EXIT.CONFIG);
+      assert.equal(e.message, `${f}:2:18: tasklog.compact_bytes: expected a size such as 512MiB or 2G, got "huge"`);
+      return true;
+    });
+    fs.chmodSync(f, 0o000);
+    if (process.getuid?.() !== 0) {
+      await assert.rejects(loadConfigFile(f, RUN_SCHEMA), /cannot read: permission denied/);
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('levenshtein and didYouMean', () => {
+  assert.equal(levenshtein('kitten', 'sitting'), 3);
+  assert.equal(levenshtein('', 'abc'), 3);
+  assert.equal(didYouMean('keep_lst', ['keep_last', 'keep_daily']), 'keep_last');
+  assert.equal(didYouMean('qqqqqqq', ['keep_last']), undefined);
+});
