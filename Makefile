@@ -59,6 +59,7 @@ node_modules/.stamp: package.json package-lock.json | deps-build
 dist/.stamp: node_modules/.stamp $(SOURCES)
 	./node_modules/.bin/tsc -p .
 	@chmod +x $(addprefix dist/cmd/,$(addsuffix .js,$(COMMANDS)))
+	@mkdir -p dist/bin && for c in $(COMMANDS); do ln -sf ../cmd/$$c.js dist/bin/$$c; done
 	@touch $@
 
 build: dist/.stamp

@@ -36,8 +36,9 @@ async function setup(runArg: string) {
   return { paths, config, ws: workspaceDir(config, paths) };
 }
 
-function localTime(iso: string): string {
-  return isoUtc(new Date(iso));
+/** Times in tables: ISO 8601 UTC to the second. */
+function shortTime(iso: string): string {
+  return isoUtc(Math.floor(Date.parse(iso) / 1000) * 1000);
 }
 
 function cmdCreate(program: Command): void {
@@ -96,7 +97,7 @@ function cmdList(program: Command): void {
         return;
       }
       const rows = [['ID', 'TIME', 'KIND', 'SIZE', 'MESSAGE']];
-      for (const c of shown) rows.push([c.id, localTime(c.time), c.kind, formatBytes(c.size.state + c.size.workspace), c.message.split('\n')[0] ?? '']);
+      for (const c of shown) rows.push([c.id, shortTime(c.time), c.kind, formatBytes(c.size.state + c.size.workspace), c.message.split('\n')[0] ?? '']);
       out.print(table(rows));
       out.info(`${shown.length} checkpoint${shown.length === 1 ? '' : 's'}`);
     }),
@@ -178,7 +179,7 @@ function cmdVerify(program: Command): void {
       .command('verify')
       .description('check checkpoints: git objects, checksum, task-log position (exit 1 if any is invalid)')
       .argument('<run>', 'run name')
-      .argument('[ids...]', 'checkpoints to check (default: all)'),
+      .argument('[id...]', 'checkpoints to check (default: all)'),
   ).action(
     action(async (runArg: string, ids: string[], _o: unknown, cmd: Command) => {
       const o = optsOf(cmd);
@@ -259,7 +260,7 @@ function printPrune(out: Output, res: PrunePlan | PruneResult, dryRun: boolean, 
     ...res.keep.map((k) => ({ c: k.checkpoint, act: 'keep', why: k.reasons.join(', ') })),
     ...res.remove.map((c) => ({ c, act: dryRun ? 'would remove' : 'removed', why: '' })),
   ].sort((a, b) => Date.parse(b.c.time) - Date.parse(a.c.time) || b.c.seq - a.c.seq);
-  for (const r of all) rows.push([r.c.id, r.c.time, r.c.kind, r.act, r.why]);
+  for (const r of all) rows.push([r.c.id, shortTime(r.c.time), r.c.kind, r.act, r.why]);
   out.print(table(rows));
   if (freed) out.info(`kept ${res.keep.length}, removed ${res.remove.length}; freed ${formatBytes(Math.max(0, freed.bytesFreed))} (${formatBytes(freed.bytesBefore)} -> ${formatBytes(freed.bytesAfter)})`);
   else out.info(`would keep ${res.keep.length}, remove ${res.remove.length}`);
