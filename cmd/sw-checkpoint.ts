@@ -277,4 +277,4 @@ function buildProgram(): Command {
   return program;
 }
 
-await main(buildProgram());
+void main(buildProgram());

@@ -56,7 +56,7 @@ export async function sw(cmd: string, args: string[], t: { env: Record<string, s
   const env = { ...process.env, ...t.env, ...(opts.env ?? {}) } as Record<string, string>;
   delete env.JOURNAL_STREAM;
   delete env.NOTIFY_SOCKET;
-  return execa(process.execPath, [path.join(DIST, 'cmd', `${cmd}.js`), ...args], { reject: false, ...opts, env }) as unknown as Promise<Result>;
+  return execa(process.execPath, [path.join(DIST, 'bin', `${cmd}.cjs`), ...args], { reject: false, ...opts, env }) as unknown as Promise<Result>;
 }
 
 export function writeConfig(t: TestEnv, run: string, yaml: string): string {

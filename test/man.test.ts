@@ -82,7 +82,7 @@ for (const page of pages.filter((p) => p.startsWith('sw-'))) {
   test(`${page}: SYNOPSIS matches --help`, async () => {
     const t = makeEnv();
     try {
-      const bin = path.join(DIST, 'cmd', `${cmd}.js`);
+      const bin = path.join(DIST, 'bin', `${cmd}.cjs`);
       assert.ok(fs.existsSync(bin), `${cmd} is built`);
       const synopsis = section(await render(page), 'SYNOPSIS')
         .split('\n')

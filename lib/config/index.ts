@@ -5,7 +5,8 @@ import fs from 'node:fs';
 import { configError } from '../exit.js';
 import type { RunPaths } from '../run.js';
 import { RUN_SCHEMA, type RunConfig } from './schema.js';
-import { Validator, defaultsOf, type ConfigIssue, type Spec } from './spec.js';
+import { defaultsOf, type ConfigIssue, type Spec } from './spec.js';
+import type { Validator } from './validate.js';
 
 export type { RunConfig } from './schema.js';
 export { RUN_SCHEMA } from './schema.js';
@@ -22,6 +23,7 @@ export type ConfigCheck<T> = (config: T) => Array<[string, string]>;
 /** Parse and validate YAML text against a schema; issues come back sorted by position. */
 export async function parseConfigText<T>(text: string, schema: Spec, checks: ConfigCheck<T>[] = []): Promise<{ config: T; issues: ConfigIssue[] }> {
   const { parseDocument, LineCounter, isMap, isScalar } = await import('yaml');
+  const { Validator } = await import('./validate.js');
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, strict: true });
   const issues: ConfigIssue[] = [];

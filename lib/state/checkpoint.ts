@@ -8,12 +8,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import crypto from 'node:crypto';
 import { dataError, noInputError, usageError } from '../exit.js';
-import { fsyncDir } from '../fsutil.js';
-import type { Git } from '../git.js';
+import { fsyncDir, mkdirDurable } from '../fsutil.js';
+import { IDENTITY, type Git } from '../git.js';
 import type { RunPaths } from '../run.js';
 import { TaskLog } from '../tasklog/index.js';
 import { isoUtc } from '../units.js';
 import { requireRun, stateGit, workspaceGit } from './layout.js';
+import { indexTotals } from './gitindex.js';
 import { checkObjects, readObjects } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
@@ -220,27 +221,6 @@ export async function readTip(git: Git): Promise<Checkpoint | null> {
   return parseCheckpoint(oid, res.stdout.slice(nl + 1).replace(/\n$/, ''));
 }
 
-interface TreeInfo {
-  tree: string;
-  bytes: number;
-  files: number;
-}
-
-async function treeInfo(git: Git, tree: string): Promise<TreeInfo> {
-  const out = await git.out(['ls-tree', '-r', '-l', '-z', tree]);
-  let bytes = 0;
-  let files = 0;
-  for (const entry of out.split('\0')) {
-    if (!entry) continue;
-    const m = /^\d+ (\w+) [0-9a-f]+\s+(\d+|-)\t/.exec(entry);
-    if (m && m[1] === 'blob') {
-      files++;
-      bytes += Number(m[2]) || 0;
-    }
-  }
-  return { tree, bytes, files };
-}
-
 /** Stage all of state/ (new, changed, deleted) and return its tree. */
 async function stageState(git: Git): Promise<string> {
   await git.run(['add', '--all', '--', '.']);
@@ -251,6 +231,8 @@ export interface WorkspaceSnapshot {
   tree: string;
   head: string | null;
   branch: string | null;
+  /** Bytes of the files in the snapshot. */
+  bytes: number;
 }
 
 const SNAPSHOT_INDEX = 'selfware-snapshot.index';
@@ -271,9 +253,9 @@ export async function snapshotWorkspace(wsDir: string): Promise<WorkspaceSnapsho
       fs.rmSync(tmpIndex, { force: true });
     }
     const g = ws.with({ GIT_INDEX_FILE: tmpIndex });
-    await g.run(['add', '--all', '--', '.']);
+    const [, head] = await Promise.all([g.run(['add', '--all', '--', '.']), ws.resolve('HEAD')]);
     const tree = await g.out(['write-tree']);
-    const head = await ws.resolve('HEAD');
+    const bytes = indexTotals(tmpIndex)?.bytes ?? 0;
     let branch: string | null = null;
     try {
       const h = fs.readFileSync(path.join(ws.gitDir, 'HEAD'), 'utf8').trim();
@@ -281,22 +263,21 @@ export async function snapshotWorkspace(wsDir: string): Promise<WorkspaceSnapsho
     } catch {
       /* no HEAD: not a repository, add failed above */
     }
-    return { tree, head, branch };
+    return { tree, head, branch, bytes };
   } finally {
     fs.rmSync(tmpIndex, { force: true });
   }
 }
 
-/** Remove snapshot indexes left by killed creates. */
-export function removeStaleSnapshotIndexes(wsDir: string): void {
-  const gitDir = path.join(wsDir, '.git');
+/** Remove snapshot indexes and ref temp files left in a git dir by killed creates. */
+export function removeStaleTempFiles(gitDir: string): void {
   let names: string[] = [];
   try {
     names = fs.readdirSync(gitDir);
   } catch {
     return;
   }
-  for (const n of names) if (n.startsWith(SNAPSHOT_INDEX)) fs.rmSync(path.join(gitDir, n), { force: true });
+  for (const n of names) if (n.startsWith(SNAPSHOT_INDEX) || n.startsWith('selfware-ref.')) fs.rmSync(path.join(gitDir, n), { force: true });
 }
 
 /** Lock files a killed update-ref left on our own refs (never the user's). */
@@ -310,23 +291,45 @@ function removeLocksUnder(dir: string): void {
   for (const n of names) if (n.endsWith('.lock')) fs.rmSync(path.join(dir, n), { force: true });
 }
 
-function fsyncRefDirs(gitDir: string, refs: string[]): void {
-  const dirs = new Set(refs.map((r) => path.dirname(path.join(gitDir, r))));
-  dirs.add(gitDir);
-  for (const d of dirs) {
-    try {
-      fsyncDir(d);
-    } catch {
-      /* packed refs: the dir may not exist */
-    }
+/** Point ref at oid: a loose ref file replaced atomically and durably (temp in the git dir, rename, fsync). */
+export function writeRef(gitDir: string, ref: string, oid: string): void {
+  const file = path.join(gitDir, ref);
+  mkdirDurable(path.dirname(file));
+  const tmp = path.join(gitDir, `selfware-ref.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, 'wx', 0o644);
+  try {
+    fs.writeSync(fd, `${oid}\n`);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
   }
+  fs.renameSync(tmp, file);
+  fsyncDir(path.dirname(file));
 }
 
-async function newId(git: Git): Promise<string> {
+/** A git object's id: sha1 of "<type> <size>\0<content>". */
+export function gitObjectId(type: string, content: string | Buffer): string {
+  const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  return crypto.createHash('sha1').update(`${type} ${body.length}\0`).update(body).digest('hex');
+}
+
+function workspaceCommitObject(tree: string, parent: string | null, epoch: number, message: string): string {
+  const who = `${IDENTITY.name} <${IDENTITY.email}> ${epoch} +0000`;
+  return `tree ${tree}\n${parent ? `parent ${parent}\n` : ''}author ${who}\ncommitter ${who}\n\n${message}`;
+}
+
+/** A fresh random id: no loose or packed ref of that name exists. */
+function newId(git: Git): string {
+  let packed = '';
+  try {
+    packed = fs.readFileSync(path.join(git.gitDir, 'packed-refs'), 'utf8');
+  } catch {
+    /* no packed refs */
+  }
   for (;;) {
     const id = crypto.randomBytes(4).toString('hex');
-    const r = await git.run(['rev-parse', '--verify', '--quiet', `${STATE_REF_PREFIX}${id}`], { allowFail: true });
-    if (r.code !== 0) return id;
+    const ref = `${STATE_REF_PREFIX}${id}`;
+    if (!fs.existsSync(path.join(git.gitDir, ref)) && !packed.includes(` ${ref}\n`)) return id;
   }
 }
 
@@ -347,7 +350,8 @@ export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opt
   const git = stateGit(paths);
   const ws = workspaceGit(wsDir);
   git.removeStaleLocks();
-  removeStaleSnapshotIndexes(wsDir);
+  removeStaleTempFiles(ws.gitDir);
+  removeStaleTempFiles(git.gitDir);
   removeLocksUnder(path.join(ws.gitDir, WORKSPACE_REF_PREFIX));
 
   const tasklog = TaskLog.forRun(paths);
@@ -356,19 +360,17 @@ export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opt
   if (prev && opts.kind === 'routine' && !opts.force && prev.tree === stateTree && prev.workspace.tree === snap.tree) {
     return { skipped: true, latest: prev };
   }
-  const id = await newId(git);
+  const id = newId(git);
   const time = isoUtc(opts.time ?? new Date());
   const epoch = Math.floor(Date.parse(time) / 1000);
   const dateEnv = { GIT_AUTHOR_DATE: `@${epoch} +0000`, GIT_COMMITTER_DATE: `@${epoch} +0000` };
 
-  const [stateInfo, wsInfo] = await Promise.all([treeInfo(git, stateTree), treeInfo(ws, snap.tree)]);
-  const wsArgs = ['commit-tree', snap.tree, '-m', `selfware checkpoint ${id} of run ${paths.run}`];
-  if (snap.head) wsArgs.push('-p', snap.head);
-  const wsCommit = await ws.with(dateEnv).out(wsArgs);
-  const wsRef = `${WORKSPACE_REF_PREFIX}${id}`;
-  await ws.run(['update-ref', wsRef, wsCommit]);
-  fsyncRefDirs(ws.gitDir, [wsRef]);
-
+  const stateBytes = indexTotals(path.join(git.gitDir, 'index'))?.bytes ?? 0;
+  // The workspace commit's bytes are fixed by its tree, parent, identity, time
+  // and message, so its id is known before git writes it, and the state
+  // commit (which names it) need not wait.
+  const wsObject = workspaceCommitObject(snap.tree, snap.head, epoch, `selfware checkpoint ${id} of run ${paths.run}\n`);
+  const wsCommit = gitObjectId('commit', wsObject);
   const end = tasklog.end();
   const meta = {
     id,
@@ -379,16 +381,22 @@ export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opt
     tree: stateTree,
     tasklog: { log: end.log, position: end.position },
     workspace: { commit: wsCommit, tree: snap.tree, head: snap.head, branch: snap.branch },
-    size: { state: stateInfo.bytes, workspace: wsInfo.bytes },
+    size: { state: stateBytes, workspace: snap.bytes },
   };
   const checksum = computeChecksum(meta);
   const args = ['commit-tree', stateTree];
   if (prev) args.push('-p', prev.commit);
-  const commit = await git.with(dateEnv).out([...args, '-F', '-'], { input: commitMessage({ ...meta, checksum }) });
-  const ref = `${STATE_REF_PREFIX}${id}`;
-  const zero = '0'.repeat(40);
-  await git.run(['update-ref', '--stdin'], { input: `create ${ref} ${commit}\nupdate refs/heads/main ${commit} ${prev ? prev.commit : zero}\n` });
-  fsyncRefDirs(git.gitDir, [ref, 'refs/heads/main']);
+  const [written, commit] = await Promise.all([
+    ws.out(['hash-object', '-t', 'commit', '-w', '--stdin'], { input: wsObject }),
+    git.with(dateEnv).out([...args, '-F', '-'], { input: commitMessage({ ...meta, checksum }) }),
+  ]);
+  if (written !== wsCommit) throw new Error(`workspace snapshot commit is ${written}, expected ${wsCommit}`);
+  // The workspace ref first: a state checkpoint never lacks its snapshot.
+  // Both refs are new names, and main moves under our lock, so they are
+  // written as loose ref files directly (atomically, durably).
+  writeRef(ws.gitDir, `${WORKSPACE_REF_PREFIX}${id}`, wsCommit);
+  writeRef(git.gitDir, `${STATE_REF_PREFIX}${id}`, commit);
+  writeRef(git.gitDir, 'refs/heads/main', commit);
   const checkpoint: Checkpoint = { ...meta, checksum, commit, parent: prev?.commit ?? null };
   tasklog.append({
     t: 'checkpoint',
@@ -399,7 +407,7 @@ export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opt
     position: end.position,
     state_commit: commit,
     workspace_commit: wsCommit,
-    size: stateInfo.bytes + wsInfo.bytes,
+    size: stateBytes + snap.bytes,
   });
   return { skipped: false, checkpoint };
 }

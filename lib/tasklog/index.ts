@@ -10,6 +10,7 @@ import { dataError } from '../exit.js';
 import { writeFileAtomic } from '../fsutil.js';
 import {
   appendRecords,
+  journalEnd,
   openLocked,
   parseJournal,
   readJournalFd,
@@ -118,12 +119,11 @@ export class TaskLog {
     }
   }
 
-  /** The global position just past the last complete event, and the log's id. */
+  /** The global position just past the last complete event, and the log's id (reads only the ends of the journal). */
   end(): { position: number; log: string } {
     const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
     try {
-      const j = readJournalFd(fd, this.journalFile);
-      return { position: j.end, log: j.header.log };
+      return journalEnd(fd, this.journalFile);
     } finally {
       unlock(fd);
       fs.closeSync(fd);

@@ -199,6 +199,19 @@ function lastCompleteEnd(fd: number, size: number): number {
   return 0;
 }
 
+/** Position past the last complete record, and the log id, from the header and the tail only. */
+export function journalEnd(fd: number, file: string): { position: number; log: string } {
+  const { header, len } = readHeader(fd, file);
+  const size = fs.fstatSync(fd).size;
+  let end = size;
+  if (size > len) {
+    const last = Buffer.alloc(1);
+    fs.readSync(fd, last, 0, 1, size - 1);
+    if (last[0] !== 0x0a) end = Math.max(len, lastCompleteEnd(fd, size));
+  }
+  return { position: header.base + (Math.max(end, len) - len), log: header.log };
+}
+
 export interface AppendResult {
   positions: number[];
   /** Bytes of a torn record from a killed writer that were cut off first. */

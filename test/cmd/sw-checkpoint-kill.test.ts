@@ -13,7 +13,7 @@ import { DIST, git, makeEnv, rng, sleep, sw, type TestEnv } from '../helpers.js'
 import { TaskLog } from '../../lib/tasklog/index.js';
 import { runPaths } from '../../lib/run.js';
 
-const CMD = path.join(DIST, 'cmd', 'sw-checkpoint.js');
+const CMD = path.join(DIST, 'bin', 'sw-checkpoint.cjs');
 
 async function healthy(t: TestEnv, round: string): Promise<string[]> {
   const repo = path.join(t.stateDir, 'run1', 'state.git');
