@@ -1,0 +1,82 @@
+// make install / make uninstall with PREFIX, DESTDIR and UNITDIR, and
+// `npm i -g .`: each gives working commands; uninstall removes exactly what
+// install added.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { ROOT, makeEnv } from './helpers.js';
+
+function files(dir: string): string[] {
+  const out: string[] = [];
+  const walk = (p: string): void => {
+    let st: fs.Stats;
+    try {
+      st = fs.lstatSync(p);
+    } catch {
+      return;
+    }
+    if (st.isDirectory()) for (const n of fs.readdirSync(p)) walk(path.join(p, n));
+    else out.push(path.relative(dir, p));
+  };
+  walk(dir);
+  return out.sort();
+}
+
+const COMMANDS = ['sw-checkpoint'];
+
+test('make install PREFIX= DESTDIR= UNITDIR=, then make uninstall', async () => {
+  const t = makeEnv('install');
+  try {
+    const dest = path.join(t.dir, 'dest');
+    fs.mkdirSync(path.join(dest, 'opt', 'selfware', 'keep'), { recursive: true });
+    fs.writeFileSync(path.join(dest, 'opt', 'selfware', 'keep', 'mine'), 'not ours');
+    const before = files(dest);
+    const vars = ['PREFIX=/opt/selfware', `DESTDIR=${dest}`, 'UNITDIR=/usr/lib/systemd/system'];
+    const inst = await execa('make', ['-s', 'install', ...vars], { cwd: ROOT, reject: false });
+    assert.equal(inst.exitCode, 0, inst.stderr);
+    const installed = files(dest);
+    for (const c of COMMANDS) {
+      assert.ok(installed.includes(`opt/selfware/bin/${c}`), c);
+      const wrapper = fs.readFileSync(path.join(dest, 'opt/selfware/bin', c), 'utf8');
+      assert.match(wrapper, new RegExp(`^#!/bin/sh\\nexec /\\S+/node /opt/selfware/lib/selfware/dist/bin/${c}\\.cjs "\\$@"\\n$`), 'absolute paths without DESTDIR');
+    }
+    assert.ok(installed.includes('opt/selfware/share/man/man1/sw-checkpoint.1'));
+    assert.ok(installed.some((f) => f.startsWith('opt/selfware/lib/selfware/node_modules/sql.js/')));
+    assert.ok(!installed.some((f) => f.startsWith('opt/selfware/lib/selfware/node_modules/typescript/')), 'no dev dependencies');
+    // The installed command runs (through the DESTDIR copy of its files).
+    const bin = path.join(dest, 'opt/selfware/lib/selfware/dist/bin/sw-checkpoint.cjs');
+    const v = await execa(process.execPath, [bin, '--version']);
+    assert.match(v.stdout, /^\d+\.\d+\.\d+$/);
+    const c = await execa(process.execPath, [bin, 'create', 'run1', '-q'], { env: t.env, reject: false });
+    assert.equal(c.exitCode, 0, c.stderr);
+    assert.match(c.stdout, /^[0-9a-f]{8}$/);
+    const un = await execa('make', ['-s', 'uninstall', ...vars], { cwd: ROOT, reject: false });
+    assert.equal(un.exitCode, 0, un.stderr);
+    assert.deepEqual(files(dest), before, 'uninstall removes exactly what install added');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('npm i -g . gives working commands', async () => {
+  const t = makeEnv('npm-g');
+  try {
+    const prefix = path.join(t.dir, 'npm-prefix');
+    const r = await execa('npm', ['i', '-g', '--prefix', prefix, '--no-audit', '--no-fund', '.'], { cwd: ROOT, reject: false });
+    assert.equal(r.exitCode, 0, r.stderr);
+    for (const c of COMMANDS) {
+      const bin = path.join(prefix, 'bin', c);
+      assert.ok(fs.existsSync(bin), `${bin} exists`);
+      const v = await execa(bin, ['--version'], { reject: false });
+      assert.equal(v.exitCode, 0, v.stderr);
+      assert.match(v.stdout, /^\d+\.\d+\.\d+$/);
+    }
+    const c = await execa(path.join(prefix, 'bin', 'sw-checkpoint'), ['create', 'run1'], { env: { ...process.env, ...t.env }, reject: false });
+    assert.equal(c.exitCode, 0, c.stderr);
+  } finally {
+    t.cleanup();
+  }
+});
