@@ -85,7 +85,20 @@ export async function initRun(paths: RunPaths, workspace: string): Promise<{ cre
     const tmp = `${repo}.init-${process.pid}`;
     fs.rmSync(tmp, { recursive: true, force: true });
     await Git.plain(['init', '--quiet', '--bare', '--initial-branch=main', tmp], paths.runDir);
-    await Git.plain(['--git-dir', tmp, 'config', 'core.bare', 'false'], paths.runDir);
+    for (const [k, v] of [
+      ['core.bare', 'false'],
+      // Durable for anyone's git here, not only for selfware's own commands (which pass these with -c).
+      ['core.fsync', 'all'],
+      ['core.fsyncMethod', 'fsync'],
+      ['gc.auto', '0'],
+      ['user.name', 'selfware'],
+      ['user.email', 'selfware@localhost'],
+    ]) {
+      await Git.plain(['--git-dir', tmp, 'config', k as string, v as string], paths.runDir);
+    }
+    // Temp files of atomic writes in state/ are never part of a checkpoint.
+    fs.mkdirSync(path.join(tmp, 'info'), { recursive: true });
+    fs.writeFileSync(path.join(tmp, 'info', 'exclude'), '# selfware: temp files of atomic replacements\n.*.tmp\n');
     fs.renameSync(tmp, repo);
     fsyncDir(paths.runDir);
   }
