@@ -90,28 +90,29 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
+/** Visit dir and everything below it (lstat, sorted names, entries that vanish are skipped). */
+export function walk(dir: string, visit: (p: string, st: fs.Stats) => void): void {
+  let st: fs.Stats;
+  try {
+    st = fs.lstatSync(dir);
+  } catch {
+    return;
+  }
+  visit(dir, st);
+  if (!st.isDirectory()) return;
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir).sort();
+  } catch {
+    return;
+  }
+  for (const n of names) walk(path.join(dir, n), visit);
+}
+
 /** Bytes on disk under dir (allocated blocks), as du(1) counts them. */
 export function diskUsage(dir: string): number {
   let total = 0;
-  const walk = (p: string): void => {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      return;
-    }
-    total += st.blocks * 512;
-    if (st.isDirectory()) {
-      let names: string[] = [];
-      try {
-        names = fs.readdirSync(p);
-      } catch {
-        return;
-      }
-      for (const n of names) walk(path.join(p, n));
-    }
-  };
-  walk(dir);
+  walk(dir, (_p, st) => (total += st.blocks * 512));
   return total;
 }
 

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type Options, type Result } from 'execa';
+import { walk } from '../lib/fsutil.js';
 
 /** The repository root (tests run from dist/test/). */
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -68,20 +69,12 @@ export function writeConfig(t: TestEnv, run: string, yaml: string): string {
 /** A snapshot of every file under dir (path -> content), to prove nothing changed. */
 export function treeSnapshot(dir: string): Map<string, string> {
   const out = new Map<string, string>();
-  const walk = (p: string): void => {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      return;
-    }
-    if (st.isDirectory()) {
-      out.set(path.relative(dir, p) + '/', '');
-      for (const n of fs.readdirSync(p).sort()) walk(path.join(p, n));
-    } else if (st.isFile()) out.set(path.relative(dir, p), fs.readFileSync(p).toString('base64'));
-    else if (st.isSymbolicLink()) out.set(path.relative(dir, p), 'link:' + fs.readlinkSync(p));
-  };
-  walk(dir);
+  walk(dir, (p, st) => {
+    const rel = path.relative(dir, p);
+    if (st.isDirectory()) out.set(rel + '/', '');
+    else if (st.isFile()) out.set(rel, fs.readFileSync(p).toString('base64'));
+    else if (st.isSymbolicLink()) out.set(rel, 'link:' + fs.readlinkSync(p));
+  });
   return out;
 }
 

@@ -8,21 +8,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
 import { ROOT, makeEnv } from './helpers.js';
+import { walk } from '../lib/fsutil.js';
 
 function files(dir: string): string[] {
   const out: string[] = [];
-  const walk = (p: string): void => {
-    let st: fs.Stats;
-    try {
-      st = fs.lstatSync(p);
-    } catch {
-      return;
-    }
-    if (st.isDirectory()) for (const n of fs.readdirSync(p)) walk(path.join(p, n));
-    else out.push(path.relative(dir, p));
-  };
-  walk(dir);
-  return out.sort();
+  walk(dir, (p, st) => {
+    if (!st.isDirectory()) out.push(path.relative(dir, p));
+  });
+  return out;
 }
 
 const COMMANDS = ['sw-checkpoint'];

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { configError } from '../exit.js';
 import type { RunPaths } from '../run.js';
-import { RUN_SCHEMA, type RunConfig } from './schema.js';
+import { RUN_CHECKS, RUN_SCHEMA, type RunConfig } from './schema.js';
 import { defaultsOf, type ConfigIssue, type Spec } from './spec.js';
 import type { Validator } from './validate.js';
 
@@ -87,7 +87,7 @@ export async function loadConfigFile<T>(file: string, schema: Spec, checks: Conf
 
 /** The run's config from /etc/selfware/<run>.yaml. */
 export async function loadRunConfig(paths: RunPaths): Promise<LoadedConfig<RunConfig>> {
-  return loadConfigFile<RunConfig>(paths.configFile, RUN_SCHEMA);
+  return loadConfigFile<RunConfig>(paths.configFile, RUN_SCHEMA, RUN_CHECKS);
 }
 
 /** The workspace directory: the config's, or <state dir>/<run>/workspace. */

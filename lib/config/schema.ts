@@ -33,6 +33,25 @@ export const RUN_SCHEMA: Spec = {
         },
       },
     },
+    agent: {
+      kind: 'object',
+      doc: 'the agent and its tasks',
+      fields: {
+        max_attempts: { kind: 'int', min: 1, max: 100, default: 3, doc: 'attempts a task gets unless it says otherwise' },
+        task_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 3_600_000, doc: 'time a task attempt may take unless it says otherwise (at most 4h)' },
+      },
+    },
+    recovery: {
+      kind: 'object',
+      doc: 'what sw-recover does after a crash',
+      fields: {
+        max_failures: { kind: 'int', min: 1, max: 1000, default: 5, doc: 'crashes or failed recoveries inside the window that escalate' },
+        window: { kind: 'duration', min: 1000, default: 3_600_000, doc: 'the window for max_failures' },
+        backoff_base: { kind: 'duration', min: 0, max: 3_600_000, default: 1000, doc: 'delay before restarting after the first crash; doubles with each crash in a row' },
+        backoff_max: { kind: 'duration', min: 0, max: 3_600_000, default: 60_000, doc: 'the longest delay' },
+        stable_after: { kind: 'duration', min: 1000, default: 3_600_000, doc: 'a session that stayed up this long resets the count of crashes in a row' },
+      },
+    },
     tasklog: {
       kind: 'object',
       doc: 'the task log',
@@ -54,8 +73,24 @@ export interface RetentionPolicy {
   keep_weekly: number;
 }
 
+/** Checks across keys: [key, message]. */
+export const RUN_CHECKS = [
+  (c: RunConfig): Array<[string, string]> =>
+    c.recovery.backoff_base > c.recovery.backoff_max ? [['recovery.backoff_base', 'must not be more than recovery.backoff_max']] : [],
+];
+
+export interface RecoveryConfig {
+  max_failures: number;
+  window: number;
+  backoff_base: number;
+  backoff_max: number;
+  stable_after: number;
+}
+
 export interface RunConfig {
   workspace: string | null;
   checkpoint: { retention: RetentionPolicy };
+  agent: { max_attempts: number; task_timeout: number };
+  recovery: RecoveryConfig;
   tasklog: { compact_bytes: number };
 }

@@ -292,7 +292,7 @@ export class TaskLog {
       if (sha !== journal.header.db_sha256) {
         // A compaction killed between writing the snapshot and starting the new
         // journal leaves a snapshot that already covers the whole journal.
-        const covered = dbLog === journal.header.log && dbPos === journal.end;
+        const covered = dbLog === journal.header.log && dbPos === journal.end && journal.header.base < dbPos;
         if (covered) notes.push(`${this.dbFile}: written by a compaction that did not finish; the next one completes it`);
         else problems.push(`${this.dbFile}: checksum does not match the one the journal recorded for it`);
       }

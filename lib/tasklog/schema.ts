@@ -57,6 +57,16 @@ export const MIGRATIONS: string[] = [
   CREATE INDEX samples_ts ON resource_samples (ts);
   CREATE INDEX events_type_ts ON events (type, ts);
   `,
+  // 3: what recovery needs: each task's full definition (to restore a task the
+  // queue lost), the session a recovery handled, and how systemd saw a
+  // service end (watchdog, signal, exit code).
+  `
+  ALTER TABLE tasks ADD COLUMN spec TEXT;
+  ALTER TABLE recoveries ADD COLUMN session_id TEXT;
+  CREATE TABLE service_exits (
+    pos INTEGER PRIMARY KEY, ts INTEGER NOT NULL, unit TEXT, result TEXT, exit_code TEXT, exit_status TEXT);
+  CREATE INDEX service_exits_ts ON service_exits (ts);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -155,9 +165,10 @@ export class EventApplier {
         return;
       case 'task_added':
         this.run(
-          `INSERT INTO tasks (id, title, added_at, priority, max_attempts, source) VALUES (?, ?, ?, ?, ?, ?)
-           ON CONFLICT (id) DO UPDATE SET title = excluded.title, priority = excluded.priority, max_attempts = excluded.max_attempts`,
-          [str(e.task), str(e.title), ts, num(e.priority), num(e.max_attempts), str(e.source)],
+          `INSERT INTO tasks (id, title, added_at, priority, max_attempts, source, spec) VALUES (?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT (id) DO UPDATE SET title = excluded.title, priority = excluded.priority,
+             max_attempts = excluded.max_attempts, spec = coalesce(excluded.spec, spec)`,
+          [str(e.task), str(e.title), ts, num(e.priority), num(e.max_attempts), str(e.source), e.spec && typeof e.spec === 'object' ? JSON.stringify(e.spec) : null],
         );
         return;
       case 'task_started':
@@ -206,9 +217,9 @@ export class EventApplier {
         return;
       case 'recovery':
         this.run(
-          `INSERT OR REPLACE INTO recoveries (pos, ts, reason, action, checkpoint_id, reconciled, requeued, duration_ms, backoff_ms, ok, detail)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-          [pos, ts, str(e.reason), str(e.action), str(e.checkpoint), num(e.reconciled), num(e.requeued), num(e.duration_ms), num(e.backoff_ms), bool(e.ok) ?? 1, str(e.detail)],
+          `INSERT OR REPLACE INTO recoveries (pos, ts, reason, action, checkpoint_id, reconciled, requeued, duration_ms, backoff_ms, ok, detail, session_id)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+          [pos, ts, str(e.reason), str(e.action), str(e.checkpoint), num(e.reconciled), num(e.requeued), num(e.duration_ms), num(e.backoff_ms), bool(e.ok) ?? 1, str(e.detail), str(e.session)],
         );
         return;
       case 'escalation':
@@ -228,6 +239,11 @@ export class EventApplier {
             num(e.ram_total_mb), num(e.swap_used_mb), num(e.disk_free_pct), num(e.cpu_load), str(e.tier),
           ], // prettier-ignore
         );
+        return;
+      case 'service_exit':
+        this.run('INSERT OR REPLACE INTO service_exits (pos, ts, unit, result, exit_code, exit_status) VALUES (?, ?, ?, ?, ?, ?)', [
+          pos, ts, str(e.unit), str(e.result), str(e.exit_code), str(e.exit_status),
+        ]); // prettier-ignore
         return;
       case 'approval_requested':
         this.run(
