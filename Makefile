@@ -17,7 +17,7 @@ DOCDIR      = $(PREFIX)/share/doc/selfware
 NODE       ?= $(shell command -v node || echo /usr/bin/node)
 NPM        ?= npm
 
-COMMANDS    = sw-checkpoint
+COMMANDS    = sw-checkpoint sw-recover
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
 APT_TEST    = restic mandoc

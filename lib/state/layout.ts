@@ -79,29 +79,7 @@ export async function initRun(paths: RunPaths, workspace: string): Promise<{ cre
   const created = !runExists(paths);
   mkdirDurable(paths.runDir);
   mkdirDurable(paths.stateDir);
-  const repo = stateRepoDir(paths);
-  if (!exists(path.join(repo, 'HEAD'))) {
-    // git init writes into a temp name first, so a kill never leaves a half repository at state.git.
-    const tmp = `${repo}.init-${process.pid}`;
-    fs.rmSync(tmp, { recursive: true, force: true });
-    await Git.plain(['init', '--quiet', '--bare', '--initial-branch=main', tmp], paths.runDir);
-    for (const [k, v] of [
-      ['core.bare', 'false'],
-      // Durable for anyone's git here, not only for selfware's own commands (which pass these with -c).
-      ['core.fsync', 'all'],
-      ['core.fsyncMethod', 'fsync'],
-      ['gc.auto', '0'],
-      ['user.name', 'selfware'],
-      ['user.email', 'selfware@localhost'],
-    ]) {
-      await Git.plain(['--git-dir', tmp, 'config', k as string, v as string], paths.runDir);
-    }
-    // Temp files of atomic writes in state/ are never part of a checkpoint.
-    fs.mkdirSync(path.join(tmp, 'info'), { recursive: true });
-    fs.writeFileSync(path.join(tmp, 'info', 'exclude'), '# selfware: temp files of atomic replacements\n.*.tmp\n');
-    fs.renameSync(tmp, repo);
-    fsyncDir(paths.runDir);
-  }
+  await initStateRepo(paths);
   const gitfile = path.join(paths.stateDir, '.git');
   if (!exists(gitfile)) writeFileAtomic(gitfile, GITFILE);
   for (const d of STATE_DIRS) {
@@ -116,6 +94,39 @@ export async function initRun(paths: RunPaths, workspace: string): Promise<{ cre
   await TaskLog.forRun(paths).init();
   await initWorkspace(workspace);
   return { created };
+}
+
+/** Make state.git if it is missing. Returns whether it was made. */
+export async function initStateRepo(paths: RunPaths): Promise<boolean> {
+  const repo = stateRepoDir(paths);
+  if (exists(path.join(repo, 'HEAD'))) return false;
+  mkdirDurable(paths.runDir);
+  // git init writes into a temp name first, so a kill never leaves a half repository at state.git.
+  const tmp = `${repo}.init-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  await Git.plain(['init', '--quiet', '--bare', '--initial-branch=main', tmp], paths.runDir);
+  for (const [k, v] of [
+    ['core.bare', 'false'],
+    // Durable for anyone's git here, not only for selfware's own commands (which pass these with -c).
+    ['core.fsync', 'all'],
+    ['core.fsyncMethod', 'fsync'],
+    ['gc.auto', '0'],
+    ['user.name', 'selfware'],
+    ['user.email', 'selfware@localhost'],
+  ]) {
+    await Git.plain(['--git-dir', tmp, 'config', k as string, v as string], paths.runDir);
+  }
+  // Temp files of atomic writes in state/ are never part of a checkpoint.
+  fs.mkdirSync(path.join(tmp, 'info'), { recursive: true });
+  fs.writeFileSync(path.join(tmp, 'info', 'exclude'), '# selfware: temp files of atomic replacements\n.*.tmp\n');
+  fs.renameSync(tmp, repo);
+  fsyncDir(paths.runDir);
+  return true;
+}
+
+/** Anything of the run on disk (even with its checkpoint repository lost). */
+export function runPresent(paths: RunPaths): boolean {
+  return exists(stateRepoDir(paths)) || exists(paths.stateDir) || exists(paths.tasklogJournal);
 }
 
 /** Make dir a git repository if it is not one. */

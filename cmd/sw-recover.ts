@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// sw-recover: make a run whole after a crash (systemd's ExecStartPre=), or
+// roll it back to a checkpoint (a human).
+
+import { Command } from 'commander';
+import { action, createProgram, main, optsOf, outputFor, withCommonOptions } from '../lib/cli.js';
+import { loadRunConfig } from '../lib/config/index.js';
+import { EXIT, usageError } from '../lib/exit.js';
+import { extendTimeout, initNotify, status } from '../lib/notify.js';
+import { EXIT_ESCALATED, recordServiceExit, recover, type RecoverResult } from '../lib/recover/index.js';
+import { runPaths, validateRunName } from '../lib/run.js';
+import { formatDuration } from '../lib/units.js';
+
+const cause = (r: RecoverResult): string => (r.reason === 'hang' ? 'a hang' : r.reason === 'crash' ? 'a crash' : 'an unexplained stop');
+
+function summary(r: RecoverResult): string {
+  const n = r.reconciled.length;
+  const tasks = `${n} task${n === 1 ? '' : 's'} reconciled`;
+  switch (r.action) {
+    case 'none':
+      return r.detail;
+    case 'reconcile':
+      return `recovered after ${cause(r)}: state/ was valid, ${tasks}, checkpoint ${r.recovery_checkpoint ?? '-'}`;
+    case 'restore':
+      return `recovered after ${cause(r)}: restored checkpoint ${r.checkpoint}${r.rejected.length ? ` (${r.rejected.length} newer rejected)` : ''}, ${tasks}`;
+    case 'fresh':
+      return `recovered after ${cause(r)}: NO USABLE CHECKPOINT, started afresh from the config, ${tasks}`;
+    case 'rollback':
+      return `rolled back to checkpoint ${r.checkpoint}, ${tasks}`;
+  }
+}
+
+function buildProgram(): Command {
+  const program = createProgram('sw-recover', 'Validate, restore and reconcile a selfware run after a crash; decide the restart backoff; escalate.');
+  withCommonOptions(program)
+    .argument('<run>', 'run name')
+    .option('--checkpoint <id>', 'roll state/ and the workspace back to this checkpoint (the agent must be stopped)')
+    .option('--dry-run', 'print what would be done, change nothing')
+    .option('--record-exit', "record how the service ended ($SERVICE_RESULT, $EXIT_CODE, $EXIT_STATUS), for ExecStopPost=")
+    .action(
+      action(async (runArg: string, _o: unknown, cmd: Command) => {
+        const o = optsOf<{ checkpoint?: string; dryRun?: boolean; recordExit?: boolean }>(cmd);
+        const out = outputFor(cmd);
+        const run = validateRunName(runArg);
+        if (o.checkpoint !== undefined && !/^[0-9a-f]{1,64}$|^latest$/.test(o.checkpoint)) throw usageError(`option '--checkpoint <id>': invalid checkpoint id '${o.checkpoint}'`);
+        if (o.recordExit && (o.checkpoint || o.dryRun)) throw usageError('--record-exit goes alone');
+        const paths = runPaths(run);
+        if (o.recordExit) {
+          const done = recordServiceExit(paths, process.env);
+          out.verbose(done ? `recorded the service's end: ${process.env.SERVICE_RESULT ?? 'unknown'}` : 'no task log yet: nothing recorded');
+          return EXIT.OK;
+        }
+        const { config } = await loadRunConfig(paths);
+        await initNotify();
+        status(o.checkpoint ? `rolling back to ${o.checkpoint}` : 'recovering');
+        const res = await recover(paths, config, {
+          checkpoint: o.checkpoint,
+          dryRun: o.dryRun,
+          say: (level, text) => (level === 'warn' ? out.warn(text) : level === 'notice' ? out.notice(text) : out.info(text)),
+        });
+        for (const n of res.notes) out.info(n);
+        if (o.json) out.json(res);
+        else out.print((o.dryRun && res.action !== 'none' ? 'dry run: ' : '') + summary(res));
+        if (res.escalated) {
+          out.error(`escalating: ${res.escalation}; run '${run}' will not be restarted until someone starts it again`);
+          return EXIT_ESCALATED;
+        }
+        if (res.backoff_ms > 0 && !o.dryRun) {
+          out.notice(`waiting ${formatDuration(res.backoff_ms)} before the agent starts (${res.crashes} crash${res.crashes === 1 ? '' : 'es'} in a row)`);
+          extendTimeout(res.backoff_ms + 30_000);
+          status(`backing off ${formatDuration(res.backoff_ms)} after ${res.crashes} crash${res.crashes === 1 ? '' : 'es'}`);
+          await new Promise((r) => setTimeout(r, res.backoff_ms));
+        }
+        return EXIT.OK;
+      }),
+    );
+  return program;
+}
+
+void main(buildProgram());

@@ -1,0 +1,72 @@
+// How long to wait before the agent starts again, and when to stop trying.
+// systemd 252 has no RestartSteps=, so sw-recover does the exponential part:
+// 1 s, 2 s, 4 s ... up to backoff_max for each crash in a row; a session that
+// stayed up stable_after resets the count. After max_failures crashes or
+// failed recoveries inside the window (since the last escalation), it
+// escalates instead.
+
+import type { RecoveryConfig } from '../config/schema.js';
+
+export interface SessionInfo {
+  id: string;
+  startedAt: number;
+  /** When it ended, or the last sign of life when it did not record an end. */
+  lastSeen: number;
+  /** clean, rss (a planned restart), or a crash (error, or no end at all). */
+  endState: string | null;
+}
+
+export const PLANNED_ENDS = new Set(['clean', 'rss']);
+
+export function crashed(s: SessionInfo): boolean {
+  return s.endState === null || !PLANNED_ENDS.has(s.endState);
+}
+
+export interface Backoff {
+  /** Crashes in a row that count. */
+  crashes: number;
+  delayMs: number;
+}
+
+/** sessions newest first. */
+export function computeBackoff(sessions: SessionInfo[], cfg: Pick<RecoveryConfig, 'backoff_base' | 'backoff_max' | 'stable_after'>): Backoff {
+  let crashes = 0;
+  for (const s of sessions) {
+    if (!crashed(s)) break;
+    crashes++;
+    if (s.lastSeen - s.startedAt >= cfg.stable_after) break;
+  }
+  if (crashes === 0) return { crashes, delayMs: 0 };
+  const delay = cfg.backoff_base * 2 ** Math.min(crashes - 1, 40);
+  return { crashes, delayMs: Math.min(cfg.backoff_max, delay) };
+}
+
+export interface Escalation {
+  failures: number;
+  escalate: boolean;
+  why: string;
+}
+
+/**
+ * Crashed sessions and failed recoveries inside the window that came after
+ * the last escalation (a human starting the run again after an alert gets a
+ * fresh count).
+ */
+export function checkEscalation(
+  sessions: SessionInfo[],
+  failedRecoveries: number[],
+  lastEscalation: number | null,
+  now: number,
+  cfg: Pick<RecoveryConfig, 'max_failures' | 'window'>,
+): Escalation {
+  const from = Math.max(now - cfg.window, lastEscalation === null ? -Infinity : lastEscalation + 1);
+  const crashes = sessions.filter((s) => crashed(s) && s.startedAt >= from).length;
+  const failed = failedRecoveries.filter((t) => t >= from).length;
+  const failures = crashes + failed;
+  const minutes = Math.round(cfg.window / 60_000);
+  return {
+    failures,
+    escalate: failures >= cfg.max_failures,
+    why: `${crashes} crash${crashes === 1 ? '' : 'es'} and ${failed} failed recover${failed === 1 ? 'y' : 'ies'} in the last ${minutes} min (limit ${cfg.max_failures})`,
+  };
+}

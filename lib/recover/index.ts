@@ -1,0 +1,454 @@
+// sw-recover's work: after a crash, make the run whole again before the agent
+// starts. Validate state/, restore a checkpoint when it is not usable (newest
+// that verifies first; none: a fresh start), reconcile the queue with the task
+// log, checkpoint, record the recovery, then back off or escalate. Every step
+// can be killed and run again: a marker records a restore in progress, and
+// each step's result depends only on the task log and the checkpoint used.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import { workspaceDir, type RunConfig } from '../config/index.js';
+import { EXIT, SwError, dataError, noInputError, tempFailError } from '../exit.js';
+import { exists, writeFileAtomic } from '../fsutil.js';
+import { lockHolder, tryLock, type Lock } from '../lock.js';
+import { readQueue, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
+import type { RunPaths } from '../run.js';
+import {
+  agentLockFile,
+  createCheckpointLocked,
+  listCheckpoints,
+  lockState,
+  resolveId,
+  initStateRepo,
+  runExists,
+  runPresent,
+  verifyCheckpoints,
+  type Checkpoint,
+} from '../state/index.js';
+import { TaskLog, type Snapshot } from '../tasklog/index.js';
+import { checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
+import { crashReason, readHistory, type History } from './history.js';
+import { planReconcile, type ReconcileChange } from './reconcile.js';
+import { freshState, keepForensics, restoreStateFiles, restoreWorkspace } from './restore.js';
+import { validateState } from './validate.js';
+
+export { computeBackoff, checkEscalation } from './backoff.js';
+export { planReconcile, placeFromLog } from './reconcile.js';
+
+/** Errors that are not a failed recovery: nothing was attempted. */
+const NOT_FAILURES = new Set<number>([EXIT.USAGE, EXIT.CONFIG, EXIT.TEMPFAIL, EXIT.NOINPUT]);
+
+/** The exit status that tells systemd to stop restarting (RestartPreventExitStatus=). */
+export const EXIT_ESCALATED = 79;
+
+export type Action = 'none' | 'reconcile' | 'restore' | 'fresh' | 'rollback';
+
+export interface RecoverResult {
+  run: string;
+  action: Action;
+  /** crash, hang, unknown (after a crash), rollback, or null when nothing was done. */
+  reason: string | null;
+  detail: string;
+  /** The crashed session handled. */
+  session: string | null;
+  /** The checkpoint restored, or the recovery checkpoint made. */
+  checkpoint: string | null;
+  recovery_checkpoint: string | null;
+  rejected: Array<{ id: string; reason: string }>;
+  problems: string[];
+  repairs: string[];
+  forensics: string[];
+  reconciled: ReconcileChange[];
+  requeued: number;
+  lost: string[];
+  crashes: number;
+  backoff_ms: number;
+  escalated: boolean;
+  escalation: string | null;
+  duration_ms: number;
+  dry_run: boolean;
+  notes: string[];
+}
+
+export interface RecoverOptions {
+  checkpoint?: string;
+  dryRun?: boolean;
+  /** Diagnostics as recovery goes (info lines; warnings are marked). */
+  say?: (level: 'info' | 'warn' | 'notice', text: string) => void;
+  now?: () => number;
+}
+
+interface Marker {
+  session: string;
+  /** The checkpoint being restored, or "fresh". */
+  checkpoint: string;
+  rejected: Array<{ id: string; reason: string }>;
+  forensics: string[];
+}
+
+const markerFile = (paths: RunPaths): string => path.join(paths.runDir, 'recovery.json');
+
+function readMarker(paths: RunPaths): Marker | null {
+  try {
+    return JSON.parse(fs.readFileSync(markerFile(paths), 'utf8')) as Marker;
+  } catch {
+    return null;
+  }
+}
+
+function taskDefaults(config: RunConfig): TaskDefaults {
+  return { max_attempts: config.agent.max_attempts, timeout: config.agent.task_timeout };
+}
+
+function emptyResult(run: string, dryRun: boolean): RecoverResult {
+  return {
+    run,
+    action: 'none',
+    reason: null,
+    detail: '',
+    session: null,
+    checkpoint: null,
+    recovery_checkpoint: null,
+    rejected: [],
+    problems: [],
+    repairs: [],
+    forensics: [],
+    reconciled: [],
+    requeued: 0,
+    lost: [],
+    crashes: 0,
+    backoff_ms: 0,
+    escalated: false,
+    escalation: null,
+    duration_ms: 0,
+    dry_run: dryRun,
+    notes: [],
+  };
+}
+
+/** The agent's lock, taken so no agent starts while we work; exit 75 if one runs. */
+function lockAgent(paths: RunPaths): Lock {
+  const l = tryLock(agentLockFile(paths));
+  if (l) return l;
+  const h = lockHolder(agentLockFile(paths));
+  throw tempFailError(`run '${paths.run}' has its agent running${h ? ` (pid ${h.pid})` : ''}; stop it first`);
+}
+
+/**
+ * What the task log says. A missing journal is started again (from the
+ * database when there is one); a corrupt database is moved aside so that the
+ * journal's events still count.
+ */
+async function openHistory(paths: RunPaths, res: RecoverResult, dryRun: boolean): Promise<History> {
+  const log = TaskLog.forRun(paths);
+  if (!log.exists()) {
+    res.problems.push(`${paths.tasklogJournal}: missing${dryRun ? '' : '; started again'}`);
+    if (dryRun) return readHistory(null);
+    await log.init();
+  }
+  let snap: Snapshot;
+  try {
+    snap = await log.snapshot();
+  } catch (e) {
+    if (!(e instanceof SwError) || e.code !== EXIT.DATAERR || !exists(paths.tasklogDb) || /newer than this selfware/.test(e.message)) throw e;
+    res.problems.push(e.message);
+    if (dryRun) throw e;
+    const aside = `${paths.tasklogDb}.corrupt-${Date.now()}`;
+    fs.renameSync(paths.tasklogDb, aside);
+    res.notes.push(`the task log database was unreadable; moved to ${aside}; the journal's events still count`);
+    snap = await log.snapshot();
+  }
+  try {
+    if (snap.torn) res.notes.push('task log: a torn last record (from the crash) was dropped');
+    for (const c of snap.corrupt) res.problems.push(`${paths.tasklogJournal}: record at position ${c.pos}: ${c.reason}; skipped`);
+    res.notes.push(...snap.warnings);
+    return readHistory(snap);
+  } finally {
+    snap.db.close();
+  }
+}
+
+async function recoveryCheckpointFor(paths: RunPaths, session: string): Promise<Checkpoint | null> {
+  const { checkpoints } = await listCheckpoints(paths);
+  return checkpoints.find((c) => c.kind === 'recovery' && c.message.includes(`session ${session}`)) ?? null;
+}
+
+/** Reconcile the queue files with the log (writes unless dry run). */
+async function reconcile(paths: RunPaths, config: RunConfig, history: History, tasks: Task[] | null, res: RecoverResult, dryRun: boolean): Promise<void> {
+  const current = tasks ?? (await readQueue(paths.stateDir, taskDefaults(config))).tasks;
+  const plan = planReconcile(current, history.tasks, new Date().toISOString());
+  res.reconciled = plan.changes;
+  res.lost = plan.lost;
+  res.requeued = plan.changes.filter((c) => c.after.status === 'pending' && c.before !== null && c.before.status !== 'pending').length;
+  for (const id of plan.lost) res.problems.push(`task ${id} is in the task log but not in the queue, and the log lacks its definition: not restored`);
+  if (!dryRun) for (const t of plan.write) await writeTask(paths.stateDir, t);
+}
+
+export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverOptions = {}): Promise<RecoverResult> {
+  const now = opts.now ?? Date.now;
+  const started = now();
+  const dryRun = !!opts.dryRun;
+  const say = opts.say ?? (() => {});
+  const res = emptyResult(paths.run, dryRun);
+  const ws = workspaceDir(config, paths);
+
+  if (!runPresent(paths) || (opts.checkpoint && !runExists(paths))) {
+    if (opts.checkpoint) throw noInputError(`no such run '${paths.run}' (nothing at '${paths.runDir}')`);
+    res.detail = 'the run has no state yet: nothing to recover';
+    res.duration_ms = now() - started;
+    return res;
+  }
+  const agentLock = lockAgent(paths);
+  let stateLock: Lock | null = null;
+  let session: SessionInfo | undefined;
+  let failures = 0;
+  try {
+    stateLock = await lockState(paths);
+    const history = await openHistory(paths, res, dryRun);
+    if (opts.checkpoint) {
+      await rollback(paths, config, ws, history, opts.checkpoint, res, dryRun, say, now);
+    } else {
+      session = history.sessions[0];
+      const marker = readMarker(paths);
+      if (!session || !crashed(session) || history.recovered.has(session.id)) {
+        if (marker && !dryRun) fs.rmSync(markerFile(paths), { force: true });
+        res.detail = !session
+          ? 'no session has run yet: nothing to recover'
+          : history.recovered.has(session.id) && crashed(session)
+            ? `session ${session.id} was already recovered: nothing to do`
+            : `session ${session.id} ended cleanly: nothing to recover`;
+        res.duration_ms = now() - started;
+        return res;
+      }
+      await recoverCrash(paths, config, ws, history, session, marker, res, dryRun, say);
+      const b = computeBackoff(history.sessions, config.recovery);
+      res.crashes = b.crashes;
+      res.backoff_ms = b.delayMs;
+      const esc = checkEscalation(history.sessions, history.failedRecoveries, history.lastEscalation, now(), config.recovery);
+      failures = esc.failures;
+      if (esc.escalate) {
+        res.escalated = true;
+        res.escalation = esc.why;
+        res.backoff_ms = 0;
+      }
+    }
+    res.duration_ms = now() - started;
+    if (!dryRun) {
+      const log = TaskLog.forRun(paths);
+      log.append({
+        t: 'recovery',
+        session: res.session,
+        reason: res.reason,
+        action: res.action,
+        checkpoint: res.checkpoint,
+        reconciled: res.reconciled.length,
+        requeued: res.requeued,
+        duration_ms: res.duration_ms,
+        backoff_ms: res.backoff_ms,
+        ok: true,
+        detail: res.detail,
+      });
+      if (res.escalated) log.append({ t: 'escalation', reason: res.escalation, failures, session: res.session });
+      fs.rmSync(markerFile(paths), { force: true });
+    }
+    return res;
+  } catch (e) {
+    // A recovery that fails counts towards escalation.
+    if (!dryRun && !(e instanceof SwError && NOT_FAILURES.has(e.code))) {
+      try {
+        TaskLog.forRun(paths).append({ t: 'recovery', session: session?.id ?? null, reason: res.reason, action: res.action, ok: false, detail: (e as Error).message, duration_ms: now() - started });
+      } catch {
+        /* the log itself may be what failed */
+      }
+    }
+    throw e;
+  } finally {
+    stateLock?.release();
+    agentLock.release();
+  }
+}
+
+async function recoverCrash(
+  paths: RunPaths,
+  config: RunConfig,
+  ws: string,
+  history: History,
+  session: SessionInfo,
+  marker: Marker | null,
+  res: RecoverResult,
+  dryRun: boolean,
+  say: NonNullable<RecoverOptions['say']>,
+): Promise<void> {
+  const why = crashReason(session, history.serviceExit);
+  res.session = session.id;
+  res.reason = why.reason;
+  res.detail = `session ${session.id} did not stop cleanly (${why.reason}: ${why.detail})`;
+  say('notice', res.detail);
+  const defaults = taskDefaults(config);
+  if (!runExists(paths)) {
+    const lost = `${path.join(paths.runDir, 'state.git')} is missing: every checkpoint is lost${dryRun ? '' : '; a new, empty one was made'}`;
+    res.problems.push(lost);
+    say('warn', lost);
+    if (!dryRun) await initStateRepo(paths);
+  }
+  let tasks: Task[] | null = null;
+  const resuming = marker && marker.session === session.id ? marker : null;
+  if (resuming) {
+    res.notes.push(`resuming an interrupted recovery (restoring ${resuming.checkpoint})`);
+    res.rejected = resuming.rejected;
+    res.forensics = resuming.forensics;
+  } else {
+    const v = await validateState(paths, defaults, { repair: !dryRun });
+    res.repairs = v.repairs;
+    for (const r of v.repairs) say('info', r);
+    if (v.ok) {
+      res.action = 'reconcile';
+      say('info', 'state/ is valid: the files the crash left are the newest state');
+      tasks = v.tasks;
+    } else {
+      res.problems.push(...v.problems);
+      for (const p of v.problems) say('warn', p);
+    }
+  }
+  if (res.action !== 'reconcile') {
+    const restored = await restoreNewestValid(paths, config, ws, session, resuming, res, dryRun, say);
+    tasks = restored;
+  }
+  await reconcile(paths, config, history, tasks, res, dryRun);
+  for (const c of res.reconciled) say('info', describeChange(c));
+  if (!dryRun) {
+    const existing = await recoveryCheckpointFor(paths, session.id);
+    if (existing) res.recovery_checkpoint = existing.id;
+    else {
+      const made = await createCheckpointLocked(paths, ws, { kind: 'recovery', message: `recovery of session ${session.id} (${res.reason}, ${res.action})` });
+      if (!made.skipped) res.recovery_checkpoint = made.checkpoint.id;
+    }
+  }
+  if (res.action === 'reconcile') res.checkpoint = res.recovery_checkpoint;
+}
+
+/** Try checkpoints newest first; each must verify and its files must validate. None: a fresh start. */
+async function restoreNewestValid(
+  paths: RunPaths,
+  config: RunConfig,
+  ws: string,
+  session: SessionInfo,
+  resuming: Marker | null,
+  res: RecoverResult,
+  dryRun: boolean,
+  say: NonNullable<RecoverOptions['say']>,
+): Promise<Task[]> {
+  const defaults = taskDefaults(config);
+  const now = new Date();
+  if (!dryRun && res.forensics.length === 0) {
+    const kept = await keepForensics(paths, now, `recovery of session ${session.id}`);
+    res.forensics.push(kept);
+    say('info', `what state/ held is kept at ${kept}`);
+  }
+  let list: Checkpoint[] = [];
+  try {
+    const l = await listCheckpoints(paths);
+    list = l.checkpoints;
+    for (const b of l.broken) if (!res.rejected.some((r) => r.id === b.id)) res.rejected.push({ id: b.id, reason: b.reason });
+  } catch (e) {
+    res.problems.push(`the checkpoints cannot be listed: ${(e as Error).message}`);
+  }
+  // On a resumed recovery, start again at the checkpoint it was restoring.
+  const skip = new Set(res.rejected.map((r) => r.id));
+  const mark = (checkpoint: string): void => {
+    if (!dryRun) writeFileAtomic(markerFile(paths), JSON.stringify({ session: session.id, checkpoint, rejected: res.rejected, forensics: res.forensics } satisfies Marker) + '\n');
+  };
+  if (resuming?.checkpoint === 'fresh') list = [];
+  for (const c of list) {
+    if (skip.has(c.id)) continue;
+    const [report] = await verifyCheckpoints(paths, ws, [c], []);
+    if (!report?.valid) {
+      const reason = report?.errors.join('; ') ?? 'unverifiable';
+      res.rejected.push({ id: c.id, reason });
+      say('warn', `checkpoint ${c.id} rejected: ${reason}`);
+      continue;
+    }
+    if (dryRun) {
+      res.action = 'restore';
+      res.checkpoint = c.id;
+      say('info', `would restore checkpoint ${c.id} (${c.kind}, ${c.time})`);
+      return (await readQueue(paths.stateDir, defaults)).tasks;
+    }
+    mark(c.id);
+    await restoreStateFiles(paths, c);
+    const v = await validateState(paths, defaults, { repair: true });
+    if (!v.ok) {
+      const reason = `its files do not validate: ${v.problems.join('; ')}`;
+      res.rejected.push({ id: c.id, reason });
+      say('warn', `checkpoint ${c.id} rejected: ${reason}`);
+      continue;
+    }
+    res.action = 'restore';
+    res.checkpoint = c.id;
+    say('notice', `restored state/ from checkpoint ${c.id} (${c.kind}, ${c.time})`);
+    return v.tasks;
+  }
+  res.action = 'fresh';
+  res.checkpoint = null;
+  const loud = `no checkpoint can be used${res.rejected.length ? ` (${res.rejected.length} rejected)` : ''}: starting state/ afresh from the config; tasks come back from the task log`;
+  say('warn', loud.toUpperCase().slice(0, 1) + loud.slice(1));
+  res.notes.push(loud);
+  if (dryRun) return [];
+  mark('fresh');
+  res.notes.push(...(await freshState(paths, ws, now)));
+  return (await readQueue(paths.stateDir, defaults)).tasks;
+}
+
+async function rollback(
+  paths: RunPaths,
+  config: RunConfig,
+  ws: string,
+  history: History,
+  id: string,
+  res: RecoverResult,
+  dryRun: boolean,
+  say: NonNullable<RecoverOptions['say']>,
+  now: () => number,
+): Promise<void> {
+  const { checkpoints } = await listCheckpoints(paths);
+  const c = resolveId(checkpoints, id);
+  const [report] = await verifyCheckpoints(paths, ws, [c], []);
+  if (!report?.valid) throw dataError(`checkpoint ${c.id} is invalid: ${report?.errors.join('; ')}`);
+  res.action = 'rollback';
+  res.reason = 'rollback';
+  res.checkpoint = c.id;
+  res.detail = `rollback of state/ and the workspace to checkpoint ${c.id} (${c.kind}, ${c.time})`;
+  say('notice', (dryRun ? 'would do a ' : '') + res.detail);
+  if (dryRun) {
+    await reconcile(paths, config, history, null, res, true);
+    return;
+  }
+  const when = new Date(now());
+  res.forensics.push(await keepForensics(paths, when, `rollback to ${c.id}`));
+  await restoreStateFiles(paths, c);
+  res.forensics.push(`${await restoreWorkspace(ws, c, when)} in ${path.join(ws, '.git')}`);
+  for (const f of res.forensics) say('info', `what was there before is kept at ${f}`);
+  await reconcile(paths, config, history, null, res, false);
+  for (const ch of res.reconciled) say('info', describeChange(ch));
+  const made = await createCheckpointLocked(paths, ws, { kind: 'recovery', message: `rollback to checkpoint ${c.id}` });
+  if (!made.skipped) res.recovery_checkpoint = made.checkpoint.id;
+}
+
+export function describeChange(c: ReconcileChange): string {
+  const before = c.before ? `${c.before.status} (attempt ${c.before.attempt})` : 'missing from the queue';
+  return `task ${c.task}: ${before} -> ${c.after.status} (attempt ${c.after.attempt}): ${c.rule}`;
+}
+
+/** ExecStopPost=: note how systemd saw the service end ($SERVICE_RESULT, $EXIT_CODE, $EXIT_STATUS). */
+export function recordServiceExit(paths: RunPaths, env: NodeJS.ProcessEnv): boolean {
+  const log = TaskLog.forRun(paths);
+  if (!log.exists()) return false;
+  log.append({
+    t: 'service_exit',
+    unit: env.SYSTEMD_UNIT ?? null,
+    result: env.SERVICE_RESULT ?? null,
+    exit_code: env.EXIT_CODE ?? null,
+    exit_status: env.EXIT_STATUS ?? null,
+  });
+  return true;
+}

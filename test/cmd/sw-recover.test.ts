@@ -1,0 +1,489 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { DIST, git, makeEnv, sw, treeSnapshot as fullSnapshot, writeConfig, type TestEnv } from '../helpers.js';
+import { addTask, checkpoint, cleanSession, crashedSession, createRun, events, log, paths, readTask, writeTask } from '../fixtures/runs.js';
+
+/** Files under dir, without the lock files (their holder notes change with every lock taken). */
+const treeSnapshot = (dir: string) => new Map([...fullSnapshot(dir)].filter(([k]) => !/(^|\/)locks\/.+\.lock$/.test(k)));
+const rec = (args: string[], t: TestEnv, opts = {}) => sw('sw-recover', args, t, opts);
+const NO_WAIT = 'recovery:\n  backoff_base: 0s\n';
+
+async function recJson(t: TestEnv, args: string[] = []): Promise<Record<string, unknown> & { reconciled: Array<{ task: string; before: unknown; after: unknown; rule: string }>; rejected: Array<{ id: string; reason: string }> }> {
+  const r = await rec(['run1', '--json', ...args], t);
+  assert.equal(r.exitCode, 0, `sw-recover: ${r.stderr}`);
+  return JSON.parse(String(r.stdout));
+}
+
+async function recoveries(t: TestEnv): Promise<unknown[][]> {
+  const s = await log(t).snapshot();
+  try {
+    return s.db.exec('SELECT session_id, reason, action, checkpoint_id, ok FROM recoveries ORDER BY pos')[0]?.values ?? [];
+  } finally {
+    s.db.close();
+  }
+}
+
+test('usage errors exit 64 and name the value', async () => {
+  const t = makeEnv();
+  try {
+    const h = await rec(['--help'], t);
+    assert.equal(h.exitCode, 0);
+    assert.match(String(h.stdout), /^Usage: sw-recover \[options\] <run>/);
+    for (const [args, re] of [
+      [[], /missing required argument 'run'/],
+      [['../x'], /invalid run name '\.\.\/x'/],
+      [['a/b'], /invalid run name/],
+      [['x'.repeat(200)], /invalid run name/],
+      [['run1', '--checkpoint', 'zz!'], /invalid checkpoint id 'zz!'/],
+      [['run1', '--record-exit', '--dry-run'], /--record-exit goes alone/],
+      [['run1', '--bogus'], /unknown option '--bogus'/],
+    ] as Array<[string[], RegExp]>) {
+      const r = await rec(args, t);
+      assert.equal(r.exitCode, 64, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(String(r.stderr), re);
+    }
+    assert.deepEqual(fs.readdirSync(t.stateDir), []);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('no run, no session, a clean stop: nothing to do, exit 0', async () => {
+  const t = makeEnv();
+  try {
+    let r = await rec(['run1'], t);
+    assert.equal(r.exitCode, 0);
+    assert.match(String(r.stdout), /no state yet: nothing to recover/);
+    assert.deepEqual(fs.readdirSync(t.stateDir), [], 'recover does not create a run');
+    await createRun(t);
+    r = await rec(['run1'], t);
+    assert.match(String(r.stdout), /no session has run yet/);
+    cleanSession(t, 's1', '2026-11-21T08:00:00Z', '2026-11-21T09:00:00Z');
+    const before = treeSnapshot(paths(t).runDir);
+    const j = await recJson(t);
+    assert.equal(j.action, 'none');
+    assert.equal(j.detail, 'session s1 ended cleanly: nothing to recover');
+    assert.deepEqual(treeSnapshot(paths(t).runDir), before, 'a clean stop changes nothing');
+    assert.deepEqual(await recoveries(t), []);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the reconciliation matrix, row by row, through the command', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    // completed in the log (the queue file was not updated before the crash)
+    addTask(t, { id: 'done', status: 'in_progress', attempt: 1 });
+    events(t, [{ t: 'task_started', task: 'done', attempt: 1, session: 's1' }, { t: 'task_outcome', task: 'done', attempt: 1, outcome: 'completed' }]);
+    // in progress: started, no outcome
+    addTask(t, { id: 'inprog', status: 'in_progress', attempt: 2 });
+    events(t, [{ t: 'task_started', task: 'inprog', attempt: 1, session: 's1' }, { t: 'task_outcome', task: 'inprog', attempt: 1, outcome: 'failed' }, { t: 'task_started', task: 'inprog', attempt: 2, session: 's1' }]);
+    fs.writeFileSync(path.join(paths(t).stateDir, 'transcripts', 'inprog.jsonl'), '{"step":1,"attempt":2}\n{"step":2,"attempt":2}\n');
+    // failed with attempts left
+    addTask(t, { id: 'retry', status: 'in_progress', attempt: 1, max_attempts: 3 });
+    events(t, [{ t: 'task_started', task: 'retry', attempt: 1, session: 's1' }, { t: 'task_outcome', task: 'retry', attempt: 1, outcome: 'failed', reason: 'verify failed' }]);
+    // failed with attempts exhausted
+    addTask(t, { id: 'spent', status: 'in_progress', attempt: 2, max_attempts: 2 });
+    events(t, [{ t: 'task_started', task: 'spent', attempt: 2, session: 's1' }, { t: 'task_outcome', task: 'spent', attempt: 2, outcome: 'failed', reason: 'verify failed' }]);
+    // pending, never started
+    addTask(t, { id: 'waiting', status: 'pending', attempt: 1 });
+    // known to the log, missing from the queue (it was in progress)
+    addTask(t, { id: 'missing', status: 'in_progress', attempt: 1 });
+    events(t, [{ t: 'task_started', task: 'missing', attempt: 1, session: 's1' }]);
+    fs.rmSync(path.join(paths(t).stateDir, 'queue', 'missing.yaml'));
+
+    const j = await recJson(t);
+    assert.equal(j.action, 'reconcile');
+    assert.equal(j.session, 's1');
+    assert.equal(j.reason, 'unknown');
+    const by = new Map(j.reconciled.map((c) => [c.task, c]));
+    assert.deepEqual(by.get('done'), { task: 'done', before: { status: 'in_progress', attempt: 1 }, after: { status: 'completed', attempt: 1 }, rule: 'completed' });
+    assert.deepEqual(by.get('inprog'), { task: 'inprog', before: { status: 'in_progress', attempt: 2 }, after: { status: 'pending', attempt: 2 }, rule: 'in progress' });
+    assert.deepEqual(by.get('retry'), { task: 'retry', before: { status: 'in_progress', attempt: 1 }, after: { status: 'pending', attempt: 2 }, rule: 'failed, attempts left' });
+    assert.deepEqual(by.get('spent'), { task: 'spent', before: { status: 'in_progress', attempt: 2 }, after: { status: 'failed', attempt: 2 }, rule: 'failed, attempts exhausted' });
+    assert.equal(by.has('waiting'), false, 'pending: unchanged');
+    assert.deepEqual(by.get('missing')?.after, { status: 'pending', attempt: 1 });
+    assert.equal(by.get('missing')?.before, null);
+    assert.equal(j.requeued, 2);
+    // The files say the same.
+    assert.equal(readTask(t, 'done')?.status, 'completed');
+    assert.equal(readTask(t, 'inprog')?.status, 'pending');
+    assert.equal(readTask(t, 'inprog')?.attempt, '2');
+    assert.equal(readTask(t, 'retry')?.attempt, '2');
+    assert.equal(readTask(t, 'spent')?.status, 'failed');
+    assert.equal(readTask(t, 'spent')?.reason, 'verify failed');
+    assert.equal(readTask(t, 'waiting')?.status, 'pending');
+    assert.equal(readTask(t, 'missing')?.prompt, 'do missing');
+    assert.equal(
+      fs.readFileSync(path.join(paths(t).stateDir, 'transcripts', 'inprog.jsonl'), 'utf8'),
+      '{"step":1,"attempt":2}\n{"step":2,"attempt":2}\n',
+      'the transcript is kept so the agent resumes at its next step',
+    );
+    // Recorded, with a recovery checkpoint, once.
+    const recs = await recoveries(t);
+    assert.equal(recs.length, 1);
+    assert.deepEqual(recs[0]?.slice(0, 3), ['s1', 'unknown', 'reconcile']);
+    const list = JSON.parse(String((await sw('sw-checkpoint', ['list', 'run1', '--kind', 'recovery', '--json'], t)).stdout)) as { checkpoints: Array<{ id: string; message: string }> };
+    assert.equal(list.checkpoints.length, 1);
+    assert.equal(list.checkpoints[0]?.id, j.recovery_checkpoint);
+    assert.match(list.checkpoints[0]?.message ?? '', /recovery of session s1/);
+    // Run again: nothing to do, nothing changes.
+    const before = treeSnapshot(paths(t).stateDir);
+    const again = await recJson(t);
+    assert.equal(again.action, 'none');
+    assert.match(String(again.detail), /already recovered/);
+    assert.deepEqual(treeSnapshot(paths(t).stateDir), before);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--dry-run says what it would do and changes nothing', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    addTask(t, { id: 'x', status: 'in_progress', attempt: 1 });
+    events(t, [{ t: 'task_started', task: 'x', attempt: 1, session: 's1' }, { t: 'task_outcome', task: 'x', attempt: 1, outcome: 'completed' }]);
+    fs.writeFileSync(path.join(paths(t).stateDir, 'queue', 'junk.yaml'), '\u0000\u0001garbage: [');
+    const before = treeSnapshot(paths(t).runDir);
+    const r = await rec(['run1', '--dry-run', '--json'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const j = JSON.parse(String(r.stdout));
+    assert.equal(j.dry_run, true);
+    assert.equal(j.action, 'restore');
+    assert.ok(j.checkpoint);
+    assert.deepEqual(treeSnapshot(paths(t).runDir), before);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('truncated and garbage queue files: the newest valid checkpoint is restored, tasks come back from the log', async () => {
+  for (const damage of ['truncated', 'garbage'] as const) {
+    const t = makeEnv();
+    try {
+      writeConfig(t, 'run1', NO_WAIT);
+      await createRun(t);
+      addTask(t, { id: 'old', status: 'pending' });
+      const cp1 = await checkpoint(t);
+      crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+      addTask(t, { id: 'newer', status: 'pending', prompt: 'added after the checkpoint' });
+      events(t, [{ t: 'task_started', task: 'old', attempt: 1, session: 's1' }]);
+      writeTask(t, { id: 'old', status: 'in_progress' });
+      const f = path.join(paths(t).stateDir, 'queue', 'old.yaml');
+      if (damage === 'truncated') fs.writeFileSync(f, fs.readFileSync(f, 'utf8').slice(0, 25));
+      else fs.writeFileSync(f, Buffer.from([0xde, 0xad, 0xbe, 0xef, 0x00, 0x7b, 0x7d, 0x3a]));
+      const r = await rec(['run1', '--json'], t);
+      assert.equal(r.exitCode, 0, String(r.stderr));
+      const j = JSON.parse(String(r.stdout));
+      assert.equal(j.action, 'restore', damage);
+      assert.equal(j.checkpoint, cp1);
+      assert.ok(j.problems.some((p: string) => p.includes('old.yaml')), `${damage}: the problem names the file: ${j.problems}`);
+      assert.match(String(r.stderr), new RegExp(`restored state/ from checkpoint ${cp1}`));
+      assert.equal(readTask(t, 'old')?.status, 'pending');
+      assert.equal(readTask(t, 'old')?.attempt, '1', 'in progress at attempt 1: resumes at attempt 1');
+      assert.equal(readTask(t, 'newer')?.prompt, 'added after the checkpoint', 'restored from the task log');
+      // What was there is kept under a ref.
+      assert.equal(j.forensics.length, 1);
+      const ref = String(j.forensics[0]).split(' ')[0] as string;
+      const shown = await git(paths(t).stateDir, ['show', `${ref}:queue/old.yaml`], path.join(paths(t).runDir, 'state.git'));
+      assert.equal(shown.exitCode, 0, String(shown.stderr));
+      assert.equal(fs.existsSync(path.join(paths(t).runDir, 'recovery.json')), false, 'the marker is gone');
+    } finally {
+      t.cleanup();
+    }
+  }
+});
+
+test('flipped bytes in the newest checkpoint: it is rejected by name, the one before is restored', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    addTask(t, { id: 'a' });
+    const older = await checkpoint(t);
+    fs.writeFileSync(path.join(paths(t).stateDir, 'memory', 'only-in-newest.md'), 'something only the newest checkpoint has\n');
+    const newest = await checkpoint(t);
+    const repo = path.join(paths(t).runDir, 'state.git');
+    const blob = String((await git(paths(t).stateDir, ['rev-parse', `refs/checkpoints/${newest}:memory/only-in-newest.md`], repo)).stdout).trim();
+    const obj = path.join(repo, 'objects', blob.slice(0, 2), blob.slice(2));
+    fs.chmodSync(obj, 0o644);
+    const b = fs.readFileSync(obj);
+    b[Math.floor(b.length / 2)] = (b[Math.floor(b.length / 2)] as number) ^ 0xff;
+    fs.writeFileSync(obj, b);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    fs.writeFileSync(path.join(paths(t).stateDir, 'agent.json'), '{"status": "runn');
+    const j = await recJson(t);
+    assert.equal(j.action, 'restore');
+    assert.equal(j.checkpoint, older);
+    assert.equal(j.rejected[0]?.id, newest);
+    assert.match(j.rejected[0]?.reason ?? '', new RegExp(`state object ${blob.slice(0, 12)}`));
+    assert.ok((j.problems as string[]).some((p) => p.includes('agent.json') && p.includes('does not parse')));
+    assert.equal(JSON.parse(fs.readFileSync(path.join(paths(t).stateDir, 'agent.json'), 'utf8')).status, 'stopped');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a deleted state/.git is repaired; the checkpoints were never in it', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    addTask(t, { id: 'a' });
+    await checkpoint(t);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    fs.rmSync(path.join(paths(t).stateDir, '.git'), { recursive: true, force: true });
+    const j = await recJson(t);
+    assert.equal(j.action, 'reconcile');
+    assert.match((j.repairs as string[]).join('\n'), /state\/\.git: missing or wrong; pointed at \.\.\/state\.git again/);
+    const l = await git(paths(t).stateDir, ['log', '--oneline']);
+    assert.equal(l.exitCode, 0, String(l.stderr));
+    assert.equal(String(l.stdout).trim().split('\n').length, 3, 'git log in state/ shows the checkpoints again');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a torn last task-log record is dropped and recovery goes on', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    addTask(t, { id: 'a', status: 'in_progress' });
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    events(t, [{ t: 'task_started', task: 'a', attempt: 1, session: 's1' }]);
+    fs.appendFileSync(paths(t).tasklogJournal, '0badc0de {"t":"task_outcome","task":"a","outc');
+    const j = await recJson(t);
+    assert.equal(j.action, 'reconcile');
+    assert.ok((j.notes as string[]).some((n) => /torn last record/.test(n)));
+    assert.equal(readTask(t, 'a')?.status, 'pending', 'the torn outcome was never read as data');
+    const v = await sw('sw-checkpoint', ['verify', 'run1'], t);
+    assert.equal(v.exitCode, 0, String(v.stdout));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a torn transcript line is dropped, a garbled one is a problem', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    const tr = path.join(paths(t).stateDir, 'transcripts', 'a.jsonl');
+    fs.writeFileSync(tr, '{"step":1}\n{"step":2}\n{"step":3,"out');
+    await checkpoint(t);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    const j = await recJson(t);
+    assert.equal(j.action, 'reconcile');
+    assert.equal(fs.readFileSync(tr, 'utf8'), '{"step":1}\n{"step":2}\n');
+    crashedSession(t, 's2', '2026-11-21T09:00:00Z');
+    fs.writeFileSync(tr, '{"step":1}\nnot json\n{"step":3}\n');
+    const j2 = await recJson(t);
+    assert.equal(j2.action, 'restore');
+    assert.ok((j2.problems as string[]).some((p) => p.endsWith('a.jsonl:2: not JSON')), String(j2.problems));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('no checkpoint at all and broken state: a fresh start, said loudly, tasks back from the log', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    addTask(t, { id: 'keepme', prompt: 'survives' });
+    // Remove every checkpoint, then break state/.
+    const repo = path.join(paths(t).runDir, 'state.git');
+    fs.rmSync(repo, { recursive: true, force: true });
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    fs.writeFileSync(path.join(paths(t).stateDir, 'run.yaml'), 'run: someone-else\n');
+    const r = await rec(['run1', '--json'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const j = JSON.parse(String(r.stdout));
+    assert.equal(j.action, 'fresh');
+    assert.match(String(r.stderr), /warning: No checkpoint can be used: starting state\/ afresh from the config/);
+    assert.equal(readTask(t, 'keepme')?.prompt, 'survives');
+    assert.match(fs.readFileSync(path.join(paths(t).stateDir, 'run.yaml'), 'utf8'), /^run: run1$/m);
+    const text = await rec(['run1'], t);
+    assert.equal(text.exitCode, 0);
+    const l = await sw('sw-checkpoint', ['list', 'run1', '--json'], t);
+    assert.equal(JSON.parse(String(l.stdout)).checkpoints.length, 1, 'a recovery checkpoint in the new state.git');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a config that no longer parses: exit 78, nothing changed', async () => {
+  const t = makeEnv();
+  try {
+    await createRun(t);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    const f = writeConfig(t, 'run1', 'recovery:\n  max_failures: lots\n');
+    const before = treeSnapshot(paths(t).runDir);
+    const r = await rec(['run1'], t);
+    assert.equal(r.exitCode, 78);
+    assert.equal(String(r.stderr), `sw-recover: ${f}:2:17: recovery.max_failures: expected an integer from 1 to 1000, got "lots"`);
+    writeConfig(t, 'run1', 'recovery:\n  backoff_base: 2m\n  backoff_max: 1m\n');
+    const r2 = await rec(['run1'], t);
+    assert.equal(r2.exitCode, 78);
+    assert.match(String(r2.stderr), /:2:17: recovery\.backoff_base: must not be more than recovery\.backoff_max/);
+    assert.deepEqual(treeSnapshot(paths(t).runDir), before);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a running agent: exit 75, nothing changed', async () => {
+  const t = makeEnv();
+  try {
+    await createRun(t);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    const lockFile = path.join(paths(t).runDir, 'locks', 'agent.lock');
+    const holder = execa(process.execPath, [path.join(DIST, 'test/fixtures/hold-lock.js'), lockFile], { reject: false, buffer: false });
+    await new Promise<void>((res) => holder.stdout?.once('data', () => res()));
+    const before = treeSnapshot(paths(t).stateDir);
+    for (const args of [['run1'], ['run1', '--checkpoint', 'latest']]) {
+      const r = await rec(args, t);
+      assert.equal(r.exitCode, 75, args.join(' '));
+      assert.match(String(r.stderr), new RegExp(`run 'run1' has its agent running \\(pid ${holder.pid}\\); stop it first`));
+    }
+    assert.deepEqual(treeSnapshot(paths(t).stateDir), before);
+    holder.kill('SIGKILL');
+    await holder;
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('backoff: 1 s, 2 s, 4 s ... from the crash history, and it really waits', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', 'recovery:\n  backoff_base: 150ms\n  backoff_max: 1s\n  max_failures: 50\n');
+    await createRun(t);
+    const delays: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      crashedSession(t, `s${i}`, new Date(Date.now() - (200 - i) * 60_000).toISOString());
+      const start = Date.now();
+      const r = await rec(['run1', '--json'], t);
+      const took = Date.now() - start;
+      assert.equal(r.exitCode, 0, String(r.stderr));
+      const j = JSON.parse(String(r.stdout));
+      delays.push(j.backoff_ms);
+      assert.equal(j.crashes, i + 1);
+      assert.ok(took >= j.backoff_ms, `waited ${took} ms for a ${j.backoff_ms} ms backoff`);
+    }
+    assert.deepEqual(delays, [150, 300, 600, 1000, 1000]);
+    // A session that stayed up an hour resets the count.
+    crashedSession(t, 'long', new Date(Date.now() - 65 * 60_000).toISOString(), new Date(Date.now() - 1000).toISOString());
+    const j = JSON.parse(String((await rec(['run1', '--json', '--dry-run'], t)).stdout));
+    assert.equal(j.crashes, 1);
+    assert.equal(j.backoff_ms, 150);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('escalation after N crashes in the window: exit 79, recorded, and a fresh count after it', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', 'recovery:\n  backoff_base: 0s\n  max_failures: 3\n');
+    await createRun(t);
+    const codes: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      crashedSession(t, `s${i}`, new Date(Date.now() - (5 - i) * 60_000).toISOString());
+      const r = await rec(['run1'], t);
+      codes.push(r.exitCode ?? -1);
+      if (i === 2) assert.match(String(r.stderr), /escalating: 3 crashes and 0 failed recoveries in the last 60 min \(limit 3\); run 'run1' will not be restarted until someone starts it again/);
+    }
+    assert.deepEqual(codes, [0, 0, 79]);
+    const s = await log(t).snapshot();
+    assert.equal(s.db.exec('SELECT count(*) FROM escalations')[0]?.values[0]?.[0], 1);
+    s.db.close();
+    crashedSession(t, 's3', new Date(Date.now() - 60_000).toISOString());
+    const after = await rec(['run1'], t);
+    assert.equal(after.exitCode, 0, 'a human started it again: the count starts over');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--record-exit notes how systemd saw the end; a watchdog kill is a hang', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    crashedSession(t, 's1', new Date(Date.now() - 60_000).toISOString());
+    const r = await rec(['run1', '--record-exit'], t, { env: { SERVICE_RESULT: 'watchdog', EXIT_CODE: 'killed', EXIT_STATUS: 'ABRT' } });
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const j = await recJson(t);
+    assert.equal(j.reason, 'hang');
+    assert.match(String(j.detail), /systemd: watchdog, killed, ABRT/);
+    crashedSession(t, 's2', new Date().toISOString());
+    await rec(['run1', '--record-exit'], t, { env: { SERVICE_RESULT: 'signal', EXIT_CODE: 'killed', EXIT_STATUS: 'KILL' } });
+    assert.equal((await recJson(t)).reason, 'crash');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--checkpoint ID rolls back state/ and the workspace (branch, index, files), then reconciles', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    const ws = paths(t).defaultWorkspace;
+    const g = (args: string[]) => execa('git', ['-c', 'user.name=u', '-c', 'user.email=u@x', ...args], { cwd: ws });
+    fs.writeFileSync(path.join(ws, '.gitignore'), 'cache/\n');
+    fs.writeFileSync(path.join(ws, 'a.txt'), 'v1\n');
+    await g(['add', '.']);
+    await g(['commit', '-qm', 'one']);
+    const head1 = (await g(['rev-parse', 'HEAD'])).stdout;
+    fs.writeFileSync(path.join(ws, 'a.txt'), 'v1 edited\n');
+    fs.writeFileSync(path.join(ws, 'notes.txt'), 'untracked then\n');
+    addTask(t, { id: 'a' });
+    const cp = await checkpoint(t);
+    // Work goes on: a commit, new files, a task completes.
+    fs.writeFileSync(path.join(ws, 'a.txt'), 'v2\n');
+    fs.writeFileSync(path.join(ws, 'b.txt'), 'b\n');
+    await g(['add', '.']);
+    await g(['commit', '-qm', 'two']);
+    fs.writeFileSync(path.join(ws, 'later.txt'), 'untracked later\n');
+    fs.mkdirSync(path.join(ws, 'cache'));
+    fs.writeFileSync(path.join(ws, 'cache', 'x'), 'ignored\n');
+    events(t, [{ t: 'task_started', task: 'a', attempt: 1 }, { t: 'task_outcome', task: 'a', attempt: 1, outcome: 'completed' }]);
+    writeTask(t, { id: 'a', status: 'completed' });
+    fs.writeFileSync(path.join(paths(t).stateDir, 'memory', 'later.md'), 'x');
+
+    const j = await recJson(t, ['--checkpoint', cp.slice(0, 5)]);
+    assert.equal(j.action, 'rollback');
+    assert.equal(j.checkpoint, cp);
+    assert.equal((await g(['rev-parse', 'HEAD'])).stdout, head1, 'the branch is back at its commit');
+    assert.equal((await g(['symbolic-ref', 'HEAD'])).stdout, 'refs/heads/main');
+    assert.equal(fs.readFileSync(path.join(ws, 'a.txt'), 'utf8'), 'v1 edited\n');
+    assert.equal(fs.readFileSync(path.join(ws, 'notes.txt'), 'utf8'), 'untracked then\n');
+    assert.equal(fs.existsSync(path.join(ws, 'b.txt')), false);
+    assert.equal(fs.existsSync(path.join(ws, 'later.txt')), false);
+    assert.equal(fs.readFileSync(path.join(ws, 'cache', 'x'), 'utf8'), 'ignored\n', 'ignored files are left alone');
+    assert.equal((await g(['status', '--porcelain'])).stdout, ' M a.txt\n?? notes.txt'.replace(/^ /, ' '));
+    assert.equal(fs.existsSync(path.join(paths(t).stateDir, 'memory', 'later.md')), false);
+    assert.equal(readTask(t, 'a')?.status, 'completed', 'the log says it completed: it is never done twice');
+    const fr = (await g(['for-each-ref', '--format=%(refname)', 'refs/selfware/forensics/'])).stdout;
+    assert.match(fr, /^refs\/selfware\/forensics\//);
+    assert.equal((await g(['show', `${fr.trim()}:later.txt`])).stdout, 'untracked later');
+    const missing = await rec(['run1', '--checkpoint', 'ffffffff'], t);
+    assert.equal(missing.exitCode, 66);
+    assert.match(String(missing.stderr), /no such checkpoint 'ffffffff'/);
+  } finally {
+    t.cleanup();
+  }
+});
