@@ -29,7 +29,7 @@ import { TaskLog, type Snapshot } from '../tasklog/index.js';
 import { checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
-import { freshState, keepForensics, restoreStateFiles, restoreWorkspace } from './restore.js';
+import { freshState, keepForensics, restoreStateFiles, restoreWorkspace, stamp } from './restore.js';
 import { validateState } from './validate.js';
 
 export { computeBackoff, checkEscalation } from './backoff.js';
@@ -78,12 +78,28 @@ export interface RecoverOptions {
   now?: () => number;
 }
 
+/**
+ * A crash recovery in progress (recovery.json): written before anything
+ * changes, so a recovery killed and run again restores the same checkpoint
+ * and reports every change the first one made.
+ */
 interface Marker {
   session: string;
-  /** The checkpoint being restored, or "fresh". */
-  checkpoint: string;
+  /** The checkpoint being restored, "fresh", or null while state/ is used as it is. */
+  checkpoint: string | null;
   rejected: Array<{ id: string; reason: string }>;
   forensics: string[];
+  reconciled: ReconcileChange[];
+}
+
+/** Changes of an earlier, interrupted pass followed by this pass's. */
+function mergeChanges(prior: ReconcileChange[], now: ReconcileChange[]): ReconcileChange[] {
+  const by = new Map(prior.map((c) => [c.task, c]));
+  for (const c of now) {
+    const p = by.get(c.task);
+    by.set(c.task, p ? { ...c, before: p.before } : c);
+  }
+  return [...by.values()].sort((a, b) => a.task.localeCompare(b.task));
 }
 
 const markerFile = (paths: RunPaths): string => path.join(paths.runDir, 'recovery.json');
@@ -174,14 +190,26 @@ async function recoveryCheckpointFor(paths: RunPaths, session: string): Promise<
 }
 
 /** Reconcile the queue files with the log (writes unless dry run). */
-async function reconcile(paths: RunPaths, config: RunConfig, history: History, tasks: Task[] | null, res: RecoverResult, dryRun: boolean): Promise<void> {
+async function reconcile(
+  paths: RunPaths,
+  config: RunConfig,
+  history: History,
+  tasks: Task[] | null,
+  res: RecoverResult,
+  dryRun: boolean,
+  prior: ReconcileChange[] = [],
+  save: () => void = () => {},
+): Promise<void> {
   const current = tasks ?? (await readQueue(paths.stateDir, taskDefaults(config))).tasks;
   const plan = planReconcile(current, history.tasks, new Date().toISOString());
-  res.reconciled = plan.changes;
+  res.reconciled = mergeChanges(prior, plan.changes);
   res.lost = plan.lost;
-  res.requeued = plan.changes.filter((c) => c.after.status === 'pending' && c.before !== null && c.before.status !== 'pending').length;
+  res.requeued = res.reconciled.filter((c) => c.after.status === 'pending' && c.before !== null && c.before.status !== 'pending').length;
   for (const id of plan.lost) res.problems.push(`task ${id} is in the task log but not in the queue, and the log lacks its definition: not restored`);
-  if (!dryRun) for (const t of plan.write) await writeTask(paths.stateDir, t);
+  if (dryRun) return;
+  // Recorded before the files change, so a recovery killed half-way reports all of it when run again.
+  save();
+  for (const t of plan.write) await writeTask(paths.stateDir, t);
 }
 
 export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverOptions = {}): Promise<RecoverResult> {
@@ -292,12 +320,19 @@ async function recoverCrash(
     if (!dryRun) await initStateRepo(paths);
   }
   let tasks: Task[] | null = null;
-  const resuming = marker && marker.session === session.id ? marker : null;
-  if (resuming) {
-    res.notes.push(`resuming an interrupted recovery (restoring ${resuming.checkpoint})`);
-    res.rejected = resuming.rejected;
-    res.forensics = resuming.forensics;
-  } else {
+  const prior = marker && marker.session === session.id ? marker : null;
+  let restoring: string | null = prior?.checkpoint ?? null;
+  const save = (): void => {
+    if (dryRun) return;
+    const m: Marker = { session: session.id, checkpoint: restoring, rejected: res.rejected, forensics: res.forensics, reconciled: res.reconciled };
+    writeFileAtomic(markerFile(paths), JSON.stringify(m) + '\n');
+  };
+  if (prior) {
+    res.notes.push(`resuming an interrupted recovery${prior.checkpoint ? ` (restoring ${prior.checkpoint})` : ''}`);
+    res.rejected = prior.rejected;
+    res.forensics = prior.forensics;
+  } else save();
+  if (!prior?.checkpoint) {
     const v = await validateState(paths, defaults, { repair: !dryRun });
     res.repairs = v.repairs;
     for (const r of v.repairs) say('info', r);
@@ -311,10 +346,12 @@ async function recoverCrash(
     }
   }
   if (res.action !== 'reconcile') {
-    const restored = await restoreNewestValid(paths, config, ws, session, resuming, res, dryRun, say);
-    tasks = restored;
+    tasks = await restoreNewestValid(paths, config, ws, session, prior, res, dryRun, say, (id) => {
+      restoring = id;
+      save();
+    });
   }
-  await reconcile(paths, config, history, tasks, res, dryRun);
+  await reconcile(paths, config, history, tasks, res, dryRun, prior?.reconciled ?? [], save);
   for (const c of res.reconciled) say('info', describeChange(c));
   if (!dryRun) {
     const existing = await recoveryCheckpointFor(paths, session.id);
@@ -337,11 +374,12 @@ async function restoreNewestValid(
   res: RecoverResult,
   dryRun: boolean,
   say: NonNullable<RecoverOptions['say']>,
+  mark: (checkpoint: string) => void,
 ): Promise<Task[]> {
   const defaults = taskDefaults(config);
   const now = new Date();
   if (!dryRun && res.forensics.length === 0) {
-    const kept = await keepForensics(paths, now, `recovery of session ${session.id}`);
+    const kept = await keepForensics(paths, `recovery-${session.id}`, `recovery of session ${session.id}`);
     res.forensics.push(kept);
     say('info', `what state/ held is kept at ${kept}`);
   }
@@ -355,9 +393,6 @@ async function restoreNewestValid(
   }
   // On a resumed recovery, start again at the checkpoint it was restoring.
   const skip = new Set(res.rejected.map((r) => r.id));
-  const mark = (checkpoint: string): void => {
-    if (!dryRun) writeFileAtomic(markerFile(paths), JSON.stringify({ session: session.id, checkpoint, rejected: res.rejected, forensics: res.forensics } satisfies Marker) + '\n');
-  };
   if (resuming?.checkpoint === 'fresh') list = [];
   for (const c of list) {
     if (skip.has(c.id)) continue;
@@ -424,7 +459,7 @@ async function rollback(
     return;
   }
   const when = new Date(now());
-  res.forensics.push(await keepForensics(paths, when, `rollback to ${c.id}`));
+  res.forensics.push(await keepForensics(paths, `rollback-${stamp(when)}`, `rollback to ${c.id}`));
   await restoreStateFiles(paths, c);
   res.forensics.push(`${await restoreWorkspace(ws, c, when)} in ${path.join(ws, '.git')}`);
   for (const f of res.forensics) say('info', `what was there before is kept at ${f}`);

@@ -11,17 +11,18 @@ import { initRun, stateGit, stateRepoDir, workspaceGit } from '../state/layout.j
 
 export const FORENSICS_PREFIX = 'refs/forensics/';
 
-function stamp(now: Date): string {
+export function stamp(now: Date): string {
   return isoUtc(now).replace(/[:.]/g, '').replace(/Z$/, 'Z');
 }
 
 /**
- * Commit whatever is in state/ now (valid or not) on refs/forensics/<time>
+ * Commit whatever is in state/ now (valid or not) on refs/forensics/<name>
  * of state.git; when state.git itself is unusable, copy the files to
- * <run>/forensics/<time>/ instead. Returns where it went.
+ * <run>/forensics/<name>/ instead. Doing it again with the same name replaces
+ * the first (a recovery killed and run again keeps one copy). Returns where
+ * it went.
  */
-export async function keepForensics(paths: RunPaths, now: Date, why: string): Promise<string> {
-  const name = `${stamp(now)}`;
+export async function keepForensics(paths: RunPaths, name: string, why: string): Promise<string> {
   const git = stateGit(paths);
   if (exists(path.join(stateRepoDir(paths), 'HEAD')) && exists(paths.stateDir)) {
     const tmpIndex = path.join(git.gitDir, `selfware-forensics.index.${process.pid}`);
@@ -44,6 +45,7 @@ export async function keepForensics(paths: RunPaths, now: Date, why: string): Pr
   }
   const dir = path.join(paths.runDir, 'forensics', name);
   mkdirDurable(path.dirname(dir));
+  fs.rmSync(dir, { recursive: true, force: true });
   if (exists(paths.stateDir)) fs.cpSync(paths.stateDir, path.join(dir, 'state'), { recursive: true });
   if (exists(stateRepoDir(paths))) fs.cpSync(stateRepoDir(paths), path.join(dir, 'state.git'), { recursive: true });
   return dir;

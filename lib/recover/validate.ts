@@ -5,7 +5,7 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
-import { exists, writeFileAtomic } from '../fsutil.js';
+import { exists, removeStaleTemps, writeFileAtomic } from '../fsutil.js';
 import { readQueue, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
 
@@ -46,6 +46,9 @@ export async function validateState(paths: RunPaths, defaults: TaskDefaults, opt
   const repairs: string[] = [];
   const st = paths.stateDir;
   if (!exists(st)) return { ok: false, problems: [`${st}: missing`], repairs, tasks: [] };
+
+  // Temp files of atomic writes a killed writer left behind.
+  if (opts.repair) for (const d of [st, ...['queue', 'memory', 'transcripts'].map((n) => path.join(st, n))]) removeStaleTemps(d);
 
   const gitfile = path.join(st, '.git');
   if (!exists(gitfile) || fs.readFileSync(gitfile, 'utf8') !== GITFILE) {
