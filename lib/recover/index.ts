@@ -26,7 +26,8 @@ import {
   type Checkpoint,
 } from '../state/index.js';
 import { TaskLog, type Snapshot } from '../tasklog/index.js';
-import { checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
+import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
+import { openLocked, readJournalFd, unlock } from '../tasklog/journal.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
 import { freshState, keepForensics, restoreStateFiles, restoreWorkspace, stamp } from './restore.js';
@@ -142,6 +143,38 @@ function emptyResult(run: string, dryRun: boolean): RecoverResult {
   };
 }
 
+/**
+ * The usual start after a clean stop, answered from the journal alone
+ * (without loading the task log's database): the newest session event there
+ * is a planned end, or the newest session was already recovered. null: look
+ * at the whole log.
+ */
+function quickCheck(paths: RunPaths): string | null {
+  let records: Array<{ event: Record<string, unknown> }>;
+  try {
+    const fd = openLocked(paths.tasklogJournal, 'sh', fs.constants.O_RDONLY);
+    try {
+      records = readJournalFd(fd, paths.tasklogJournal).records;
+    } finally {
+      unlock(fd);
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
+  const recovered = new Set<string>();
+  for (let i = records.length - 1; i >= 0; i--) {
+    const e = (records[i] as { event: Record<string, unknown> }).event;
+    if (e.t === 'recovery' && e.ok !== false && typeof e.session === 'string') recovered.add(e.session);
+    else if (e.t === 'session_end') {
+      return typeof e.state === 'string' && PLANNED_ENDS.has(e.state) ? `session ${String(e.session)} ended cleanly: nothing to recover` : null;
+    } else if (e.t === 'session_start') {
+      return recovered.has(String(e.session)) ? `session ${String(e.session)} was already recovered: nothing to do` : null;
+    }
+  }
+  return null;
+}
+
 /** The agent's lock, taken so no agent starts while we work; exit 75 if one runs. */
 function lockAgent(paths: RunPaths): Lock {
   const l = tryLock(agentLockFile(paths));
@@ -227,6 +260,15 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
     return res;
   }
   const agentLock = lockAgent(paths);
+  if (!opts.checkpoint && !exists(markerFile(paths))) {
+    const quick = quickCheck(paths);
+    if (quick) {
+      agentLock.release();
+      res.detail = quick;
+      res.duration_ms = now() - started;
+      return res;
+    }
+  }
   let stateLock: Lock | null = null;
   let session: SessionInfo | undefined;
   let failures = 0;
