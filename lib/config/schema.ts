@@ -39,6 +39,67 @@ export const RUN_SCHEMA: Spec = {
       fields: {
         max_attempts: { kind: 'int', min: 1, max: 100, default: 3, doc: 'attempts a task gets unless it says otherwise' },
         task_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 3_600_000, doc: 'time a task attempt may take unless it says otherwise (at most 4h)' },
+        tool_timeout: { kind: 'duration', min: 100, max: 5 * 60_000, default: 30_000, doc: 'time one action (a shell command) may take (at most 5m); then its process group is killed' },
+        step_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 10 * 60_000, doc: 'time one step (the model answering, then the action) may take' },
+        idle_warning: { kind: 'duration', min: 1000, default: 30 * 60_000, doc: 'warn when the queue has been empty this long' },
+        output_budget: { kind: 'bytes', default: 16 * 1024, doc: "bytes of an action's output kept in the transcript (head and tail)" },
+        context_budget: { kind: 'int', min: 0, max: 10_000_000, default: 0, doc: 'tokens of transcript given to the model; 0: the context size less the answer' },
+        rss_limit: { kind: 'bytes', default: 4 * 1024 ** 3, doc: 'resident memory of the agent above which it checkpoints and exits to be restarted; 0: no limit' },
+        heartbeat: { kind: 'duration', min: 1000, default: 5 * 60_000, doc: 'how often the agent notes in the task log that it is alive' },
+        idle_task: { kind: 'string', default: null, nullable: true, doc: 'a prompt queued when the queue has been empty for idle_task_after (self-improvement)' },
+        idle_task_after: { kind: 'duration', min: 1000, default: 30 * 60_000, doc: 'how long the queue must be empty before idle_task is queued' },
+        shell: { kind: 'string', default: '/bin/sh', pattern: /^\//, patternDoc: 'an absolute path', doc: 'the shell that runs shell actions and verify commands' },
+      },
+    },
+    llm: {
+      kind: 'object',
+      doc: 'the language model',
+      fields: {
+        backend: { kind: 'enum', values: ['llama', 'openai', 'scripted'], default: 'llama', doc: 'llama: node-llama-cpp on local GGUF files; openai: an OpenAI-compatible endpoint; scripted: answers from a file' },
+        models: {
+          kind: 'map',
+          keyPattern: /^(Q4_K_M|Q3_K_L|Q2_K)$/,
+          of: { kind: 'string', default: null, pattern: /^\//, patternDoc: 'an absolute path', doc: 'a GGUF file' },
+          default: {},
+          doc: 'llama: the GGUF file for each quantization level (Q4_K_M, Q3_K_L, Q2_K)',
+        },
+        quantization: { kind: 'enum', values: ['Q4_K_M', 'Q3_K_L', 'Q2_K'], default: 'Q4_K_M', doc: 'the level to start at; the governor may step it down and back' },
+        context: { kind: 'int', min: 1024, max: 1_048_576, default: 8192, doc: 'context size in tokens' },
+        max_tokens: { kind: 'int', min: 16, max: 65_536, default: 1024, doc: 'tokens one answer may take' },
+        temperature: { kind: 'number', min: 0, max: 2, default: 0.2, doc: 'sampling temperature' },
+        threads: { kind: 'int', min: 0, max: 1024, default: 0, doc: 'CPU threads for llama; 0: the number of cores' },
+        gpu: { kind: 'bool', default: true, doc: 'llama: offload to a GPU when there is one' },
+        idle_unload: { kind: 'duration', min: 1000, default: 10 * 60_000, doc: 'unload the model after this long without a request' },
+        endpoint: { kind: 'string', default: 'http://127.0.0.1:8080/v1', pattern: /^https?:\/\//, patternDoc: 'an http(s) URL', doc: 'openai: the base URL' },
+        model: { kind: 'string', default: 'default', doc: 'openai: the model name sent with each request' },
+        api_key_env: { kind: 'string', default: null, nullable: true, doc: 'openai: the environment variable holding the API key' },
+        request_timeout: { kind: 'duration', min: 100, default: 5 * 60_000, doc: 'openai: time one request may take' },
+        retries: { kind: 'int', min: 0, max: 100, default: 3, doc: 'openai: retries of a failed request, with backoff' },
+        patience: { kind: 'duration', min: 0, default: 5 * 60_000, doc: 'openai: unavailable this long, the agent exits 69 so systemd restarts it' },
+        breaker_threshold: { kind: 'int', min: 1, max: 1000, default: 5, doc: 'openai: failures in a row that open the circuit breaker' },
+        breaker_cooldown: { kind: 'duration', min: 0, default: 30_000, doc: 'openai: how long an open breaker refuses requests' },
+        script: { kind: 'string', default: null, nullable: true, pattern: /^\//, patternDoc: 'an absolute path', doc: 'scripted: the YAML file of answers' },
+      },
+    },
+    policy: {
+      kind: 'object',
+      doc: 'what actions may do: deny, ask a human (approve), allow; the first rule that matches, in that order, decides',
+      fields: {
+        deny: {
+          kind: 'list',
+          of: { kind: 'string', default: null, doc: 'a rule' },
+          default: ['shell:rm -rf /', 'shell:rm -rf /*', 'shell:rm -rf ~*', 'shell:*mkfs*', 'shell:*dd *of=/dev/*', 'shell:*:(){*', 'shell:*shutdown*', 'shell:*reboot*'],
+          doc: 'rules that refuse an action: "ACTION:GLOB" or "GLOB" (any action); the glob matches the command or the path',
+        },
+        approve: {
+          kind: 'list',
+          of: { kind: 'string', default: null, doc: 'a rule' },
+          default: ['shell:git push*', 'shell:*sudo *'],
+          doc: 'rules that make an action wait for a human',
+        },
+        allow: { kind: 'list', of: { kind: 'string', default: null, doc: 'a rule' }, default: ['*'], doc: 'rules that let an action run; an action no rule matches waits for a human' },
+        approval_timeout: { kind: 'duration', min: 1000, default: 3_600_000, doc: 'how long an approval may wait' },
+        on_timeout: { kind: 'enum', values: ['reject', 'pause'], default: 'reject', doc: 'what an approval that timed out does: reject the action, or pause the run until a human decides' },
       },
     },
     recovery: {
@@ -77,6 +138,8 @@ export interface RetentionPolicy {
 export const RUN_CHECKS = [
   (c: RunConfig): Array<[string, string]> =>
     c.recovery.backoff_base > c.recovery.backoff_max ? [['recovery.backoff_base', 'must not be more than recovery.backoff_max']] : [],
+  (c: RunConfig): Array<[string, string]> =>
+    c.llm.max_tokens >= c.llm.context ? [['llm.max_tokens', `must be less than llm.context (${c.llm.context})`]] : [],
 ];
 
 export interface RecoveryConfig {
@@ -87,10 +150,58 @@ export interface RecoveryConfig {
   stable_after: number;
 }
 
+export type Quant = 'Q4_K_M' | 'Q3_K_L' | 'Q2_K';
+
+export interface AgentConfig {
+  max_attempts: number;
+  task_timeout: number;
+  tool_timeout: number;
+  step_timeout: number;
+  idle_warning: number;
+  output_budget: number;
+  context_budget: number;
+  rss_limit: number;
+  heartbeat: number;
+  idle_task: string | null;
+  idle_task_after: number;
+  shell: string;
+}
+
+export interface LlmConfig {
+  backend: 'llama' | 'openai' | 'scripted';
+  models: Partial<Record<Quant, string>>;
+  quantization: Quant;
+  context: number;
+  max_tokens: number;
+  temperature: number;
+  threads: number;
+  gpu: boolean;
+  idle_unload: number;
+  endpoint: string;
+  model: string;
+  api_key_env: string | null;
+  request_timeout: number;
+  retries: number;
+  patience: number;
+  breaker_threshold: number;
+  breaker_cooldown: number;
+  script: string | null;
+}
+
+export interface PolicyConfig {
+  deny: string[];
+  approve: string[];
+  allow: string[];
+  approval_timeout: number;
+  on_timeout: 'reject' | 'pause';
+}
+
 export interface RunConfig {
   workspace: string | null;
   checkpoint: { retention: RetentionPolicy };
-  agent: { max_attempts: number; task_timeout: number };
+  agent: AgentConfig;
+  llm: LlmConfig;
+  policy: PolicyConfig;
   recovery: RecoveryConfig;
   tasklog: { compact_bytes: number };
 }

@@ -1,0 +1,60 @@
+// One interface for every language-model backend: local GGUF files through
+// node-llama-cpp, an OpenAI-compatible endpoint, and a scripted one for dry
+// runs and tests.
+
+import type { Quant } from '../../config/schema.js';
+
+export type { Quant } from '../../config/schema.js';
+
+/** Quantization levels, from the largest to the smallest. */
+export const QUANT_LEVELS: readonly Quant[] = ['Q4_K_M', 'Q3_K_L', 'Q2_K'];
+
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
+}
+
+export interface CompleteRequest {
+  messages: ChatMessage[];
+  /** The JSON schema the answer must satisfy (enforced by a grammar where the backend can). */
+  schema: Record<string, unknown>;
+  maxTokens: number;
+  /** Called as tokens arrive, with how many came (the agent's watchdog pings on it). */
+  onToken?: (count: number) => void;
+  signal?: AbortSignal;
+  /** What the answer is for (the scripted backend answers by task title, attempt and step). */
+  task?: { id: string; title: string; attempt: number; step: number };
+}
+
+export interface CompleteResult {
+  /** The raw answer (JSON text). */
+  text: string;
+  tokensIn: number;
+  tokensOut: number;
+  latencyMs: number;
+  tokensPerS: number;
+  model: string;
+  quantization: Quant | null;
+}
+
+export interface LlmBackend {
+  readonly name: 'llama' | 'openai' | 'scripted';
+  /** A model is in memory (always true for backends without one). */
+  readonly loaded: boolean;
+  /** The level in use, or null where the backend has none. */
+  readonly quantization: Quant | null;
+  /** Load, or switch to, a quantization level; progress() is called while it works (start timeouts are extended on it). */
+  load(quant: Quant, progress?: () => void): Promise<void>;
+  /** Free the model's memory; the next load or complete brings it back. */
+  unload(): Promise<void>;
+  complete(req: CompleteRequest): Promise<CompleteResult>;
+  dispose(): Promise<void>;
+}
+
+/** A backend that cannot be reached (exit 69 after the configured patience). */
+export class LlmUnavailableError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LlmUnavailableError';
+  }
+}
