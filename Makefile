@@ -17,7 +17,7 @@ DOCDIR      = $(PREFIX)/share/doc/selfware
 NODE       ?= $(shell command -v node || echo /usr/bin/node)
 NPM        ?= npm
 
-COMMANDS    = sw-checkpoint sw-recover
+COMMANDS    = sw-agent sw-checkpoint sw-recover
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
 APT_TEST    = restic mandoc
@@ -53,7 +53,9 @@ deps-test: deps-build
 deps: deps-test
 
 node_modules/.stamp: package.json package-lock.json | deps-build
-	$(NPM) ci --no-audit --no-fund
+	$(NPM) install --no-audit --no-fund
+	@# npm ci refuses the lock: node-llama-cpp lists optional binaries for
+	@# other systems that this registry does not carry; install keeps the lock.
 	@touch $@
 
 # tsc type-checks and compiles everything (tests import lib/ from dist/);

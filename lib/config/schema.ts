@@ -67,7 +67,7 @@ export const RUN_SCHEMA: Spec = {
         context: { kind: 'int', min: 1024, max: 1_048_576, default: 8192, doc: 'context size in tokens' },
         max_tokens: { kind: 'int', min: 16, max: 65_536, default: 1024, doc: 'tokens one answer may take' },
         temperature: { kind: 'number', min: 0, max: 2, default: 0.2, doc: 'sampling temperature' },
-        threads: { kind: 'int', min: 0, max: 1024, default: 0, doc: 'CPU threads for llama; 0: the number of cores' },
+        threads: { kind: 'int', min: 0, max: 1024, default: 0, doc: 'CPU threads for llama; 0: all cores but one (see bench/tokens.ts to find the best on a machine)' },
         gpu: { kind: 'bool', default: true, doc: 'llama: offload to a GPU when there is one' },
         idle_unload: { kind: 'duration', min: 1000, default: 10 * 60_000, doc: 'unload the model after this long without a request' },
         endpoint: { kind: 'string', default: 'http://127.0.0.1:8080/v1', pattern: /^https?:\/\//, patternDoc: 'an http(s) URL', doc: 'openai: the base URL' },

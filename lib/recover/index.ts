@@ -72,6 +72,8 @@ export interface RecoverResult {
 }
 
 export interface RecoverOptions {
+  /** The caller (the agent, recovering at its own start) holds the agent lock already. */
+  agentLockHeld?: boolean;
   checkpoint?: string;
   dryRun?: boolean;
   /** Diagnostics as recovery goes (info lines; warnings are marked). */
@@ -259,11 +261,11 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
     res.duration_ms = now() - started;
     return res;
   }
-  const agentLock = lockAgent(paths);
+  const agentLock = opts.agentLockHeld ? null : lockAgent(paths);
   if (!opts.checkpoint && !exists(markerFile(paths))) {
     const quick = quickCheck(paths);
     if (quick) {
-      agentLock.release();
+      agentLock?.release();
       res.detail = quick;
       res.duration_ms = now() - started;
       return res;
@@ -334,8 +336,35 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
     throw e;
   } finally {
     stateLock?.release();
-    agentLock.release();
+    agentLock?.release();
   }
+}
+
+/**
+ * An escalation recorded after the newest session began that no agent has
+ * delivered yet. systemd honours RestartPreventExitStatus= only for the main
+ * process, so sw-recover (an ExecStartPre=) records the escalation and the
+ * agent, the main process, exits with EXIT_ESCALATED.
+ */
+export async function pendingEscalation(paths: RunPaths): Promise<string | null> {
+  const log = TaskLog.forRun(paths);
+  if (!log.exists()) return null;
+  const snap = await log.snapshot();
+  try {
+    const esc = snap.db.exec('SELECT ts, reason FROM escalations ORDER BY ts DESC, pos DESC LIMIT 1')[0]?.values[0];
+    if (!esc) return null;
+    const ts = Number(esc[0]);
+    const delivered = snap.db.exec(`SELECT count(*) FROM events WHERE type = 'escalation_delivered' AND ts >= ${ts}`)[0]?.values[0]?.[0];
+    const laterSession = snap.db.exec(`SELECT count(*) FROM sessions WHERE started_at > ${ts}`)[0]?.values[0]?.[0];
+    return Number(delivered) === 0 && Number(laterSession) === 0 ? String(esc[1] ?? 'escalated') : null;
+  } finally {
+    snap.db.close();
+  }
+}
+
+/** Record that the escalation was delivered (the agent is about to exit with EXIT_ESCALATED). */
+export function markEscalationDelivered(paths: RunPaths, reason: string): void {
+  TaskLog.forRun(paths).append({ t: 'escalation_delivered', reason });
 }
 
 async function recoverCrash(

@@ -15,7 +15,7 @@ import { TaskLog } from '../tasklog/index.js';
 import { version } from '../version.js';
 
 /** Directories of state/ that always exist (kept in git by a .keep file). */
-export const STATE_DIRS = ['queue', 'memory', 'transcripts'] as const;
+export const STATE_DIRS = ['queue', 'memory', 'transcripts', 'approvals'] as const;
 
 export function stateRepoDir(paths: RunPaths): string {
   return path.join(paths.runDir, 'state.git');

@@ -1,0 +1,325 @@
+#!/usr/bin/env node
+// sw-agent: the agent (run), and the queue and approval commands for humans
+// and scripts (ids on stdout, --json for data).
+
+import { Command, Option } from 'commander';
+import { action, choiceArg, createProgram, intArg, main, optsOf, outputFor, withCommonOptions } from '../lib/cli.js';
+import { loadRunConfig, type RunConfig } from '../lib/config/index.js';
+import { usageError } from '../lib/exit.js';
+import { readDecision } from '../lib/governor/decision.js';
+import { lockHolder, tryLock } from '../lib/lock.js';
+import { initNotify } from '../lib/notify.js';
+import { table } from '../lib/output.js';
+import { TASK_STATUSES, TASK_ID_RE, type Task } from '../lib/queue/task.js';
+import { runPaths, validateRunName, type RunPaths } from '../lib/run.js';
+import { agentLockFile, requireRun } from '../lib/state/index.js';
+import { TaskLog } from '../lib/tasklog/index.js';
+import { formatDuration } from '../lib/units.js';
+import { Agent } from '../lib/agent/loop.js';
+import { createBackend } from '../lib/agent/llm/index.js';
+import { describeAction } from '../lib/agent/schema.js';
+import { addTask, cancelTask, ensureRun, parseTaskTimeout, decideApproval, listApprovals, listTasks, readAgentState, readTask, setPaused, type Approval } from '../lib/agent/state.js';
+import { readTranscript, transcriptFile } from '../lib/agent/transcript.js';
+
+async function setup(runArg: string): Promise<{ paths: RunPaths; config: RunConfig; file: string | null }> {
+  const paths = runPaths(validateRunName(runArg));
+  const { config, file } = await loadRunConfig(paths);
+  return { paths, config, file };
+}
+
+function checkTaskId(id: string): void {
+  if (!TASK_ID_RE.test(id)) throw usageError(`invalid task id '${id}'`);
+}
+
+/** Attempts started per task, from the task log. */
+async function attemptsStarted(paths: RunPaths): Promise<Map<string, number>> {
+  const log = TaskLog.forRun(paths);
+  if (!log.exists()) return new Map();
+  const snap = await log.snapshot();
+  try {
+    const rows = snap.db.exec('SELECT task_id, count(*) FROM task_attempts GROUP BY task_id')[0]?.values ?? [];
+    return new Map(rows.map((r) => [String(r[0]), Number(r[1])]));
+  } finally {
+    snap.db.close();
+  }
+}
+
+function taskJson(t: Task, attempts: number): Record<string, unknown> {
+  return {
+    id: t.id,
+    title: t.title,
+    status: t.status,
+    attempts,
+    attempt: t.attempt,
+    max_attempts: t.max_attempts,
+    priority: t.priority,
+    verify: t.verify,
+    timeout_ms: t.timeout,
+    created: t.created,
+    updated: t.updated,
+    source: t.source,
+    reason: t.reason,
+  };
+}
+
+function cmdRun(program: Command): void {
+  withCommonOptions(program.command('run').description('the agent: work through the queue until stopped (the main process of selfware@RUN)').argument('<run>', 'run name'), { json: false }).action(
+    action(async (runArg: string, _o: unknown, cmd: Command) => {
+      const out = outputFor(cmd);
+      const { paths, config, file } = await setup(runArg);
+      await initNotify();
+      const backend = await createBackend(config, file);
+      return new Agent(paths, config, { out, backend }).run();
+    }),
+  );
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+function cmdAdd(program: Command): void {
+  withCommonOptions(
+    program
+      .command('add')
+      .description('queue a task and print its id')
+      .argument('<run>', 'run name')
+      .argument('[prompt]', "what to do; '-' reads it from standard input")
+      .option('--title <text>', 'a short title (default: the first line of the prompt)')
+      .option('--verify <command>', 'a shell command that exits 0 when the task is done')
+      .option('--priority <n>', 'higher runs first (default 0)', intArg(-1_000_000, 1_000_000))
+      .option('--max-attempts <n>', 'attempts before the task fails (default from the config)', intArg(1, 100))
+      .option('--timeout <duration>', 'time an attempt may take, such as 30m (at most 4h)'),
+  ).action(
+    action(async (runArg: string, promptArg: string | undefined, _o: unknown, cmd: Command) => {
+      const o = optsOf<{ title?: string; verify?: string; priority?: number; maxAttempts?: number; timeout?: string }>(cmd);
+      const out = outputFor(cmd);
+      if (o.timeout !== undefined) parseTaskTimeout(o.timeout);
+      const { paths, config } = await setup(runArg);
+      let prompt = promptArg;
+      if (prompt === '-') prompt = await readStdin();
+      if (prompt === undefined || prompt.trim() === '') {
+        if (!o.title) throw usageError('give a prompt (or - to read it from standard input)');
+        prompt = o.title;
+      }
+      await ensureRun(paths, config);
+      const t = await addTask(paths, config, { prompt, title: o.title, verify: o.verify ?? null, priority: o.priority, maxAttempts: o.maxAttempts, timeout: o.timeout });
+      if (o.json) out.json(taskJson(t, 0));
+      else out.print(t.id);
+      out.info(`queued task ${t.id}: ${t.title}`);
+    }),
+  );
+}
+
+function cmdList(program: Command): void {
+  withCommonOptions(
+    program
+      .command('list')
+      .description('list the tasks')
+      .argument('<run>', 'run name')
+      .addOption(new Option('--status <status>', `only tasks in this state: ${TASK_STATUSES.join(', ')}`).argParser(choiceArg(TASK_STATUSES))),
+  ).action(
+    action(async (runArg: string, _o: unknown, cmd: Command) => {
+      const o = optsOf<{ status?: string }>(cmd);
+      const out = outputFor(cmd);
+      const { paths, config } = await setup(runArg);
+      requireRun(paths);
+      const { tasks, invalid } = await listTasks(paths, config);
+      for (const bad of invalid) out.warn(`ignoring ${bad.error}`);
+      const attempts = await attemptsStarted(paths);
+      const shown = tasks
+        .filter((t) => !o.status || t.status === o.status)
+        .sort((a, b) => b.priority - a.priority || Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id));
+      if (o.json) {
+        out.json({ tasks: shown.map((t) => taskJson(t, attempts.get(t.id) ?? 0)) });
+        return;
+      }
+      const rows = [['ID', 'STATUS', 'ATTEMPTS', 'PRIORITY', 'TITLE']];
+      for (const t of shown) rows.push([t.id, t.status, `${attempts.get(t.id) ?? 0}/${t.max_attempts}`, String(t.priority), t.title]);
+      out.print(table(rows));
+    }),
+  );
+}
+
+function cmdShow(program: Command): void {
+  withCommonOptions(program.command('show').description('show a task and its transcript').argument('<run>', 'run name').argument('<task>', 'task id')).action(
+    action(async (runArg: string, id: string, _o: unknown, cmd: Command) => {
+      const o = optsOf(cmd);
+      const out = outputFor(cmd);
+      checkTaskId(id);
+      const { paths, config } = await setup(runArg);
+      requireRun(paths);
+      const t = await readTask(paths, config, id);
+      const lines = readTranscript(transcriptFile(paths.stateDir, id));
+      const attempts = (await attemptsStarted(paths)).get(id) ?? 0;
+      if (o.json) {
+        out.json({ ...taskJson(t, attempts), prompt: t.prompt, transcript: lines });
+        return;
+      }
+      out.print(
+        table(
+          [
+            ['id:', t.id],
+            ['title:', t.title],
+            ['status:', `${t.status}${t.reason ? ` (${t.reason})` : ''}`],
+            ['attempt:', `${t.attempt} of ${t.max_attempts} (${attempts} started)`],
+            ['priority:', String(t.priority)],
+            ['verify:', t.verify ?? '-'],
+            ['timeout:', formatDuration(t.timeout)],
+            ['created:', t.created],
+          ],
+          1,
+        ),
+      );
+      out.print(`\n${t.prompt}\n`);
+      for (const l of lines) {
+        if (l.type === 'attempt') out.print(`--- attempt ${l.attempt} (${l.ts})${l.reset ? `: ${l.reset}` : ''}`);
+        else if (l.type === 'step') {
+          const what = l.action ? describeAction(l.action) : 'no valid action';
+          const res = l.observation.error ? `error: ${l.observation.error}` : l.observation.exit_code !== null ? `exit ${l.observation.exit_code}` : 'ok';
+          out.print(`step ${l.step}: ${what} -> ${res}`);
+        } else if (l.type === 'verify') out.print(`verify: ${l.command} -> ${l.observation.ok ? 'passed' : `failed (${l.observation.error ?? `exit ${l.observation.exit_code}`})`}`);
+        else if (l.type === 'end') out.print(`end of attempt ${l.attempt}: ${l.outcome}${l.reason ? ` (${l.reason})` : ''}`);
+      }
+    }),
+  );
+}
+
+function cmdCancel(program: Command): void {
+  withCommonOptions(program.command('cancel').description('cancel a task (a running one stops at its next step)').argument('<run>', 'run name').argument('<task>', 'task id'), { json: false }).action(
+    action(async (runArg: string, id: string, _o: unknown, cmd: Command) => {
+      const out = outputFor(cmd);
+      checkTaskId(id);
+      const { paths, config } = await setup(runArg);
+      requireRun(paths);
+      await cancelTask(paths, config, id);
+      out.info(`task ${id} cancelled`);
+    }),
+  );
+}
+
+function cmdPause(program: Command): void {
+  withCommonOptions(program.command('pause').description('pause the run: the agent starts no new step').argument('<run>', 'run name').option('--reason <text>', 'why, for status and the report'), { json: false }).action(
+    action(async (runArg: string, _o: unknown, cmd: Command) => {
+      const o = optsOf<{ reason?: string }>(cmd);
+      const { paths } = await setup(runArg);
+      requireRun(paths);
+      await setPaused(paths, true, o.reason ?? 'paused by a human');
+      outputFor(cmd).info(`run '${paths.run}' paused`);
+    }),
+  );
+}
+
+function cmdResume(program: Command): void {
+  withCommonOptions(program.command('resume').description('resume a paused run').argument('<run>', 'run name'), { json: false }).action(
+    action(async (runArg: string, _o: unknown, cmd: Command) => {
+      const { paths } = await setup(runArg);
+      requireRun(paths);
+      await setPaused(paths, false, null);
+      outputFor(cmd).info(`run '${paths.run}' resumed`);
+    }),
+  );
+}
+
+function cmdStatus(program: Command): void {
+  withCommonOptions(program.command('status').description("the agent's state, the queue, approvals and the governor's decision").argument('<run>', 'run name')).action(
+    action(async (runArg: string, _o: unknown, cmd: Command) => {
+      const o = optsOf(cmd);
+      const out = outputFor(cmd);
+      const { paths, config } = await setup(runArg);
+      requireRun(paths);
+      const probe = tryLock(agentLockFile(paths));
+      const running = probe === null;
+      probe?.release();
+      const holder = running ? lockHolder(agentLockFile(paths)) : null;
+      const st = readAgentState(paths);
+      const { tasks } = await listTasks(paths, config);
+      const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, tasks.filter((t) => t.status === s).length]));
+      const pending = listApprovals(paths).filter((a) => a.status === 'pending');
+      const gov = readDecision(paths.roots.runtimeDir);
+      const doc = {
+        run: paths.run,
+        agent: { ...st, running, pid: holder?.pid ?? null },
+        queue: counts,
+        approvals_pending: pending.map((a) => a.id),
+        governor: gov.decision ? { tier: gov.decision.tier, quantization: gov.decision.quantization, actions: gov.decision.actions, time: gov.decision.time } : null,
+      };
+      if (o.json) {
+        out.json(doc);
+        return;
+      }
+      out.print(
+        table(
+          [
+            ['agent:', running ? `running (pid ${holder?.pid ?? '?'}), ${st.status}` : 'not running'],
+            ['paused:', st.paused ? `yes${st.pause_reason ? ` (${st.pause_reason})` : ''}` : 'no'],
+            ['task:', st.task ? `${st.task}, attempt ${st.attempt ?? '?'}, step ${st.step ?? 0}` : '-'],
+            ['model:', `${config.llm.backend}${st.quantization ? ` at ${st.quantization}` : ''}${st.model_loaded ? '' : ' (not loaded)'}`],
+            ['queue:', TASK_STATUSES.map((s) => `${counts[s]} ${s.replace('_', ' ')}`).join(', ')],
+            ['approvals:', pending.length ? pending.map((a) => a.id).join(', ') : 'none pending'],
+            ['governor:', gov.decision ? `${gov.decision.tier}, ${gov.decision.quantization}${gov.decision.actions.length ? `, ${gov.decision.actions.join(' ')}` : ''}` : gov.stale ? 'decision stale' : 'no decision'],
+          ],
+          1,
+        ),
+      );
+    }),
+  );
+}
+
+function approvalJson(a: Approval): Record<string, unknown> {
+  return { id: a.id, task: a.task, attempt: a.attempt, step: a.step, action: a.action, rule: a.rule, status: a.status, requested: a.requested, timeout_at: a.timeout_at, decided: a.decided, by: a.by, reason: a.reason, checkpoint: a.checkpoint };
+}
+
+function cmdApprovals(program: Command): void {
+  withCommonOptions(program.command('approvals').description('actions waiting for a human, and past decisions').argument('<run>', 'run name').option('--all', 'past decisions too')).action(
+    action(async (runArg: string, _o: unknown, cmd: Command) => {
+      const o = optsOf<{ all?: boolean }>(cmd);
+      const out = outputFor(cmd);
+      const { paths } = await setup(runArg);
+      requireRun(paths);
+      const list = listApprovals(paths).filter((a) => o.all || a.status === 'pending');
+      if (o.json) {
+        out.json({ approvals: list.map(approvalJson) });
+        return;
+      }
+      const rows = [['ID', 'STATUS', 'REQUESTED', 'ACTION']];
+      for (const a of list) rows.push([a.id, a.status, a.requested.replace(/\.\d+Z$/, 'Z'), describeAction(a.action)]);
+      out.print(table(rows));
+    }),
+  );
+}
+
+function decide(program: Command, name: 'approve' | 'reject'): void {
+  const c = program.command(name).description(name === 'approve' ? 'let a waiting action run' : 'refuse a waiting action (the model is told)').argument('<run>', 'run name').argument('<id>', 'approval id');
+  if (name === 'reject') c.option('--reason <text>', 'why, passed to the model');
+  withCommonOptions(c, { json: false }).action(
+    action(async (runArg: string, id: string, _o: unknown, cmd: Command) => {
+      const o = optsOf<{ reason?: string }>(cmd);
+      if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/.test(id)) throw usageError(`invalid approval id '${id}'`);
+      const { paths } = await setup(runArg);
+      requireRun(paths);
+      await decideApproval(paths, id, name === 'approve' ? 'approved' : 'rejected', o.reason ?? null);
+      outputFor(cmd).info(`approval ${id} ${name === 'approve' ? 'approved' : 'rejected'}`);
+    }),
+  );
+}
+
+function buildProgram(): Command {
+  const program = createProgram('sw-agent', 'The selfware agent, and its queue and approvals.');
+  cmdRun(program);
+  cmdAdd(program);
+  cmdList(program);
+  cmdShow(program);
+  cmdCancel(program);
+  cmdPause(program);
+  cmdResume(program);
+  cmdStatus(program);
+  cmdApprovals(program);
+  decide(program, 'approve');
+  decide(program, 'reject');
+  return program;
+}
+
+void main(buildProgram());

@@ -1,0 +1,270 @@
+// The llama backend: local GGUF files (one per quantization level) through
+// node-llama-cpp, answers constrained by a JSON-schema grammar.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { ChatHistoryItem, GbnfJsonSchema, Llama, LlamaContext, LlamaGrammar, LlamaModel, Token, TokenBias } from 'node-llama-cpp';
+import type { LlmConfig } from '../../config/schema.js';
+import type { ChatMessage, CompleteRequest, CompleteResult, LlmBackend, Quant } from './types.js';
+
+export interface LlamaBackendOptions {
+  /** Where llama.cpp's own errors go (default: stderr); nothing else is logged. */
+  log?: (message: string) => void;
+}
+
+// node-llama-cpp is an ES module with top-level await: a static import would
+// become require() in the commands' CommonJS bundles and fail, so it is
+// imported when first needed (which also keeps its native code out of runs
+// on other backends).
+type NodeLlamaCpp = typeof import('node-llama-cpp');
+let nodeLlamaCpp: Promise<NodeLlamaCpp> | null = null;
+const lib = (): Promise<NodeLlamaCpp> => (nodeLlamaCpp ??= import('node-llama-cpp'));
+
+/** The error an aborted request rejects with (the agent tells it from a failure by name). */
+function abortError(reason: unknown): Error {
+  const e = new Error('the request was aborted', { cause: reason });
+  e.name = 'AbortError';
+  return e;
+}
+
+/**
+ * llm.threads as a count: 0 means all cores but one. More threads than cores
+ * make llama.cpp's workers spin-wait for each other (4 threads on 2 cores:
+ * ~4 tokens/s instead of ~1,000); bench/tokens.ts compares the setting with
+ * the best one on the machine at hand.
+ */
+export function resolveThreads(threads: number): number {
+  // All cores but one: measured on a 2-core VM, 1 thread gave ~1,700 tok/s on
+  // the tiny model and 2 threads ~57 (llama.cpp's threads spin-wait for each
+  // other, and a busy core stalls them all); the agent, git and the tools
+  // need a core too. bench/tokens.ts sweeps the settings on a machine.
+  return threads > 0 ? threads : Math.max(1, os.availableParallelism() - 1);
+}
+
+/**
+ * SentencePiece byte tokens <0x80>..<0xFF>. A model that emits one on its own
+ * writes broken UTF-8 (U+FFFD in the answer), and the grammar's string limits
+ * count bytes the text then does not hold; a trained model needs them only for
+ * characters its vocabulary lacks. BPE vocabularies (Qwen) spell no token this
+ * way, so nothing is banned there.
+ */
+function highByteTokens(model: LlamaModel): Token[] {
+  const tokens = model.fileInfo.metadata?.tokenizer?.ggml?.tokens ?? [];
+  const out: Token[] = [];
+  tokens.forEach((t, i) => {
+    if (/^<0x[89A-F][0-9A-F]>$/.test(t)) out.push(i as Token);
+  });
+  return out;
+}
+
+/** The agent's transcript as node-llama-cpp's chat history, ending in the model turn to complete. */
+function toHistory(messages: ChatMessage[]): ChatHistoryItem[] {
+  const history: ChatHistoryItem[] = messages.map((m) =>
+    m.role === 'system' ? { type: 'system', text: m.content } : m.role === 'user' ? { type: 'user', text: m.content } : { type: 'model', response: [m.content] },
+  );
+  history.push({ type: 'model', response: [] });
+  return history;
+}
+
+export class LlamaBackend implements LlmBackend {
+  readonly name = 'llama' as const;
+  private readonly config: LlmConfig;
+  private readonly log: (message: string) => void;
+  private llama: Promise<Llama> | null = null;
+  private model: LlamaModel | null = null;
+  private context: LlamaContext | null = null;
+  private bias: TokenBias | null = null;
+  /** The level in use: loaded, or to load on the next request. */
+  private level: Quant;
+  // Grammars belong to the Llama instance, not the model, so they outlive a
+  // switch of level; compiling one per request would cost more than the answer.
+  private grammars = new WeakMap<object, Promise<LlamaGrammar>>();
+  // One context holds one sequence, and a level switch must not free the
+  // model under a running answer: everything runs one at a time.
+  private queue: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+  /** The chat format node-llama-cpp chose from the model's template ("ChatML" for Qwen and the tiny test model), after a request. */
+  chatWrapperName: string | null = null;
+
+  constructor(config: LlmConfig, opts: LlamaBackendOptions = {}) {
+    this.config = config;
+    this.level = config.quantization;
+    this.log = opts.log ?? ((m) => process.stderr.write(`llama.cpp: ${m}\n`));
+  }
+
+  get loaded(): boolean {
+    return this.model !== null;
+  }
+
+  get quantization(): Quant {
+    return this.level;
+  }
+
+  /** The threads each context is created with. */
+  get threads(): number {
+    return resolveThreads(this.config.threads);
+  }
+
+  load(quant: Quant, progress?: () => void): Promise<void> {
+    return this.exclusive(() => this.loadNow(quant, progress));
+  }
+
+  unload(): Promise<void> {
+    return this.exclusive(() => this.unloadNow());
+  }
+
+  complete(req: CompleteRequest): Promise<CompleteResult> {
+    return this.exclusive(() => this.completeNow(req));
+  }
+
+  dispose(): Promise<void> {
+    return this.exclusive(async () => {
+      if (this.disposed) return;
+      this.disposed = true;
+      await this.unloadNow();
+      const llama = this.llama;
+      this.llama = null;
+      this.grammars = new WeakMap();
+      if (llama) await (await llama.catch(() => null))?.dispose();
+    });
+  }
+
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(fn);
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private getLlama(): Promise<Llama> {
+    if (this.disposed) return Promise.reject(new Error('the llama backend was disposed'));
+    this.llama ??= lib().then(({ getLlama, LlamaLogLevel }) =>
+      getLlama({
+        // 'auto' falls back to the CPU quietly where there is no GPU; false never probes one.
+        gpu: this.config.gpu ? 'auto' : false,
+        // Never compile llama.cpp at run time (minutes, network, a hardened
+        // unit cannot): use the prebuilt binaries or a local build.
+        build: 'never',
+        // No cap, so a context's thread count is the count it runs with;
+        // node-llama-cpp's default cap (at least 4) oversubscribes small machines.
+        maxThreads: 0,
+        logLevel: LlamaLogLevel.error,
+        logger: (_level, message) => this.log(message.trimEnd()),
+      }),
+    );
+    // A failed start (no binary) is retried on the next call, not remembered.
+    this.llama.catch(() => {
+      this.llama = null;
+    });
+    return this.llama;
+  }
+
+  private async loadNow(quant: Quant, progress?: () => void): Promise<void> {
+    if (this.disposed) throw new Error('the llama backend was disposed');
+    if (this.model && this.level === quant) return;
+    const file = this.config.models[quant];
+    if (!file) throw new Error(`cannot load ${quant}: no model file configured (llm.models.${quant})`);
+    if (!fs.existsSync(file)) throw new Error(`cannot load ${quant}: model file '${file}' does not exist`);
+    progress?.();
+    // The old level goes first: the governor steps down because memory is short.
+    await this.unloadNow();
+    this.level = quant;
+    const llama = await this.getLlama();
+    progress?.();
+    let model: LlamaModel;
+    try {
+      model = await llama.loadModel({ modelPath: file, onLoadProgress: () => progress?.() });
+    } catch (err) {
+      throw new Error(`cannot load ${quant}: model file '${file}': ${(err as Error).message}`, { cause: err });
+    }
+    progress?.();
+    try {
+      this.context = await model.createContext({
+        contextSize: this.config.context,
+        threads: this.threads,
+        sequences: 1,
+        // A silently smaller context would overflow the transcript budget the agent computed from llm.context.
+        failedCreationRemedy: false,
+      });
+    } catch (err) {
+      await model.dispose();
+      throw new Error(`cannot create a ${this.config.context}-token context for '${file}': ${(err as Error).message}`, { cause: err });
+    }
+    this.model = model;
+    const { TokenBias } = await lib();
+    this.bias = new TokenBias(model.tokenizer).set(highByteTokens(model), 'never');
+    progress?.();
+  }
+
+  private async unloadNow(): Promise<void> {
+    const { context, model } = this;
+    this.context = null;
+    this.model = null;
+    this.bias = null;
+    this.chatWrapperName = null;
+    await context?.dispose();
+    await model?.dispose();
+  }
+
+  private grammarFor(llama: Llama, schema: Record<string, unknown>): Promise<LlamaGrammar> {
+    let g = this.grammars.get(schema);
+    if (!g) {
+      g = llama.createGrammarForJsonSchema<GbnfJsonSchema>(schema as GbnfJsonSchema);
+      this.grammars.set(schema, g);
+      g.catch(() => this.grammars.delete(schema));
+    }
+    return g;
+  }
+
+  private async completeNow(req: CompleteRequest): Promise<CompleteResult> {
+    if (req.signal?.aborted) throw abortError(req.signal.reason);
+    const t0 = performance.now();
+    await this.loadNow(this.level);
+    const context = this.context as LlamaContext;
+    const grammar = await this.grammarFor(await this.getLlama(), req.schema);
+    const { LlamaChat } = await lib();
+    const sequence = context.getSequence();
+    // A fresh chat per request: the agent sends the whole transcript each time.
+    const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: true });
+    this.chatWrapperName = chat.chatWrapper.wrapperName;
+    let first = 0;
+    let firstCount = 0;
+    try {
+      const res = await chat.generateResponse(toHistory(req.messages), {
+        grammar,
+        maxTokens: req.maxTokens,
+        temperature: this.config.temperature,
+        tokenBias: this.bias ?? undefined,
+        signal: req.signal,
+        onToken: (tokens) => {
+          if (first === 0) {
+            first = performance.now();
+            firstCount = tokens.length;
+          }
+          req.onToken?.(tokens.length);
+        },
+      });
+      const end = performance.now();
+      const meter = sequence.tokenMeter;
+      // Everything the model sampled, end-of-turn tokens included: the work done.
+      const tokensOut = meter.usedOutputTokens;
+      // The speed of generation alone: from the first token (the prompt is
+      // evaluated by then) to the last; a one-token answer falls back to the whole call.
+      const gen = first > 0 && end > first && tokensOut > firstCount ? { ms: end - first, n: tokensOut - firstCount } : { ms: end - t0, n: tokensOut };
+      return {
+        text: res.response,
+        tokensIn: meter.usedInputTokens,
+        tokensOut,
+        latencyMs: Math.round(end - t0),
+        tokensPerS: gen.ms > 0 ? gen.n / (gen.ms / 1000) : 0,
+        model: path.basename(this.config.models[this.level] ?? ''),
+        quantization: this.level,
+      };
+    } catch (err) {
+      if (req.signal?.aborted) throw abortError(req.signal.reason);
+      throw err;
+    } finally {
+      chat.dispose();
+    }
+  }
+}

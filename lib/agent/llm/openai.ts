@@ -1,0 +1,230 @@
+// The openai backend: any OpenAI-compatible chat-completions endpoint
+// (llama-server, vLLM, Ollama). Answers stream, so tokens flow while the model
+// works (the agent's watchdog pings on them); the action schema goes as
+// response_format json_schema. Failures are retried with backoff; a circuit
+// breaker stops hammering an endpoint that keeps failing; an endpoint down for
+// longer than `patience` makes the agent exit 69 so systemd restarts it.
+
+import type { LlmConfig } from '../../config/schema.js';
+import { LlmUnavailableError, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
+
+/** A failure worth retrying later (network, 5xx, 429, a timeout, an open breaker). */
+export class TransientLlmError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number,
+  ) {
+    super(message);
+    this.name = 'TransientLlmError';
+  }
+}
+
+type BreakerState = 'closed' | 'open' | 'half-open';
+
+export interface OpenAiOptions {
+  fetch?: typeof fetch;
+  now?: () => number;
+  sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
+}
+
+function abortError(): Error {
+  const e = new Error('the request was aborted');
+  e.name = 'AbortError';
+  return e;
+}
+
+function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(abortError());
+    const onAbort = (): void => {
+      clearTimeout(t);
+      reject(abortError());
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export class OpenAiBackend implements LlmBackend {
+  readonly name = 'openai' as const;
+  private level: Quant | null = null;
+  private breaker: BreakerState = 'closed';
+  private failures = 0;
+  private openedAt = 0;
+  /** When the current run of failures began (null while the endpoint works). */
+  private unavailableSince: number | null = null;
+  private readonly fetchFn: typeof fetch;
+  private readonly now: () => number;
+  private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
+
+  constructor(
+    private readonly config: LlmConfig,
+    opts: OpenAiOptions = {},
+  ) {
+    this.fetchFn = opts.fetch ?? fetch;
+    this.now = opts.now ?? Date.now;
+    this.sleep = opts.sleep ?? defaultSleep;
+  }
+
+  get loaded(): boolean {
+    return true;
+  }
+  get quantization(): Quant | null {
+    return this.level;
+  }
+  get breakerState(): BreakerState {
+    return this.breaker;
+  }
+
+  /** The endpoint serves one model; the level is recorded for reports. */
+  async load(quant: Quant): Promise<void> {
+    this.level = quant;
+  }
+  async unload(): Promise<void> {}
+  async dispose(): Promise<void> {}
+
+  private recordFailure(now: number): void {
+    this.failures++;
+    if (this.unavailableSince === null) this.unavailableSince = now;
+    if (this.breaker === 'half-open' || this.failures >= this.config.breaker_threshold) {
+      this.breaker = 'open';
+      this.openedAt = now;
+    }
+  }
+
+  /** Unavailable past patience: exit 69; otherwise: try again after a while. */
+  private giveUp(message: string): never {
+    const now = this.now();
+    if (this.unavailableSince !== null && now - this.unavailableSince >= this.config.patience) {
+      throw new LlmUnavailableError(`${this.config.endpoint} unavailable for ${Math.round((now - this.unavailableSince) / 1000)} s: ${message}`);
+    }
+    const wait = this.breaker === 'open' ? Math.max(1000, this.openedAt + this.config.breaker_cooldown - now) : 1000;
+    throw new TransientLlmError(message, wait);
+  }
+
+  private succeed(): void {
+    this.failures = 0;
+    this.breaker = 'closed';
+    this.unavailableSince = null;
+  }
+
+  async complete(req: CompleteRequest): Promise<CompleteResult> {
+    let lastError = '';
+    for (let attempt = 0; attempt <= this.config.retries; attempt++) {
+      if (req.signal?.aborted) throw abortError();
+      if (this.breaker === 'open') {
+        if (this.now() < this.openedAt + this.config.breaker_cooldown) this.giveUp(`circuit breaker open after ${this.failures} failures in a row${lastError ? ` (${lastError})` : ''}`);
+        this.breaker = 'half-open';
+      }
+      try {
+        const r = await this.once(req);
+        this.succeed();
+        return r;
+      } catch (e) {
+        if ((e as Error).name === 'AbortError' && req.signal?.aborted) throw e;
+        if (e instanceof FatalLlmError) throw e;
+        lastError = (e as Error).message;
+        const now = this.now();
+        this.recordFailure(now);
+        if ((this.breaker as BreakerState) === 'open' || now - (this.unavailableSince ?? now) >= this.config.patience) break;
+        if (attempt < this.config.retries) await this.sleep(Math.min(30_000, 500 * 2 ** attempt), req.signal);
+      }
+    }
+    this.giveUp(lastError);
+  }
+
+  private async once(req: CompleteRequest): Promise<CompleteResult> {
+    const started = this.now();
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), this.config.request_timeout);
+    const onAbort = (): void => ctrl.abort();
+    req.signal?.addEventListener('abort', onAbort, { once: true });
+    const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'text/event-stream' };
+    const key = this.config.api_key_env ? process.env[this.config.api_key_env] : undefined;
+    if (key) headers.authorization = `Bearer ${key}`;
+    try {
+      const res = await this.fetchFn(`${this.config.endpoint.replace(/\/+$/, '')}/chat/completions`, {
+        method: 'POST',
+        headers,
+        signal: ctrl.signal,
+        body: JSON.stringify({
+          model: this.config.model,
+          messages: req.messages,
+          max_tokens: req.maxTokens,
+          temperature: this.config.temperature,
+          stream: true,
+          stream_options: { include_usage: true },
+          response_format: { type: 'json_schema', json_schema: { name: 'action', strict: true, schema: req.schema } },
+        }),
+      });
+      if (!res.ok) {
+        const body = (await res.text().catch(() => '')).slice(0, 300).replace(/\s+/g, ' ');
+        if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
+          throw new FatalLlmError(`${this.config.endpoint} answered ${res.status}: ${body}`);
+        }
+        throw new Error(`${this.config.endpoint} answered ${res.status}: ${body}`);
+      }
+      let text = '';
+      let tokensIn = 0;
+      let tokensOut = 0;
+      let chunks = 0;
+      let firstToken = 0;
+      const reader = res.body?.getReader();
+      if (!reader) throw new Error('no response body');
+      const decoder = new TextDecoder();
+      let buf = '';
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        buf += decoder.decode(value, { stream: true });
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (!line.startsWith('data:')) continue;
+          const data = line.slice(5).trim();
+          if (data === '[DONE]') continue;
+          let ev: { choices?: Array<{ delta?: { content?: string } }>; usage?: { prompt_tokens?: number; completion_tokens?: number } };
+          try {
+            ev = JSON.parse(data);
+          } catch {
+            continue;
+          }
+          const piece = ev.choices?.[0]?.delta?.content;
+          if (piece) {
+            if (!firstToken) firstToken = this.now();
+            text += piece;
+            chunks++;
+            req.onToken?.(1);
+          }
+          if (ev.usage) {
+            tokensIn = ev.usage.prompt_tokens ?? tokensIn;
+            tokensOut = ev.usage.completion_tokens ?? tokensOut;
+          }
+        }
+      }
+      if (tokensOut === 0) tokensOut = chunks;
+      if (tokensIn === 0) tokensIn = Math.ceil(req.messages.reduce((n, m) => n + m.content.length, 0) / 3.5);
+      const latencyMs = this.now() - started;
+      const genMs = firstToken ? this.now() - firstToken : latencyMs;
+      return { text, tokensIn, tokensOut, latencyMs, tokensPerS: genMs > 0 ? (tokensOut * 1000) / genMs : 0, model: this.config.model, quantization: this.level };
+    } catch (e) {
+      if (ctrl.signal.aborted && !req.signal?.aborted) throw new Error(`${this.config.endpoint}: no answer within ${this.config.request_timeout} ms`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+      req.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}
+
+/** A request the endpoint refuses as such (4xx): retrying cannot help. */
+export class FatalLlmError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'FatalLlmError';
+  }
+}

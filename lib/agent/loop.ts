@@ -1,0 +1,767 @@
+// sw-agent run: the agent that works for days. It takes tasks from the queue,
+// asks the model for one action at a time, runs it in the workspace under the
+// policy, records each step durably before the next, verifies, checkpoints,
+// and tells systemd how it is doing (READY, WATCHDOG, STATUS, STOPPING).
+// A SIGTERM ends the step in hand, checkpoints and ends the session cleanly;
+// a crash at any instant is picked up by sw-recover and the next start resumes
+// the interrupted task at its next step.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { workspaceDir, type RunConfig } from '../config/index.js';
+import { EXIT, SwError, tempFailError, unavailableError } from '../exit.js';
+import { readDecision, type Decision } from '../governor/decision.js';
+import { lockHolder, tryLock, type Lock } from '../lock.js';
+import { extendTimeout, notifyEnabled, ready, status, stopping, watchdog, watchdogIntervalMs } from '../notify.js';
+import type { Output } from '../output.js';
+import { readQueue, taskFile, writeTask, type Task } from '../queue/task.js';
+import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
+import { restoreWorkspace } from '../recover/restore.js';
+import type { RunPaths } from '../run.js';
+import { agentLockFile, createCheckpoint, initRun, lockState, snapshotWorkspace, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
+import { TaskLog } from '../tasklog/index.js';
+import { formatBytes, formatDuration } from '../units.js';
+import { LlmUnavailableError, QUANT_LEVELS, type ChatMessage, type CompleteResult, type LlmBackend, type Quant } from './llm/types.js';
+import { TransientLlmError } from './llm/openai.js';
+import { evaluate } from './policy.js';
+import { ACTION_SCHEMA, describeAction, parseAction, type Action } from './schema.js';
+import {
+  decideApproval,
+  logTaskAdded,
+  readAgentState,
+  readApproval,
+  requestApproval,
+  setPaused,
+  taskDefaults,
+  updateAgentState,
+  type Approval,
+} from './state.js';
+import { actionEnv, readFileAction, runShell, writeFileAction, type Observation } from './tools.js';
+import { appendLine, attemptView, buildMessages, readTranscript, transcriptFile, INTERRUPTED_NOTE } from './transcript.js';
+
+/** Exit status after the memory guard: systemd restarts the agent (it is not in RestartPreventExitStatus=). */
+export const EXIT_RSS = 3;
+
+const PRETASK_PREFIX = 'refs/selfware/pretask/';
+
+export interface AgentOptions {
+  out: Output;
+  backend: LlmBackend;
+  /** Poll interval of the idle and paused loops. */
+  tickMs?: number;
+}
+
+type StopReason = 'clean' | 'rss';
+
+function systemPrompt(ws: string): string {
+  return [
+    'You are a careful software engineer working alone, unattended, in a git repository.',
+    `The repository is your working directory (${ws}). Paths are relative to it; you cannot leave it.`,
+    'Each turn, answer with exactly one JSON object, one of:',
+    '{"action":"shell","command":"..."}  runs a shell command in the repository (it has a time limit);',
+    '{"action":"read_file","path":"..."}  shows a file (or lists a directory);',
+    '{"action":"write_file","path":"...","content":"..."}  replaces a file with content;',
+    '{"action":"finish","summary":"..."}  when the task is done; its check then runs.',
+    'You are told what each action did. Work in small steps, look before you change, and run the tests.',
+  ].join('\n');
+}
+
+function taskPrompt(t: Task, prevFailure: string | null): string {
+  const lines = [`Task ${t.id}: ${t.title}`, '', t.prompt, ''];
+  if (t.verify) lines.push(`When you finish, this command checks the work (exit status 0 means done): ${t.verify}`);
+  lines.push(`This is attempt ${t.attempt} of ${t.max_attempts}.`);
+  if (prevFailure) lines.push(`The previous attempt failed (${prevFailure}); the repository was put back as it was before the task.`);
+  return lines.join('\n');
+}
+
+/** Wait ms, or until signal aborts (then resolve early). */
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const onAbort = (): void => {
+      clearTimeout(t);
+      resolve();
+    };
+    const t = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+export class Agent {
+  private readonly paths: RunPaths;
+  private readonly config: RunConfig;
+  private readonly out: Output;
+  private readonly backend: LlmBackend;
+  private readonly ws: string;
+  private readonly log: TaskLog;
+  private readonly tick: number;
+  private session = '';
+  private stopReason: StopReason | null = null;
+  /** Aborted on SIGTERM: ends a model answer or an action in progress. */
+  private readonly stopCtrl = new AbortController();
+  private lastTokenAt = 0;
+  private inLlm = false;
+  private firstTokenSeen = false;
+  private lastRequestAt = Date.now();
+  private lastHeartbeat = 0;
+  private idleSince: number | null = null;
+  private idleWarned = false;
+  private lastStatus = '';
+  private tokensPerS: number | null = null;
+  private queueCache: { key: string; tasks: Task[] } | null = null;
+  private warnedFiles = new Set<string>();
+  private governorNote = '';
+  private contextLimit: number | null = null;
+
+  constructor(paths: RunPaths, config: RunConfig, opts: AgentOptions) {
+    this.paths = paths;
+    this.config = config;
+    this.out = opts.out;
+    this.backend = opts.backend;
+    this.ws = workspaceDir(config, paths);
+    this.log = TaskLog.forRun(paths);
+    this.tick = opts.tickMs ?? 1000;
+  }
+
+  /** The whole life of the agent process; returns its exit status. */
+  async run(): Promise<number> {
+    const lock = tryLock(agentLockFile(this.paths));
+    if (!lock) {
+      const h = lockHolder(agentLockFile(this.paths));
+      throw tempFailError(`run '${this.paths.run}' already has an agent running${h ? ` (pid ${h.pid})` : ''}`);
+    }
+    try {
+      return await this.runLocked(lock);
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async runLocked(_lock: Lock): Promise<number> {
+    const stateLock = await lockState(this.paths);
+    try {
+      await initRun(this.paths, this.ws);
+    } finally {
+      stateLock.release();
+    }
+    // Escalations reach systemd through the main process's exit status.
+    const esc = await pendingEscalation(this.paths);
+    if (esc) return this.deliverEscalation(esc);
+    const rec = await recover(this.paths, this.config, {
+      agentLockHeld: true,
+      say: (level, text) => (level === 'warn' ? this.out.warn(text) : level === 'notice' ? this.out.notice(text) : this.out.info(text)),
+    });
+    if (rec.action !== 'none') {
+      this.out.notice(`recovered before starting: ${rec.action}, ${rec.reconciled.length} task(s) reconciled`);
+      for (const c of rec.reconciled) this.out.verbose(describeChange(c));
+    }
+    if (rec.escalated) {
+      this.out.error(`escalating: ${rec.escalation}`);
+      return this.deliverEscalation(rec.escalation ?? 'escalated');
+    }
+
+    this.session = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${process.pid}-${crypto.randomBytes(2).toString('hex')}`;
+    this.log.append({ t: 'session_start', session: this.session, pid: process.pid, host: os.hostname(), version: process.env.npm_package_version ?? null, unit: process.env.SYSTEMD_UNIT ?? null });
+    this.lastHeartbeat = Date.now();
+    const onSignal = (sig: NodeJS.Signals): void => {
+      if (this.stopReason) return;
+      this.out.notice(`${sig}: finishing the step in hand, then a shutdown checkpoint`);
+      this.requestStop('clean');
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+    const wdMs = watchdogIntervalMs();
+    const wdTimer = wdMs > 0 ? setInterval(() => this.watchdogTick(wdMs), Math.max(100, Math.floor(wdMs / 4))) : undefined;
+    try {
+      await this.updateState({ status: 'starting', pid: process.pid, session: this.session });
+      await this.loadModel(this.startLevel());
+      ready(this.statusLine('ready'));
+      this.out.info(`agent ready: run '${this.paths.run}', session ${this.session}, ${this.backend.name} backend${this.backend.quantization ? ` at ${this.backend.quantization}` : ''}`);
+      await this.updateState({ status: 'idle', model_loaded: this.backend.loaded, quantization: this.backend.quantization });
+      await this.mainLoop();
+      return await this.shutdown();
+    } catch (e) {
+      if (e instanceof LlmUnavailableError) {
+        this.out.error(`the model is unavailable: ${e.message}`);
+        await this.endSession('unavailable', EXIT.UNAVAILABLE);
+        throw unavailableError(e.message);
+      }
+      await this.endSession('error', 1, (e as Error).message);
+      throw e;
+    } finally {
+      if (wdTimer) clearInterval(wdTimer);
+      process.off('SIGTERM', onSignal);
+      process.off('SIGINT', onSignal);
+      await this.backend.dispose().catch(() => {});
+    }
+  }
+
+  private deliverEscalation(reason: string): number {
+    markEscalationDelivered(this.paths, reason);
+    this.out.error(`run '${this.paths.run}' escalated: ${reason}; not starting (exit ${EXIT_ESCALATED}) until a human starts it again`);
+    return EXIT_ESCALATED;
+  }
+
+  requestStop(reason: StopReason): void {
+    if (this.stopReason) return;
+    this.stopReason = reason;
+    stopping(reason === 'rss' ? 'stopping: memory above the limit' : 'stopping');
+    this.stopCtrl.abort();
+  }
+
+  /** Ping systemd only while the agent makes progress: a stalled model answer stops the pings. */
+  private watchdogTick(wdMs: number): void {
+    if (this.inLlm && this.firstTokenSeen && Date.now() - this.lastTokenAt > wdMs * 0.8) return;
+    watchdog();
+  }
+
+  private statusLine(what: string): string {
+    const parts = [what];
+    if (this.backend.quantization && !what.includes(this.backend.quantization)) parts.push(this.backend.quantization);
+    if (this.tokensPerS !== null) parts.push(`${this.tokensPerS.toFixed(1)} tok/s`);
+    if (this.governorNote) parts.push(this.governorNote);
+    return parts.join(', ');
+  }
+
+  private setStatus(what: string): void {
+    const line = this.statusLine(what);
+    if (line === this.lastStatus) return;
+    this.lastStatus = line;
+    status(line);
+    this.out.verbose(line);
+  }
+
+  private async updateState(patch: Parameters<typeof updateAgentState>[1]): Promise<void> {
+    await updateAgentState(this.paths, patch);
+  }
+
+  private startLevel(): Quant {
+    const { decision } = readDecision(this.paths.roots.runtimeDir);
+    return decision?.quantization ?? this.config.llm.quantization;
+  }
+
+  private async loadModel(level: Quant): Promise<void> {
+    this.setStatus(`loading the ${level} model`);
+    extendTimeout(120_000);
+    const t0 = Date.now();
+    await this.backend.load(level, () => extendTimeout(120_000));
+    this.lastRequestAt = Date.now();
+    this.log.append({ t: 'model_loaded', session: this.session, quantization: level, backend: this.backend.name, load_ms: Date.now() - t0 });
+  }
+
+  /** The governor's word: pause and unload are obeyed (and reversed), a level change reloads the model. */
+  private async obeyGovernor(): Promise<'pause' | 'unload' | null> {
+    const { decision, stale } = readDecision(this.paths.roots.runtimeDir);
+    this.governorNote = stale ? 'governor decision stale' : '';
+    if (!decision) {
+      this.contextLimit = null;
+      return null;
+    }
+    return this.applyDecision(decision);
+  }
+
+  private async applyDecision(d: Decision): Promise<'pause' | 'unload' | null> {
+    this.contextLimit = d.actions.includes('throttle') ? d.context_limit : null;
+    if (d.actions.includes('unload')) {
+      if (this.backend.loaded && this.backend.name === 'llama') {
+        await this.backend.unload();
+        this.log.append({ t: 'model_unloaded', session: this.session, reason: 'governor', tier: d.tier });
+        this.out.warn(`model unloaded: the governor says ${d.tier} (${d.reasons.join('; ')})`);
+        await this.updateState({ model_loaded: false });
+      }
+      this.governorNote = `unloaded by the governor (${d.tier})`;
+      return 'unload';
+    }
+    if (d.actions.includes('pause')) {
+      this.governorNote = `paused by the governor: ${d.reasons.join('; ')}`;
+      return 'pause';
+    }
+    if (QUANT_LEVELS.includes(d.quantization) && d.quantization !== this.backend.quantization) {
+      const from = this.backend.quantization;
+      await this.loadModel(d.quantization);
+      this.log.append({ t: 'quantization_switch', session: this.session, from, to: d.quantization, tier: d.tier });
+      this.out.notice(`switched the model from ${from ?? 'none'} to ${d.quantization} as the governor decided (${d.tier})`);
+      await this.updateState({ quantization: d.quantization, model_loaded: true });
+    }
+    return null;
+  }
+
+  private heartbeat(): void {
+    const now = Date.now();
+    if (now - this.lastHeartbeat < this.config.agent.heartbeat) return;
+    this.lastHeartbeat = now;
+    this.log.append({ t: 'heartbeat', session: this.session, rss: process.memoryUsage().rss });
+  }
+
+  private rssExceeded(): boolean {
+    const limit = this.config.agent.rss_limit;
+    if (limit <= 0) return false;
+    const rss = process.memoryUsage().rss;
+    if (rss <= limit) return false;
+    this.out.warn(`resident memory ${formatBytes(rss)} is above the limit ${formatBytes(limit)}: checkpointing and exiting to be restarted`);
+    this.log.append({ t: 'rss_limit', session: this.session, rss, limit });
+    return true;
+  }
+
+  private async mainLoop(): Promise<void> {
+    const signal = this.stopCtrl.signal;
+    while (!this.stopReason) {
+      this.heartbeat();
+      if (this.rssExceeded()) {
+        this.requestStop('rss');
+        break;
+      }
+      const gov = await this.obeyGovernor();
+      const st = readAgentState(this.paths);
+      if (gov || st.paused) {
+        this.setStatus(gov === 'unload' ? this.governorNote : gov === 'pause' ? this.governorNote : `paused${st.pause_reason ? `: ${st.pause_reason}` : ''}`);
+        if (st.status !== 'paused') await this.updateState({ status: 'paused' });
+        await sleep(this.tick, signal);
+        continue;
+      }
+      const task = await this.nextTask(st.task);
+      if (!task) {
+        await this.idle();
+        await sleep(this.tick, signal);
+        continue;
+      }
+      this.idleSince = null;
+      this.idleWarned = false;
+      await this.runTask(task);
+    }
+  }
+
+  private async idle(): Promise<void> {
+    const now = Date.now();
+    if (this.idleSince === null) {
+      this.idleSince = now;
+      await this.updateState({ status: 'idle', task: null, attempt: null, step: null });
+    }
+    this.setStatus('idle: the queue is empty');
+    if (!this.idleWarned && now - this.idleSince >= this.config.agent.idle_warning) {
+      this.idleWarned = true;
+      this.out.warn(`the queue has been empty for ${formatDuration(now - this.idleSince)}`);
+    }
+    if (this.backend.loaded && this.backend.name === 'llama' && now - this.lastRequestAt >= this.config.llm.idle_unload) {
+      await this.backend.unload();
+      this.log.append({ t: 'model_unloaded', session: this.session, reason: 'idle' });
+      this.out.info(`model unloaded after ${formatDuration(now - this.lastRequestAt)} without a request; it is loaded again on demand`);
+      await this.updateState({ model_loaded: false });
+    }
+    const idleTask = this.config.agent.idle_task;
+    if (idleTask && now - this.idleSince >= this.config.agent.idle_task_after) {
+      const { addTask } = await import('./state.js');
+      const t = await addTask(this.paths, this.config, { prompt: idleTask, title: 'idle task', source: 'idle' });
+      this.out.info(`queued the idle task ${t.id}`);
+      this.idleSince = now;
+    }
+  }
+
+  /** The queue, read again only when its directory changed. New dropped-in files are adopted. */
+  private async queue(): Promise<Task[]> {
+    const dir = path.join(this.paths.stateDir, 'queue');
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(dir);
+    } catch {
+      return [];
+    }
+    const key = `${st.mtimeMs}:${st.ino}`;
+    if (this.queueCache && this.queueCache.key === key) return this.queueCache.tasks;
+    const q = await readQueue(this.paths.stateDir, taskDefaults(this.config));
+    for (const bad of q.invalid) {
+      const k = `${bad.file}:${bad.error}`;
+      if (!this.warnedFiles.has(k)) {
+        this.warnedFiles.add(k);
+        this.out.warn(`ignoring ${bad.error.startsWith(bad.file) ? bad.error : `${bad.file}: ${bad.error}`}`);
+      }
+    }
+    await this.adopt(q.tasks);
+    this.queueCache = { key: `${fs.statSync(dir).mtimeMs}:${st.ino}`, tasks: (await readQueue(this.paths.stateDir, taskDefaults(this.config))).tasks };
+    return this.queueCache.tasks;
+  }
+
+  private known: Set<string> | null = null;
+
+  /** Files dropped into queue/ by hand become tasks like `sw-agent add` ones: written out in full and logged. */
+  private async adopt(tasks: Task[]): Promise<void> {
+    if (!this.known) {
+      const snap = await this.log.snapshot();
+      try {
+        this.known = new Set((snap.db.exec('SELECT id FROM tasks')[0]?.values ?? []).map((v) => String(v[0])));
+      } finally {
+        snap.db.close();
+      }
+    }
+    for (const t of tasks) {
+      if (this.known.has(t.id)) continue;
+      const lock = await lockState(this.paths);
+      try {
+        await writeTask(this.paths.stateDir, t);
+        logTaskAdded(this.paths, t);
+      } finally {
+        lock.release();
+      }
+      this.known.add(t.id);
+      this.out.info(`adopted task ${t.id} from ${taskFile(this.paths.stateDir, t.id)}`);
+    }
+  }
+
+  private async nextTask(current: string | null): Promise<Task | null> {
+    const tasks = await this.queue();
+    // The task the agent was on when it stopped goes first: it resumes where it was.
+    const resume = current ? tasks.find((t) => t.id === current && (t.status === 'pending' || t.status === 'in_progress')) : undefined;
+    if (resume) return resume;
+    const inProgress = tasks.find((t) => t.status === 'in_progress');
+    if (inProgress) return inProgress;
+    const pending = tasks
+      .filter((t) => t.status === 'pending')
+      .sort((a, b) => b.priority - a.priority || Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id));
+    return pending[0] ?? null;
+  }
+
+  /** Read the task again under the lock and change it; null if it was cancelled meanwhile. */
+  private async changeTask(id: string, change: (t: Task) => Task | null): Promise<Task | null> {
+    const lock = await lockState(this.paths);
+    try {
+      const { readTask } = await import('./state.js');
+      const t = await readTask(this.paths, this.config, id);
+      if (t.status === 'cancelled') return null;
+      const next = change(t);
+      if (next) await writeTask(this.paths.stateDir, next);
+      return next ?? t;
+    } finally {
+      lock.release();
+    }
+  }
+
+  private async runTask(initial: Task): Promise<void> {
+    const file = transcriptFile(this.paths.stateDir, initial.id);
+    let view = attemptView(readTranscript(file), initial.attempt);
+    const prevFailure = initial.attempt > 1 ? (initial.reason ?? 'it did not pass') : null;
+    if (!view.started) {
+      const reset = await this.prepareWorkspace(initial);
+      appendLine(file, { type: 'attempt', attempt: initial.attempt, ts: new Date().toISOString(), session: this.session, ...(reset ? { reset } : {}) });
+      view = attemptView(readTranscript(file), initial.attempt);
+    }
+    this.log.append({ t: 'task_started', task: initial.id, attempt: initial.attempt, session: this.session });
+    const task = await this.changeTask(initial.id, (t) => ({ ...t, status: 'in_progress', updated: new Date().toISOString() }));
+    if (!task) return;
+    if (view.interrupted) {
+      // The action was running when the agent stopped: say so, as the step's result.
+      const i = view.interrupted;
+      appendLine(file, { type: 'step', attempt: task.attempt, step: i.step, ts: new Date().toISOString(), action: i.action, observation: { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: INTERRUPTED_NOTE } });
+      this.out.notice(`task ${task.id}: resuming after step ${i.step}, whose effect is unknown`);
+      view = attemptView(readTranscript(file), task.attempt);
+    } else if (view.steps.length > 0) this.out.notice(`task ${task.id}: resuming at step ${view.steps.length + 1} of attempt ${task.attempt}`);
+    await this.updateState({ status: 'working', task: task.id, attempt: task.attempt, step: view.steps.length });
+    const startedAt = Date.parse((view.started as { ts: string }).ts);
+    const head: ChatMessage[] = [
+      { role: 'system', content: systemPrompt(this.ws) },
+      { role: 'user', content: taskPrompt(task, prevFailure) },
+    ];
+    let finished: { summary: string } | null = null;
+    let failure: string | null = null;
+    while (!this.stopReason) {
+      const step = view.steps.length + 1;
+      if (Date.now() - startedAt > task.timeout) {
+        failure = `the task took longer than its ${formatDuration(task.timeout)} limit`;
+        break;
+      }
+      const cur = await this.changeTask(task.id, () => null);
+      if (!cur) {
+        this.out.notice(`task ${task.id} was cancelled; stopping it`);
+        appendLine(file, { type: 'end', attempt: task.attempt, ts: new Date().toISOString(), outcome: 'cancelled', reason: cur === null ? 'cancelled by a human' : null });
+        await this.checkpoint('task', `task ${task.id} cancelled`);
+        return;
+      }
+      const gov = await this.obeyGovernor();
+      const paused = readAgentState(this.paths).paused;
+      if (gov || paused) {
+        this.setStatus(`${task.id}: waiting (${gov ? this.governorNote : 'paused'})`);
+        await sleep(this.tick, this.stopCtrl.signal);
+        continue;
+      }
+      if (this.rssExceeded()) {
+        this.requestStop('rss');
+        break;
+      }
+      this.heartbeat();
+      this.setStatus(`${task.id} step ${step} (attempt ${task.attempt})`);
+      await this.updateState({ step });
+      const r = await this.oneStep(task, step, head, view, file);
+      if (r === 'stop') break;
+      view = attemptView(readTranscript(file), task.attempt);
+      if (r && 'finish' in r) {
+        finished = { summary: r.finish };
+        break;
+      }
+    }
+    if (this.stopReason) return;
+    await this.finishAttempt(task, file, finished, failure);
+  }
+
+  /**
+   * Before attempt 1 the workspace is snapshotted (on refs/selfware/pretask/<task>,
+   * the branch it was on in the commit message); before a retry it is put back.
+   */
+  private async prepareWorkspace(t: Task): Promise<string | null> {
+    const ws = workspaceGit(this.ws);
+    const ref = `${PRETASK_PREFIX}${t.id}`;
+    const existing = await ws.resolve(ref);
+    if (!existing) {
+      const snap = await snapshotWorkspace(this.ws);
+      const epoch = Math.floor(Date.now() / 1000);
+      const who = `selfware <selfware@localhost> ${epoch} +0000`;
+      const body = `tree ${snap.tree}\n${snap.head ? `parent ${snap.head}\n` : ''}author ${who}\ncommitter ${who}\n\nselfware: the workspace before task ${t.id}\n\nSelfware-Branch: ${snap.branch ?? 'none'}\n`;
+      writeRef(ws.gitDir, ref, await ws.out(['hash-object', '-t', 'commit', '-w', '--stdin'], { input: body }));
+      if (t.attempt === 1) return null;
+    }
+    if (t.attempt === 1) return null;
+    const raw = await ws.out(['cat-file', 'commit', ref]);
+    const tree = /^tree ([0-9a-f]+)$/m.exec(raw)?.[1] ?? null;
+    const head = /^parent ([0-9a-f]+)$/m.exec(raw)?.[1] ?? null;
+    const b = /^Selfware-Branch: (.+)$/m.exec(raw)?.[1];
+    const pseudo = { id: `pretask ${t.id}`, workspace: { tree, head, branch: b && b !== 'none' ? b : null, commit: null } } as unknown as Checkpoint;
+    const forensics = await restoreWorkspace(this.ws, pseudo, new Date());
+    this.out.info(`task ${t.id}: the workspace is back as it was before the task, for attempt ${t.attempt} (what was there is at ${forensics})`);
+    return `workspace reset to the pre-task snapshot; the failed attempt's files are at ${forensics}`;
+  }
+
+  /** One model answer and its action; returns 'stop' when stopping, {finish} when done. */
+  private async oneStep(task: Task, step: number, head: ChatMessage[], view: ReturnType<typeof attemptView>, file: string): Promise<'stop' | { finish: string } | null> {
+    const budget = this.contextBudget();
+    const { messages } = buildMessages(head, view, budget);
+    let result: CompleteResult;
+    const stepCtrl = new AbortController();
+    const timer = setTimeout(() => stepCtrl.abort(), this.config.agent.step_timeout);
+    const onStop = (): void => stepCtrl.abort();
+    this.stopCtrl.signal.addEventListener('abort', onStop, { once: true });
+    try {
+      if (!this.backend.loaded) await this.loadModel(this.backend.quantization ?? this.startLevel());
+      this.inLlm = true;
+      this.firstTokenSeen = false;
+      this.lastTokenAt = Date.now();
+      result = await this.backend.complete({
+        messages,
+        schema: ACTION_SCHEMA as unknown as Record<string, unknown>,
+        maxTokens: this.config.llm.max_tokens,
+        signal: stepCtrl.signal,
+        task: { id: task.id, title: task.title, attempt: task.attempt, step },
+        onToken: () => {
+          this.firstTokenSeen = true;
+          this.lastTokenAt = Date.now();
+        },
+      });
+    } catch (e) {
+      if (this.stopReason) return 'stop';
+      if (e instanceof LlmUnavailableError) throw e;
+      if (e instanceof TransientLlmError) {
+        this.setStatus(`${task.id}: the model is not answering (${e.message}); trying again in ${formatDuration(e.retryAfterMs)}`);
+        this.out.warn(`model request failed: ${e.message}; retrying in ${formatDuration(e.retryAfterMs)}`);
+        this.log.append({ t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, ok: false, error: e.message });
+        await sleep(e.retryAfterMs, this.stopCtrl.signal);
+        return null;
+      }
+      const timedOut = stepCtrl.signal.aborted;
+      const error = timedOut ? `the model did not answer within the step limit (${formatDuration(this.config.agent.step_timeout)})` : `the model failed: ${(e as Error).message}`;
+      this.log.append({ t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, ok: false, error });
+      appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, observation: { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: timedOut, duration_ms: 0, error } });
+      this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: 'none', status: 'llm_error' });
+      return null;
+    } finally {
+      this.inLlm = false;
+      clearTimeout(timer);
+      this.stopCtrl.signal.removeEventListener('abort', onStop);
+    }
+    this.lastRequestAt = Date.now();
+    this.tokensPerS = result.tokensPerS;
+    this.log.append({
+      t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, model: result.model,
+      quantization: result.quantization, tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS, ok: true,
+    }); // prettier-ignore
+    const llm = { tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS };
+    const parsed = parseAction(result.text);
+    if ('error' in parsed) {
+      appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, answer: result.text.slice(0, 2000), llm, observation: { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: `your answer was not a valid action: ${parsed.error}` } });
+      this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: 'invalid', status: 'invalid' });
+      return null;
+    }
+    const action = parsed.action;
+    if (action.action === 'finish') {
+      appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, observation: { ok: true, exit_code: null, signal: null, output: 'finished; the check runs next', cut: 0, timed_out: false, duration_ms: 0 } });
+      this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: 'finish', status: 'ok' });
+      return { finish: action.summary };
+    }
+    const verdict = evaluate(action, this.config.policy);
+    let decision: string = verdict.decision;
+    let obs: Observation;
+    if (verdict.decision === 'deny') {
+      obs = { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: `refused by the policy (deny rule '${verdict.rule}')` };
+      this.out.warn(`task ${task.id} step ${step}: ${describeAction(action)} refused by the deny rule '${verdict.rule}'`);
+    } else {
+      if (verdict.decision === 'approve') {
+        const answer = await this.awaitApproval(task, step, action, verdict.rule);
+        if (answer === 'stop') return 'stop';
+        decision = answer.status;
+        if (answer.status !== 'approved') {
+          obs = { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: `a human rejected this action${answer.reason ? `: ${answer.reason}` : ''}${answer.by === 'timeout' ? ' (no answer in time)' : ''}` };
+          appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs });
+          this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: action.action, status: 'rejected' });
+          return null;
+        }
+      }
+      appendLine(file, { type: 'intent', attempt: task.attempt, step, ts: new Date().toISOString(), action });
+      obs = await this.execute(action);
+      if (this.stopReason && !obs.ok) obs = { ...obs, error: `${obs.error ?? 'failed'} (the agent was stopping; the action was killed)` };
+    }
+    appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs });
+    this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: action.action, status: decision === 'deny' ? 'denied' : obs.ok ? 'ok' : 'failed' });
+    return null;
+  }
+
+  private contextBudget(): number {
+    const base = this.config.agent.context_budget > 0 ? this.config.agent.context_budget : this.config.llm.context - this.config.llm.max_tokens;
+    return this.contextLimit ? Math.min(base, this.contextLimit - this.config.llm.max_tokens) : base;
+  }
+
+  private execute(a: Action): Promise<Observation> {
+    const budget = this.config.agent.output_budget;
+    switch (a.action) {
+      case 'shell':
+        return runShell(a.command, {
+          cwd: this.ws,
+          shell: this.config.agent.shell,
+          timeoutMs: this.config.agent.tool_timeout,
+          budget,
+          env: actionEnv(),
+          signal: this.stopCtrl.signal,
+        });
+      case 'read_file':
+        return readFileAction(this.ws, a.path, budget);
+      case 'write_file':
+        return writeFileAction(this.ws, a.path, a.content);
+      case 'finish':
+        return Promise.resolve({ ok: true, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0 });
+    }
+  }
+
+  /**
+   * A pre-op checkpoint, then wait for `sw-agent approve|reject` (heartbeats go
+   * on). On timeout: reject, or pause the run until a human decides.
+   */
+  private async awaitApproval(task: Task, step: number, action: Action, rule: string | null): Promise<Approval | 'stop'> {
+    const id = `${task.id}.${task.attempt}.${step}`;
+    let a = readApproval(this.paths, id);
+    if (!a) {
+      const cp = await this.checkpoint('pre-op', `before ${describeAction(action)} (approval ${id})`);
+      const now = Date.now();
+      a = await requestApproval(this.paths, { id, task: task.id, attempt: task.attempt, step, action, rule, requested: new Date(now).toISOString(), timeout_at: new Date(now + this.config.policy.approval_timeout).toISOString(), checkpoint: cp });
+      this.out.notice(`task ${task.id} step ${step}: ${describeAction(action)} waits for approval: sw-agent approve ${this.paths.run} ${id}`);
+    }
+    let pausedForIt = false;
+    while (!this.stopReason) {
+      a = readApproval(this.paths, id) ?? a;
+      if (a.status !== 'pending') {
+        if (pausedForIt) await setPaused(this.paths, false, null);
+        this.out.info(`approval ${id}: ${a.status}${a.reason ? ` (${a.reason})` : ''}`);
+        return a;
+      }
+      if (Date.now() >= Date.parse(a.timeout_at) && !pausedForIt) {
+        if (this.config.policy.on_timeout === 'reject') {
+          try {
+            return await decideApproval(this.paths, id, 'rejected', 'no answer in time', 'timeout');
+          } catch (e) {
+            if (!(e instanceof SwError)) throw e;
+            continue;
+          }
+        }
+        pausedForIt = true;
+        await setPaused(this.paths, true, `approval ${id} timed out`);
+        this.out.warn(`approval ${id} timed out: the run is paused until a human approves or rejects it`);
+      }
+      this.setStatus(`${task.id} step ${step}: waiting for approval ${id}`);
+      await sleep(Math.min(this.tick, 500), this.stopCtrl.signal);
+    }
+    return 'stop';
+  }
+
+  private async finishAttempt(task: Task, file: string, finished: { summary: string } | null, failure: string | null): Promise<void> {
+    let outcome: 'completed' | 'failed';
+    let reason: string | null = failure;
+    if (finished && !failure) {
+      if (task.verify) {
+        this.setStatus(`${task.id}: verifying`);
+        const obs = await runShell(task.verify, { cwd: this.ws, shell: this.config.agent.shell, timeoutMs: Math.max(this.config.agent.tool_timeout, 60_000), budget: this.config.agent.output_budget, env: actionEnv(), signal: this.stopCtrl.signal });
+        if (this.stopReason) return;
+        appendLine(file, { type: 'verify', attempt: task.attempt, ts: new Date().toISOString(), command: task.verify, observation: obs });
+        outcome = obs.ok ? 'completed' : 'failed';
+        if (!obs.ok) reason = `verify failed: ${obs.error ?? `exit status ${obs.exit_code}`}${obs.output ? `: ${obs.output.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}` : ''}`;
+      } else outcome = 'completed';
+    } else outcome = 'failed';
+    const steps = attemptView(readTranscript(file), task.attempt).steps.length;
+    // The task log first: it is the authority recovery reconciles the queue with.
+    const lock = await lockState(this.paths);
+    let next: Task | null = null;
+    try {
+      const { readTask } = await import('./state.js');
+      const cur = await readTask(this.paths, this.config, task.id);
+      if (cur.status !== 'cancelled') {
+        this.log.append({ t: 'task_outcome', task: task.id, attempt: task.attempt, outcome, reason, steps, session: this.session });
+        appendLine(file, { type: 'end', attempt: task.attempt, ts: new Date().toISOString(), outcome, reason, ...(finished ? { summary: finished.summary } : {}) });
+        const now = new Date().toISOString();
+        next =
+          outcome === 'completed'
+            ? { ...cur, status: 'completed', reason: null, updated: now }
+            : task.attempt < task.max_attempts
+              ? { ...cur, status: 'pending', attempt: task.attempt + 1, reason, updated: now }
+              : { ...cur, status: 'failed', reason, updated: now };
+        await writeTask(this.paths.stateDir, next);
+      }
+    } finally {
+      lock.release();
+    }
+    if (!next) return;
+    const msg = outcome === 'completed' ? `completed in ${steps} step${steps === 1 ? '' : 's'}` : `attempt ${task.attempt} of ${task.max_attempts} failed: ${reason}${next.status === 'pending' ? '; it will be retried' : ''}`;
+    if (outcome === 'completed') this.out.notice(`task ${task.id} ${msg}`);
+    else this.out.warn(`task ${task.id} ${msg}`);
+    await this.updateState({ task: null, attempt: null, step: null });
+    await this.checkpoint('task', `task ${task.id} ${outcome} (attempt ${task.attempt})`);
+  }
+
+  private async checkpoint(kind: 'task' | 'pre-op' | 'shutdown', message: string): Promise<string | null> {
+    try {
+      const { result } = await createCheckpoint(this.paths, this.config, { kind, message });
+      return result.skipped ? result.latest.id : result.checkpoint.id;
+    } catch (e) {
+      this.out.warn(`${kind} checkpoint failed: ${(e as Error).message}`);
+      return null;
+    }
+  }
+
+  private async shutdown(): Promise<number> {
+    const reason = this.stopReason ?? 'clean';
+    this.setStatus(reason === 'rss' ? 'stopping: memory above the limit' : 'stopping');
+    const id = await this.checkpoint('shutdown', reason === 'rss' ? 'memory above the limit' : 'stop');
+    await this.updateState({ status: 'stopped', pid: null, model_loaded: false });
+    const code = reason === 'rss' ? EXIT_RSS : EXIT.OK;
+    await this.endSession(reason, code);
+    this.out.info(`stopped${id ? ` after shutdown checkpoint ${id}` : ''}`);
+    return code;
+  }
+
+  private async endSession(state: string, code: number, detail?: string): Promise<void> {
+    if (!this.session) return;
+    try {
+      this.log.append({ t: 'session_end', session: this.session, state, exit_code: code, ...(detail ? { reason: detail } : {}) });
+    } catch (e) {
+      this.out.warn(`cannot record the end of the session: ${(e as Error).message}`);
+    }
+    if (notifyEnabled()) status(`stopped (${state})`);
+  }
+}

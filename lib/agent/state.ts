@@ -1,0 +1,268 @@
+// The plain files the agent and humans share in state/: agent.json (what the
+// agent is doing, and whether the run is paused), the queue, and
+// approvals/<id>.json. Every change is made under the run's state lock, so the
+// agent, `sw-agent` commands and timers never lose each other's updates.
+
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { RunConfig } from '../config/schema.js';
+import { EXIT, SwError, noInputError, usageError } from '../exit.js';
+import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
+import { parseTask, readQueue, taskFile, taskSpec, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
+import type { RunPaths } from '../run.js';
+import { INITIAL_AGENT_STATE, initRun, lockState, runExists } from '../state/layout.js';
+import { workspaceDir } from '../config/index.js';
+import { TaskLog } from '../tasklog/index.js';
+import { parseDuration } from '../units.js';
+import type { Action } from './schema.js';
+
+export interface AgentState {
+  status: string;
+  paused: boolean;
+  pause_reason: string | null;
+  task: string | null;
+  attempt: number | null;
+  step: number | null;
+  session: string | null;
+  pid: number | null;
+  quantization: string | null;
+  model_loaded: boolean;
+  tokens_per_s: number | null;
+  updated: string | null;
+}
+
+const DEFAULT_STATE: AgentState = {
+  ...INITIAL_AGENT_STATE,
+  pause_reason: null,
+  attempt: null,
+  pid: null,
+  quantization: null,
+  model_loaded: false,
+  tokens_per_s: null,
+  updated: null,
+} as AgentState;
+
+export function agentFile(paths: RunPaths): string {
+  return path.join(paths.stateDir, 'agent.json');
+}
+
+export function readAgentState(paths: RunPaths): AgentState {
+  try {
+    return { ...DEFAULT_STATE, ...(JSON.parse(fs.readFileSync(agentFile(paths), 'utf8')) as Partial<AgentState>) };
+  } catch {
+    return { ...DEFAULT_STATE };
+  }
+}
+
+/** Change agent.json under the state lock; returns the new state. */
+export async function updateAgentState(paths: RunPaths, change: Partial<AgentState> | ((s: AgentState) => Partial<AgentState>)): Promise<AgentState> {
+  const lock = await lockState(paths);
+  try {
+    const cur = readAgentState(paths);
+    const next = { ...cur, ...(typeof change === 'function' ? change(cur) : change), updated: new Date().toISOString() };
+    writeFileAtomic(agentFile(paths), JSON.stringify(next, null, 2) + '\n');
+    return next;
+  } finally {
+    lock.release();
+  }
+}
+
+/** Create the run if it does not exist yet (queueing work before the first start is normal). */
+export async function ensureRun(paths: RunPaths, config: RunConfig): Promise<void> {
+  if (runExists(paths)) return;
+  const lock = await lockState(paths);
+  try {
+    await initRun(paths, workspaceDir(config, paths));
+  } finally {
+    lock.release();
+  }
+}
+
+export function taskDefaults(config: RunConfig): TaskDefaults {
+  return { max_attempts: config.agent.max_attempts, timeout: config.agent.task_timeout };
+}
+
+function slug(text: string): string {
+  const s = text
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-+|-+$/g, '')
+    .slice(0, 40)
+    .replace(/-+$/, '');
+  return s === '' ? 'task' : s;
+}
+
+/** A task's --timeout, checked before anything is touched. */
+export function parseTaskTimeout(text: string): number {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0 || ms > 4 * 3_600_000) throw usageError(`option '--timeout <duration>': expected a duration up to 4h such as 30m, got '${text}'`);
+  return ms;
+}
+
+export interface AddOptions {
+  prompt: string;
+  title?: string;
+  verify?: string | null;
+  priority?: number;
+  maxAttempts?: number;
+  timeout?: string;
+  source?: string;
+}
+
+/** Queue a task; returns it (its id is what `sw-agent add` prints). */
+export async function addTask(paths: RunPaths, config: RunConfig, opts: AddOptions): Promise<Task> {
+  const prompt = opts.prompt.trim();
+  if (prompt === '') throw usageError('the prompt is empty');
+  const timeout = opts.timeout === undefined ? config.agent.task_timeout : parseTaskTimeout(opts.timeout);
+  const firstLine = prompt.split('\n')[0]?.trim() ?? '';
+  const title = opts.title ?? (firstLine.length > 72 ? firstLine.slice(0, 69) + '...' : firstLine);
+  const lock = await lockState(paths);
+  try {
+    mkdirDurable(path.join(paths.stateDir, 'queue'));
+    let id: string;
+    do id = `${slug(title)}-${crypto.randomBytes(2).toString('hex')}`;
+    while (exists(taskFile(paths.stateDir, id)));
+    const now = new Date().toISOString();
+    const task: Task = {
+      id,
+      title,
+      prompt,
+      verify: opts.verify ?? null,
+      priority: opts.priority ?? 0,
+      max_attempts: opts.maxAttempts ?? config.agent.max_attempts,
+      timeout,
+      status: 'pending',
+      attempt: 1,
+      created: now,
+      updated: now,
+      source: opts.source ?? 'cli',
+      reason: null,
+    };
+    await writeTask(paths.stateDir, task);
+    logTaskAdded(paths, task);
+    return task;
+  } finally {
+    lock.release();
+  }
+}
+
+export function logTaskAdded(paths: RunPaths, t: Task): void {
+  TaskLog.forRun(paths).append({ t: 'task_added', task: t.id, title: t.title, priority: t.priority, max_attempts: t.max_attempts, source: t.source, spec: taskSpec(t) });
+}
+
+/** One task, read fresh from its file; 66 if there is none. */
+export async function readTask(paths: RunPaths, config: RunConfig, id: string): Promise<Task> {
+  const file = taskFile(paths.stateDir, id);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    throw noInputError(`no such task '${id}'`);
+  }
+  return parseTask(file, text, taskDefaults(config));
+}
+
+/** Cancel a task that has not ended; the agent stops it at its next step if it is running. */
+export async function cancelTask(paths: RunPaths, config: RunConfig, id: string, reason = 'cancelled by a human'): Promise<Task> {
+  const lock = await lockState(paths);
+  try {
+    const t = await readTask(paths, config, id);
+    if (t.status === 'completed' || t.status === 'failed' || t.status === 'cancelled') throw new SwError(`task ${id} is already ${t.status}`, EXIT.FAIL);
+    const next: Task = { ...t, status: 'cancelled', reason, updated: new Date().toISOString() };
+    TaskLog.forRun(paths).append({ t: 'task_outcome', task: id, attempt: t.attempt, outcome: 'cancelled', reason });
+    await writeTask(paths.stateDir, next);
+    return next;
+  } finally {
+    lock.release();
+  }
+}
+
+export async function setPaused(paths: RunPaths, paused: boolean, reason: string | null): Promise<AgentState> {
+  const s = await updateAgentState(paths, { paused, pause_reason: paused ? reason : null });
+  TaskLog.forRun(paths).append({ t: paused ? 'paused' : 'resumed', reason });
+  return s;
+}
+
+export async function listTasks(paths: RunPaths, config: RunConfig): Promise<{ tasks: Task[]; invalid: Array<{ file: string; error: string }> }> {
+  return readQueue(paths.stateDir, taskDefaults(config));
+}
+
+// Approvals.
+
+export interface Approval {
+  id: string;
+  task: string;
+  attempt: number;
+  step: number;
+  action: Action;
+  rule: string | null;
+  requested: string;
+  timeout_at: string;
+  status: 'pending' | 'approved' | 'rejected';
+  decided: string | null;
+  by: 'human' | 'timeout' | null;
+  reason: string | null;
+  checkpoint: string | null;
+}
+
+export function approvalsDir(paths: RunPaths): string {
+  return path.join(paths.stateDir, 'approvals');
+}
+
+export function approvalFile(paths: RunPaths, id: string): string {
+  return path.join(approvalsDir(paths), `${id}.json`);
+}
+
+export function readApproval(paths: RunPaths, id: string): Approval | null {
+  try {
+    return JSON.parse(fs.readFileSync(approvalFile(paths, id), 'utf8')) as Approval;
+  } catch {
+    return null;
+  }
+}
+
+export function listApprovals(paths: RunPaths): Approval[] {
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(approvalsDir(paths));
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
+    .map((n) => readApproval(paths, n.slice(0, -5)))
+    .filter((a): a is Approval => a !== null)
+    .sort((a, b) => (a.status === 'pending' ? 0 : 1) - (b.status === 'pending' ? 0 : 1) || a.requested.localeCompare(b.requested));
+}
+
+export async function requestApproval(paths: RunPaths, a: Omit<Approval, 'status' | 'decided' | 'by' | 'reason'>): Promise<Approval> {
+  const lock = await lockState(paths);
+  try {
+    const existing = readApproval(paths, a.id);
+    if (existing) return existing;
+    const full: Approval = { ...a, status: 'pending', decided: null, by: null, reason: null };
+    mkdirDurable(approvalsDir(paths));
+    writeFileAtomic(approvalFile(paths, a.id), JSON.stringify(full, null, 2) + '\n');
+    TaskLog.forRun(paths).append({ t: 'approval_requested', id: a.id, task: a.task, action: JSON.stringify(a.action), rule: a.rule });
+    return full;
+  } finally {
+    lock.release();
+  }
+}
+
+/** approve or reject; 66 for no such approval, 1 when it was already decided. */
+export async function decideApproval(paths: RunPaths, id: string, decision: 'approved' | 'rejected', reason: string | null, by: 'human' | 'timeout' = 'human'): Promise<Approval> {
+  const lock = await lockState(paths);
+  try {
+    const a = readApproval(paths, id);
+    if (!a) throw noInputError(`no such approval '${id}'`);
+    if (a.status !== 'pending') throw new SwError(`approval ${id} was already ${a.status}${a.by === 'timeout' ? ' (timed out)' : ''}`, EXIT.FAIL);
+    const next: Approval = { ...a, status: decision, decided: new Date().toISOString(), by, reason };
+    writeFileAtomic(approvalFile(paths, id), JSON.stringify(next, null, 2) + '\n');
+    TaskLog.forRun(paths).append({ t: 'approval_decided', id, decision, reason, by });
+    return next;
+  } finally {
+    lock.release();
+  }
+}

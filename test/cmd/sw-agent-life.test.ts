@@ -1,0 +1,171 @@
+// The agent's life under signals and systemd's notify protocol: SIGTERM mid
+// task (shutdown checkpoint, resume at the next step), SIGKILL at random
+// instants with sw-recover between (every task completed exactly once), and
+// the sd_notify messages read from a NOTIFY_SOCKET of the test's own.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { makeEnv, rng, sleep, sw, type TestEnv } from '../helpers.js';
+import { addTask, query, scriptedRun, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
+
+test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes at the next step', async () => {
+  const t = makeEnv();
+  try {
+    scriptedRun(t, {
+      long: [
+        { action: 'shell', command: 'echo one >> steps.txt' },
+        { action: 'shell', command: 'echo two >> steps.txt', delay_ms: 4000 },
+        { action: 'shell', command: 'echo three >> steps.txt' },
+        { action: 'finish', summary: 'three steps' },
+      ],
+    });
+    const id = await addTask(t, 'long', ['--verify', 'test "$(cat steps.txt | tr "\\n" " ")" = "one two three "']);
+    const a = startAgent(t);
+    await waitFor('step 1 done and step 2 asked', () => transcript(t, id).some((l) => l.type === 'step' && l.step === 1), 20_000, a);
+    await sleep(800);
+    const code = await a.stop('SIGTERM');
+    assert.equal(code, 0, a.output());
+    assert.match(a.output(), /SIGTERM: finishing the step in hand, then a shutdown checkpoint/);
+    const sessions = await query(t, 'SELECT end_state FROM sessions');
+    assert.deepEqual(sessions, [['clean']]);
+    const last = await query(t, 'SELECT kind FROM checkpoints ORDER BY ts DESC LIMIT 1');
+    assert.deepEqual(last, [['shutdown']]);
+    assert.equal((await tasks(t))[0]?.status, 'in_progress');
+    assert.equal(transcript(t, id).filter((l) => l.type === 'step').length, 1, 'step 2 was not recorded: it never finished');
+    // Start again: nothing to recover, the task resumes at step 2.
+    const r = await sw('sw-recover', ['run1', '--json'], t);
+    assert.equal(JSON.parse(String(r.stdout)).action, 'none');
+    const b = startAgent(t);
+    await waitFor('the task completed', async () => (await tasks(t))[0]?.status === 'completed', 30_000, b);
+    assert.equal(await b.stop(), 0);
+    assert.match(b.output(), new RegExp(`task ${id}: resuming at step 2 of attempt 1`));
+    assert.equal(fs.readFileSync(path.join(t.stateDir, 'run1', 'workspace', 'steps.txt'), 'utf8'), 'one\ntwo\nthree\n');
+    const steps = transcript(t, id).filter((l) => l.type === 'step').map((l) => l.step);
+    assert.deepEqual(steps, [1, 2, 3, 4]);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('SIGKILL at random instants, sw-recover between: every task completed exactly once, none lost', async () => {
+  const t = makeEnv();
+  try {
+    const script: Record<string, Array<Record<string, unknown>>> = {};
+    const ids: string[] = [];
+    for (let i = 0; i < 8; i++) {
+      script[`task${i}`] = [
+        { action: 'shell', command: `echo t${i}-a >> log-${i}.txt`, delay_ms: 300 },
+        { action: 'write_file', path: `out-${i}.txt`, content: `task ${i}\n`, delay_ms: 200 },
+        { action: 'shell', command: `echo t${i}-b >> log-${i}.txt`, delay_ms: 300 },
+        { action: 'read_file', path: `out-${i}.txt`, delay_ms: 200 },
+        { action: 'finish', summary: `task ${i}` },
+      ];
+    }
+    scriptedRun(t, script);
+    for (let i = 0; i < 8; i++) ids.push(await addTask(t, `task${i}`, ['--verify', `test -f out-${i}.txt`]));
+    const rand = rng(31337);
+    let kills = 0;
+    for (let round = 0; round < 40; round++) {
+      const done = (await tasks(t)).filter((x) => x.status === 'completed').length;
+      if (done === ids.length) break;
+      const rec = await sw('sw-recover', ['run1', '-q'], t);
+      assert.equal(rec.exitCode, 0, `round ${round}: sw-recover: ${rec.stderr}`);
+      const a = startAgent(t);
+      await sleep(400 + rand() * 1500);
+      a.child.kill('SIGKILL');
+      await a.child;
+      kills++;
+    }
+    // Let it finish.
+    await sw('sw-recover', ['run1', '-q'], t);
+    const a = startAgent(t);
+    await waitFor('all tasks completed', async () => (await tasks(t)).every((x) => x.status === 'completed'), 60_000, a);
+    assert.equal(await a.stop(), 0);
+    assert.ok(kills >= 8, `${kills} kills`);
+    const completed = await query(t, "SELECT task_id, count(*) FROM task_attempts WHERE outcome = 'completed' GROUP BY task_id ORDER BY task_id");
+    assert.deepEqual(completed, [...ids].sort().map((id) => [id, 1]));
+    // Nothing ran after a task completed: its transcript ends with its one "end" line.
+    for (const id of ids) {
+      const tr = transcript(t, id);
+      const ends = tr.filter((l) => l.type === 'end' && l.outcome === 'completed');
+      assert.equal(ends.length, 1, `${id}: one completed end`);
+      assert.equal(tr[tr.length - 1]?.type, 'end', `${id}: nothing after the end`);
+    }
+    const v = await sw('sw-checkpoint', ['verify', 'run1'], t);
+    assert.equal(v.exitCode, 0, String(v.stdout));
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** A NOTIFY_SOCKET of our own: python3 prints each datagram with a timestamp. */
+function notifySocket(t: TestEnv) {
+  const sock = path.join(t.dir, 'notify.sock');
+  const py = [
+    'import socket, sys, time',
+    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
+    `s.bind(${JSON.stringify(sock)})`,
+    'print("listening", flush=True)',
+    'while True:',
+    '    d = s.recv(65536).decode()',
+    '    for line in d.split("\\n"):',
+    '        if line: print("%.3f %s" % (time.time(), line), flush=True)',
+  ].join('\n');
+  const child = execa('python3', ['-c', py], { reject: false, buffer: false });
+  let text = '';
+  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
+  return {
+    sock,
+    ready: new Promise<void>((res) => child.stdout?.once('data', () => res())),
+    messages: () =>
+      text
+        .split('\n')
+        .filter((l) => /^\d/.test(l))
+        .map((l) => ({ at: Number(l.slice(0, l.indexOf(' '))) * 1000, msg: l.slice(l.indexOf(' ') + 1) })),
+    stop: () => child.kill('SIGKILL'),
+  };
+}
+
+test('sd_notify: READY after the model loads, WATCHDOG while working (not while the model stalls), STATUS, STOPPING', async () => {
+  const t = makeEnv();
+  const n = notifySocket(t);
+  try {
+    await n.ready;
+    scriptedRun(t, {
+      watched: [
+        { action: 'shell', command: 'true', delay_ms: 1500 },
+        { action: 'shell', command: 'true', stall_ms: 3500 },
+        { action: 'finish', summary: 'ok' },
+      ],
+    });
+    const id = await addTask(t, 'watched');
+    const a = startAgent(t, 'run1', { NOTIFY_SOCKET: n.sock, WATCHDOG_USEC: '2000000' });
+    await waitFor('the task completed', async () => (await tasks(t)).find((x) => x.id === id)?.status === 'completed', 30_000, a);
+    const stopAt = Date.now();
+    assert.equal(await a.stop(), 0, a.output());
+    await sleep(200);
+    const msgs = n.messages();
+    const ready = msgs.findIndex((m) => m.msg === 'READY=1');
+    const loading = msgs.findIndex((m) => /^STATUS=loading the Q4_K_M model/.test(m.msg));
+    assert.ok(loading >= 0 && ready > loading, `READY after loading: ${JSON.stringify(msgs.slice(0, 5))}`);
+    assert.ok(msgs.some((m) => m.msg.startsWith(`STATUS=${id} step 1 (attempt 1)`)), 'STATUS names the task and step');
+    assert.ok(msgs.some((m) => /^STATUS=.*Q4_K_M/.test(m.msg)), 'STATUS carries the quantization');
+    assert.ok(msgs.some((m) => /^STATUS=.*tok\/s/.test(m.msg)), 'STATUS carries tokens/s');
+    const stoppingMsg = msgs.find((m) => m.msg === 'STOPPING=1');
+    assert.ok(stoppingMsg && stoppingMsg.at >= stopAt - 50, 'STOPPING after SIGTERM');
+    const pings = msgs.filter((m) => m.msg === 'WATCHDOG=1').map((m) => m.at);
+    assert.ok(pings.length >= 5, `${pings.length} pings`);
+    const gaps = pings.slice(1).map((p, i) => p - (pings[i] as number));
+    // Cadence: every quarter of the 2 s interval while healthy...
+    const normal = gaps.filter((g) => g < 1000).length;
+    assert.ok(normal >= 3, `gaps ${gaps.map((g) => Math.round(g))}`);
+    // ...and a gap longer than the interval while the model stalled (systemd would kill it).
+    assert.ok(Math.max(...gaps) > 2000, `no stall gap in ${gaps.map((g) => Math.round(g))}`);
+  } finally {
+    n.stop();
+    t.cleanup();
+  }
+});
