@@ -169,3 +169,53 @@ test('sd_notify: READY after the model loads, WATCHDOG while working (not while 
     t.cleanup();
   }
 });
+
+test('the memory guard: above rss_limit the agent checkpoints and exits 3, a planned restart', async () => {
+  const t = makeEnv();
+  try {
+    scriptedRun(t, { small: [{ action: 'finish', summary: 'x' }] }, 'agent:\n  rss_limit: 1MiB\n');
+    await addTask(t, 'small');
+    const a = startAgent(t);
+    const r = await a.child;
+    assert.equal(r.exitCode, 3, a.output());
+    assert.match(a.output(), /resident memory .* is above the limit 1\.00 MiB: checkpointing and exiting to be restarted/);
+    assert.deepEqual(await query(t, 'SELECT end_state, exit_code FROM sessions'), [['rss', 3]]);
+    assert.deepEqual(await query(t, 'SELECT kind, message FROM checkpoints ORDER BY ts DESC LIMIT 1'), [['shutdown', 'memory above the limit']]);
+    const rec = await sw('sw-recover', ['run1', '--json'], t);
+    assert.equal(JSON.parse(String(rec.stdout)).action, 'none', 'a planned restart needs no recovery');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test("the governor's decision is obeyed before each model call: pause, a level switch, and back", async () => {
+  const t = makeEnv();
+  try {
+    const { writeDecision } = await import('../../lib/governor/decision.js');
+    const decide = (over: Record<string, unknown>) =>
+      writeDecision(t.runtimeDir, { version: 1, time: new Date().toISOString(), host: 'test', tier: 'normal', quantization: 'Q4_K_M', actions: [], context_limit: null, reasons: [], readings: {}, ...over } as never);
+    const steps = Array.from({ length: 30 }, (_, i) => ({ action: 'shell', command: `echo ${i}`, delay_ms: 100 }));
+    scriptedRun(t, { governed: [...steps, { action: 'finish', summary: 'ok' }] });
+    decide({ tier: 'critical', actions: ['pause'], reasons: ['disk /var/lib: 4% free'] });
+    const id = await addTask(t, 'governed');
+    const a = startAgent(t);
+    await waitFor('the agent says the governor paused it', async () => {
+      const s = JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout || '{}'));
+      return s.agent?.status === 'paused';
+    }, 20_000, a);
+    await sleep(1200);
+    assert.equal(transcript(t, id).filter((l) => l.type === 'step').length, 0, 'no step under a pause');
+    assert.match(a.output(), /paused by the governor: disk \/var\/lib: 4% free/);
+    decide({ tier: 'warning', quantization: 'Q3_K_L' });
+    await waitFor('steps at Q3_K_L', async () => (await query(t, "SELECT count(*) FROM llm_calls WHERE quantization = 'Q3_K_L'"))[0]?.[0] as number > 2, 20_000, a);
+    decide({ tier: 'normal', quantization: 'Q4_K_M' });
+    await waitFor('the task completed', async () => (await tasks(t))[0]?.status === 'completed', 30_000, a);
+    await a.stop();
+    const switches = await query(t, "SELECT json_extract(data, '$.from'), json_extract(data, '$.to') FROM events WHERE type = 'quantization_switch' ORDER BY pos");
+    assert.deepEqual(switches, [['Q4_K_M', 'Q3_K_L'], ['Q3_K_L', 'Q4_K_M']]);
+    const levels = await query(t, 'SELECT DISTINCT quantization FROM llm_calls ORDER BY quantization');
+    assert.deepEqual(levels, [['Q3_K_L'], ['Q4_K_M']]);
+  } finally {
+    t.cleanup();
+  }
+});
