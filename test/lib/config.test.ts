@@ -104,3 +104,12 @@ test('levenshtein and didYouMean', () => {
   assert.equal(didYouMean('keep_lst', ['keep_last', 'keep_daily']), 'keep_last');
   assert.equal(didYouMean('qqqqqqq', ['keep_last']), undefined);
 });
+
+test('units/example.yaml parses and holds the defaults (but the example model paths)', async () => {
+  const { ROOT } = await import('../helpers.js');
+  const file = path.join(ROOT, 'units', 'example.yaml');
+  const { config } = await loadConfigFile<RunConfig>(file, RUN_SCHEMA);
+  const dflt = defaultsOf(RUN_SCHEMA) as RunConfig;
+  assert.ok(Object.keys(config.llm.models).length === 3);
+  assert.deepEqual({ ...config, llm: { ...config.llm, models: {} } }, dflt);
+});
