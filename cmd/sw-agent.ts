@@ -7,18 +7,17 @@ import { action, choiceArg, createProgram, intArg, main, optsOf, outputFor, with
 import { loadRunConfig, type RunConfig } from '../lib/config/index.js';
 import { usageError } from '../lib/exit.js';
 import { readDecision } from '../lib/governor/decision.js';
-import { lockHolder, tryLock } from '../lib/lock.js';
 import { initNotify } from '../lib/notify.js';
 import { table } from '../lib/output.js';
 import { TASK_STATUSES, TASK_ID_RE, type Task } from '../lib/queue/task.js';
 import { runPaths, validateRunName, type RunPaths } from '../lib/run.js';
-import { agentLockFile, requireRun } from '../lib/state/index.js';
+import { requireRun } from '../lib/state/index.js';
 import { TaskLog } from '../lib/tasklog/index.js';
 import { formatDuration } from '../lib/units.js';
 import { Agent } from '../lib/agent/loop.js';
 import { createBackend } from '../lib/agent/llm/index.js';
 import { describeAction } from '../lib/agent/schema.js';
-import { addTask, cancelTask, ensureRun, parseTaskTimeout, decideApproval, listApprovals, listTasks, readAgentState, readTask, setPaused, type Approval } from '../lib/agent/state.js';
+import { addTask, agentProcess, cancelTask, ensureRun, parseTaskTimeout, decideApproval, listApprovals, listTasks, readAgentState, readTask, setPaused, type Approval } from '../lib/agent/state.js';
 import { readTranscript, transcriptFile } from '../lib/agent/transcript.js';
 
 async function setup(runArg: string): Promise<{ paths: RunPaths; config: RunConfig; file: string | null }> {
@@ -230,10 +229,8 @@ function cmdStatus(program: Command): void {
       const out = outputFor(cmd);
       const { paths, config } = await setup(runArg);
       requireRun(paths);
-      const probe = tryLock(agentLockFile(paths));
-      const running = probe === null;
-      probe?.release();
-      const holder = running ? lockHolder(agentLockFile(paths)) : null;
+      const holder = agentProcess(paths);
+      const running = holder !== null;
       const st = readAgentState(paths);
       const { tasks } = await listTasks(paths, config);
       const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, tasks.filter((t) => t.status === s).length]));

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { workspaceDir, type RunConfig } from '../config/index.js';
-import { EXIT, SwError, tempFailError, unavailableError } from '../exit.js';
+import { EXIT, SwError, configError, exitCodeFor, tempFailError, unavailableError } from '../exit.js';
 import { readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, watchdog, watchdogIntervalMs } from '../notify.js';
@@ -23,6 +23,7 @@ import type { RunPaths } from '../run.js';
 import { agentLockFile, createCheckpoint, initRun, lockState, snapshotWorkspace, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
 import { TaskLog } from '../tasklog/index.js';
 import { formatBytes, formatDuration } from '../units.js';
+import { version } from '../version.js';
 import { LlmUnavailableError, QUANT_LEVELS, type ChatMessage, type CompleteResult, type LlmBackend, type Quant } from './llm/types.js';
 import { TransientLlmError } from './llm/openai.js';
 import { evaluate } from './policy.js';
@@ -76,6 +77,17 @@ function taskPrompt(t: Task, prevFailure: string | null): string {
   return lines.join('\n');
 }
 
+/** The systemd unit this process runs in (from its cgroup), or null outside one. */
+function systemdUnit(): string | null {
+  try {
+    const cg = fs.readFileSync('/proc/self/cgroup', 'utf8');
+    const m = /\/([^/\n]+\.service)(?:\/|\n|$)/.exec(cg);
+    return m?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** Wait ms, or until signal aborts (then resolve early). */
 function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -117,6 +129,10 @@ export class Agent {
   private warnedFiles = new Set<string>();
   private governorNote = '';
   private contextLimit: number | null = null;
+  /** Model errors in a row (not transient ones), for the backoff between tries. */
+  private llmErrors = 0;
+  /** Levels that failed to load, and until when not to try them again. */
+  private readonly badLevels = new Map<Quant, number>();
 
   constructor(paths: RunPaths, config: RunConfig, opts: AgentOptions) {
     this.paths = paths;
@@ -166,7 +182,7 @@ export class Agent {
     }
 
     this.session = `${new Date().toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z')}-${process.pid}-${crypto.randomBytes(2).toString('hex')}`;
-    this.log.append({ t: 'session_start', session: this.session, pid: process.pid, host: os.hostname(), version: process.env.npm_package_version ?? null, unit: process.env.SYSTEMD_UNIT ?? null });
+    this.log.append({ t: 'session_start', session: this.session, pid: process.pid, host: os.hostname(), version: version(), unit: systemdUnit() });
     this.lastHeartbeat = Date.now();
     const onSignal = (sig: NodeJS.Signals): void => {
       if (this.stopReason) return;
@@ -179,7 +195,7 @@ export class Agent {
     const wdTimer = wdMs > 0 ? setInterval(() => this.watchdogTick(wdMs), Math.max(100, Math.floor(wdMs / 4))) : undefined;
     try {
       await this.updateState({ status: 'starting', pid: process.pid, session: this.session });
-      await this.loadModel(this.startLevel());
+      await this.loadFirstModel();
       ready(this.statusLine('ready'));
       this.out.info(`agent ready: run '${this.paths.run}', session ${this.session}, ${this.backend.name} backend${this.backend.quantization ? ` at ${this.backend.quantization}` : ''}`);
       await this.updateState({ status: 'idle', model_loaded: this.backend.loaded, quantization: this.backend.quantization });
@@ -191,7 +207,7 @@ export class Agent {
         await this.endSession('unavailable', EXIT.UNAVAILABLE);
         throw unavailableError(e.message);
       }
-      await this.endSession('error', 1, (e as Error).message);
+      await this.endSession('error', exitCodeFor(e), (e as Error).message);
       throw e;
     } finally {
       if (wdTimer) clearInterval(wdTimer);
@@ -245,6 +261,23 @@ export class Agent {
     return decision?.quantization ?? this.config.llm.quantization;
   }
 
+  /** The governor's level, else the configured one; a model that cannot load at all is a configuration error. */
+  private async loadFirstModel(): Promise<void> {
+    const wanted = this.startLevel();
+    try {
+      await this.loadModel(wanted);
+    } catch (e) {
+      if (wanted === this.config.llm.quantization) throw configError(`cannot load the ${wanted} model: ${(e as Error).message}`);
+      this.badLevels.set(wanted, Date.now() + 10 * 60_000);
+      this.out.error(`cannot load the ${wanted} model the governor asks for: ${(e as Error).message}; starting at ${this.config.llm.quantization}`);
+      try {
+        await this.loadModel(this.config.llm.quantization);
+      } catch (e2) {
+        throw configError(`cannot load the ${this.config.llm.quantization} model: ${(e2 as Error).message}`);
+      }
+    }
+  }
+
   private async loadModel(level: Quant): Promise<void> {
     this.setStatus(`loading the ${level} model`);
     extendTimeout(120_000);
@@ -281,9 +314,16 @@ export class Agent {
       this.governorNote = `paused by the governor: ${d.reasons.join('; ')}`;
       return 'pause';
     }
-    if (QUANT_LEVELS.includes(d.quantization) && d.quantization !== this.backend.quantization) {
+    if (QUANT_LEVELS.includes(d.quantization) && d.quantization !== this.backend.quantization && (this.badLevels.get(d.quantization) ?? 0) < Date.now()) {
       const from = this.backend.quantization;
-      await this.loadModel(d.quantization);
+      try {
+        await this.loadModel(d.quantization);
+      } catch (e) {
+        this.badLevels.set(d.quantization, Date.now() + 10 * 60_000);
+        this.out.error(`cannot switch the model to ${d.quantization}: ${(e as Error).message}; staying at ${from ?? 'none'} (trying again in 10 min)`);
+        this.log.append({ t: 'quantization_switch_failed', session: this.session, from, to: d.quantization, error: (e as Error).message });
+        return null;
+      }
       this.log.append({ t: 'quantization_switch', session: this.session, from, to: d.quantization, tier: d.tier });
       this.out.notice(`switched the model from ${from ?? 'none'} to ${d.quantization} as the governor decided (${d.tier})`);
       await this.updateState({ quantization: d.quantization, model_loaded: true });
@@ -319,8 +359,10 @@ export class Agent {
       const gov = await this.obeyGovernor();
       const st = readAgentState(this.paths);
       if (gov || st.paused) {
-        this.setStatus(gov === 'unload' ? this.governorNote : gov === 'pause' ? this.governorNote : `paused${st.pause_reason ? `: ${st.pause_reason}` : ''}`);
+        this.setStatus(gov ? this.governorNote : `paused${st.pause_reason ? `: ${st.pause_reason}` : ''}`);
         if (st.status !== 'paused') await this.updateState({ status: 'paused' });
+        // Idle again after the pause: say so then.
+        this.idleSince = null;
         await sleep(this.tick, signal);
         continue;
       }
@@ -403,6 +445,8 @@ export class Agent {
       const lock = await lockState(this.paths);
       try {
         await writeTask(this.paths.stateDir, t);
+        // A task dropped in as ID.yml lives on as ID.yaml.
+        fs.rmSync(path.join(this.paths.stateDir, 'queue', `${t.id}.yml`), { force: true });
         logTaskAdded(this.paths, t);
       } finally {
         lock.release();
@@ -467,7 +511,10 @@ export class Agent {
     ];
     let finished: { summary: string } | null = null;
     let failure: string | null = null;
-    while (!this.stopReason) {
+    // Stopped after the model said finish but before the check ran: run the check now.
+    const lastStep = view.steps[view.steps.length - 1];
+    if (lastStep?.action?.action === 'finish') finished = { summary: lastStep.action.summary };
+    while (!this.stopReason && !finished) {
       const step = view.steps.length + 1;
       if (Date.now() - startedAt > task.timeout) {
         failure = `the task took longer than its ${formatDuration(task.timeout)} limit`;
@@ -476,7 +523,8 @@ export class Agent {
       const cur = await this.changeTask(task.id, () => null);
       if (!cur) {
         this.out.notice(`task ${task.id} was cancelled; stopping it`);
-        appendLine(file, { type: 'end', attempt: task.attempt, ts: new Date().toISOString(), outcome: 'cancelled', reason: cur === null ? 'cancelled by a human' : null });
+        appendLine(file, { type: 'end', attempt: task.attempt, ts: new Date().toISOString(), outcome: 'cancelled', reason: 'cancelled by a human' });
+        await this.dropPretask(task.id);
         await this.checkpoint('task', `task ${task.id} cancelled`);
         return;
       }
@@ -515,12 +563,13 @@ export class Agent {
     const ref = `${PRETASK_PREFIX}${t.id}`;
     const existing = await ws.resolve(ref);
     if (!existing) {
+      // The first attempt (or a task dropped in at a later attempt): the workspace as it is now.
       const snap = await snapshotWorkspace(this.ws);
       const epoch = Math.floor(Date.now() / 1000);
       const who = `selfware <selfware@localhost> ${epoch} +0000`;
       const body = `tree ${snap.tree}\n${snap.head ? `parent ${snap.head}\n` : ''}author ${who}\ncommitter ${who}\n\nselfware: the workspace before task ${t.id}\n\nSelfware-Branch: ${snap.branch ?? 'none'}\n`;
       writeRef(ws.gitDir, ref, await ws.out(['hash-object', '-t', 'commit', '-w', '--stdin'], { input: body }));
-      if (t.attempt === 1) return null;
+      return null;
     }
     if (t.attempt === 1) return null;
     const raw = await ws.out(['cat-file', 'commit', ref]);
@@ -531,6 +580,11 @@ export class Agent {
     const forensics = await restoreWorkspace(this.ws, pseudo, new Date());
     this.out.info(`task ${t.id}: the workspace is back as it was before the task, for attempt ${t.attempt} (what was there is at ${forensics})`);
     return `workspace reset to the pre-task snapshot; the failed attempt's files are at ${forensics}`;
+  }
+
+  /** The pre-task snapshot is kept while a retry may need it. */
+  private async dropPretask(id: string): Promise<void> {
+    await workspaceGit(this.ws).run(['update-ref', '-d', `${PRETASK_PREFIX}${id}`], { allowFail: true });
   }
 
   /** One model answer and its action; returns 'stop' when stopping, {finish} when done. */
@@ -570,9 +624,14 @@ export class Agent {
       }
       const timedOut = stepCtrl.signal.aborted;
       const error = timedOut ? `the model did not answer within the step limit (${formatDuration(this.config.agent.step_timeout)})` : `the model failed: ${(e as Error).message}`;
+      // Errors in a row wait longer each time (1 s, 2 s ... 60 s): no tight loop on a broken model.
+      this.llmErrors++;
+      const wait = Math.min(60_000, 1000 * 2 ** Math.min(this.llmErrors - 1, 6));
+      this.out.warn(`task ${task.id} step ${step}: ${error}; next try in ${formatDuration(wait)}`);
       this.log.append({ t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, ok: false, error });
       appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, observation: { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: timedOut, duration_ms: 0, error } });
       this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: 'none', status: 'llm_error' });
+      await sleep(wait, this.stopCtrl.signal);
       return null;
     } finally {
       this.inLlm = false;
@@ -581,6 +640,8 @@ export class Agent {
     }
     this.lastRequestAt = Date.now();
     this.tokensPerS = result.tokensPerS;
+    this.llmErrors = 0;
+    await this.updateState({ tokens_per_s: Math.round(result.tokensPerS * 10) / 10, quantization: result.quantization });
     this.log.append({
       t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, model: result.model,
       quantization: result.quantization, tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS, ok: true,
@@ -625,6 +686,13 @@ export class Agent {
     return null;
   }
 
+  /** What actions run with: never the model endpoint's key. */
+  private actionEnv(): NodeJS.ProcessEnv {
+    const env = actionEnv();
+    if (this.config.llm.api_key_env) delete env[this.config.llm.api_key_env];
+    return env;
+  }
+
   private contextBudget(): number {
     const base = this.config.agent.context_budget > 0 ? this.config.agent.context_budget : this.config.llm.context - this.config.llm.max_tokens;
     return this.contextLimit ? Math.min(base, this.contextLimit - this.config.llm.max_tokens) : base;
@@ -639,7 +707,7 @@ export class Agent {
           shell: this.config.agent.shell,
           timeoutMs: this.config.agent.tool_timeout,
           budget,
-          env: actionEnv(),
+          env: this.actionEnv(),
           signal: this.stopCtrl.signal,
         });
       case 'read_file':
@@ -686,6 +754,13 @@ export class Agent {
         this.out.warn(`approval ${id} timed out: the run is paused until a human approves or rejects it`);
       }
       this.setStatus(`${task.id} step ${step}: waiting for approval ${id}`);
+      this.heartbeat();
+      if (this.rssExceeded()) {
+        this.requestStop('rss');
+        break;
+      }
+      // An unload the governor asks for is obeyed while a human decides.
+      await this.obeyGovernor();
       await sleep(Math.min(this.tick, 500), this.stopCtrl.signal);
     }
     return 'stop';
@@ -697,7 +772,7 @@ export class Agent {
     if (finished && !failure) {
       if (task.verify) {
         this.setStatus(`${task.id}: verifying`);
-        const obs = await runShell(task.verify, { cwd: this.ws, shell: this.config.agent.shell, timeoutMs: Math.max(this.config.agent.tool_timeout, 60_000), budget: this.config.agent.output_budget, env: actionEnv(), signal: this.stopCtrl.signal });
+        const obs = await runShell(task.verify, { cwd: this.ws, shell: this.config.agent.shell, timeoutMs: Math.max(this.config.agent.tool_timeout, 60_000), budget: this.config.agent.output_budget, env: this.actionEnv(), signal: this.stopCtrl.signal });
         if (this.stopReason) return;
         appendLine(file, { type: 'verify', attempt: task.attempt, ts: new Date().toISOString(), command: task.verify, observation: obs });
         outcome = obs.ok ? 'completed' : 'failed';
@@ -727,6 +802,7 @@ export class Agent {
       lock.release();
     }
     if (!next) return;
+    if (next.status !== 'pending') await this.dropPretask(task.id);
     const msg = outcome === 'completed' ? `completed in ${steps} step${steps === 1 ? '' : 's'}` : `attempt ${task.attempt} of ${task.max_attempts} failed: ${reason}${next.status === 'pending' ? '; it will be retried' : ''}`;
     if (outcome === 'completed') this.out.notice(`task ${task.id} ${msg}`);
     else this.out.warn(`task ${task.id} ${msg}`);

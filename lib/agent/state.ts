@@ -8,10 +8,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { EXIT, SwError, noInputError, usageError } from '../exit.js';
-import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
+import { exists, mkdirDurable, pidAlive, writeFileAtomic } from '../fsutil.js';
+import { lockHolder } from '../lock.js';
 import { parseTask, readQueue, taskFile, taskSpec, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
-import { INITIAL_AGENT_STATE, initRun, lockState, runExists } from '../state/layout.js';
+import { INITIAL_AGENT_STATE, agentLockFile, initRun, lockState, runExists } from '../state/layout.js';
 import { workspaceDir } from '../config/index.js';
 import { TaskLog } from '../tasklog/index.js';
 import { parseDuration } from '../units.js';
@@ -42,6 +43,22 @@ const DEFAULT_STATE: AgentState = {
   tokens_per_s: null,
   updated: null,
 } as AgentState;
+
+/**
+ * The agent process of a run, if one runs: the pid its lock file names, alive
+ * and an sw-agent. Read without touching the lock, so asking never gets in the
+ * way of an agent starting.
+ */
+export function agentProcess(paths: RunPaths): { pid: number } | null {
+  const h = lockHolder(agentLockFile(paths));
+  if (!h || !h.program.startsWith('sw-agent') || !pidAlive(h.pid)) return null;
+  try {
+    if (!fs.readFileSync(`/proc/${h.pid}/cmdline`, 'utf8').includes('sw-agent')) return null;
+  } catch {
+    return null;
+  }
+  return { pid: h.pid };
+}
 
 export function agentFile(paths: RunPaths): string {
   return path.join(paths.stateDir, 'agent.json');

@@ -40,7 +40,7 @@ export const RUN_SCHEMA: Spec = {
         max_attempts: { kind: 'int', min: 1, max: 100, default: 3, doc: 'attempts a task gets unless it says otherwise' },
         task_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 3_600_000, doc: 'time a task attempt may take unless it says otherwise (at most 4h)' },
         tool_timeout: { kind: 'duration', min: 100, max: 5 * 60_000, default: 30_000, doc: 'time one action (a shell command) may take (at most 5m); then its process group is killed' },
-        step_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 10 * 60_000, doc: 'time one step (the model answering, then the action) may take' },
+        step_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 10 * 60_000, doc: 'time the model may take to answer one step (actions have tool_timeout, approvals approval_timeout)' },
         idle_warning: { kind: 'duration', min: 1000, default: 30 * 60_000, doc: 'warn when the queue has been empty this long' },
         output_budget: { kind: 'bytes', default: 16 * 1024, doc: "bytes of an action's output kept in the transcript (head and tail)" },
         context_budget: { kind: 'int', min: 0, max: 10_000_000, default: 0, doc: 'tokens of transcript given to the model; 0: the context size less the answer' },

@@ -50,6 +50,27 @@ test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes a
   }
 });
 
+test('stopped while the check runs: the next start runs the check, not another model step', async () => {
+  const t = makeEnv();
+  try {
+    scriptedRun(t, { checked: [{ action: 'finish', summary: 'done' }, { action: 'shell', command: 'echo extra >> extra.txt' }] });
+    const id = await addTask(t, 'checked', ['--verify', 'sleep 3; true']);
+    const a = startAgent(t);
+    await waitFor('the check runs', () => /checked-[0-9a-f]+: verifying/.test(a.output()), 20_000, a);
+    assert.equal(await a.stop(), 0);
+    assert.equal((await tasks(t))[0]?.status, 'in_progress');
+    const b = startAgent(t);
+    await waitFor('the task completed', async () => (await tasks(t))[0]?.status === 'completed', 30_000, b);
+    await b.stop();
+    const tr = transcript(t, id);
+    assert.equal(tr.filter((l) => l.type === 'step').length, 1, 'no model step after finish');
+    assert.equal(tr.filter((l) => l.type === 'verify').length, 1);
+    assert.equal(fs.existsSync(path.join(t.stateDir, 'run1', 'workspace', 'extra.txt')), false);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('SIGKILL at random instants, sw-recover between: every task completed exactly once, none lost', async () => {
   const t = makeEnv();
   try {

@@ -283,6 +283,7 @@ test('pause and resume: no step while paused', async () => {
     assert.equal((await tasks(t))[0]?.status, 'pending', 'nothing ran while paused');
     assert.equal((await agent(['resume', 'run1'], t)).exitCode, 0);
     await waitFor('the task completed', async () => (await tasks(t))[0]?.status === 'completed', 20_000, a);
+    await waitFor('the agent reports idle again', async () => JSON.parse(String((await agent(['status', 'run1', '--json'], t)).stdout)).agent.status === 'idle', 10_000, a);
     await a.stop();
     const ev = await query(t, "SELECT type FROM events WHERE type IN ('paused', 'resumed') ORDER BY pos");
     assert.deepEqual(ev, [['paused'], ['resumed']]);
@@ -310,12 +311,16 @@ test('cancel, add from stdin, and a dropped-in task file', async () => {
     const pid = String(p.stdout).trim();
     fs.writeFileSync(path.join(runPaths('run1', t.env).stateDir, 'queue', 'dropped.yaml'), 'title: from a file\nprompt: dropped in by hand\n');
     fs.writeFileSync(path.join(runPaths('run1', t.env).stateDir, 'queue', 'broken.yaml'), 'title: [unclosed\n');
+    fs.writeFileSync(path.join(runPaths('run1', t.env).stateDir, 'queue', 'other.yml'), 'title: from a file\nprompt: a .yml file\n');
     const a = startAgent(t);
     await waitFor('both runnable tasks completed', async () => {
       const l = await tasks(t);
-      return l.find((x) => x.id === pid)?.status === 'completed' && l.find((x) => x.id === 'dropped')?.status === 'completed';
+      return ['dropped', 'other', pid].every((id) => l.find((x) => x.id === id)?.status === 'completed');
     }, 20_000, a);
     await a.stop();
+    const queueFiles = fs.readdirSync(path.join(runPaths('run1', t.env).stateDir, 'queue')).filter((n) => n.startsWith('other'));
+    assert.deepEqual(queueFiles, ['other.yaml'], 'a .yml file lives on as .yaml');
+    assert.deepEqual(await query(t, "SELECT count(*) FROM task_attempts WHERE task_id = 'other'"), [[1]], 'done once, not again and again');
     assert.match(a.output(), /ignoring .*broken\.yaml:\d+:\d+: invalid YAML/);
     const l = await tasks(t);
     assert.equal(l.find((x) => x.id === cid)?.status, 'cancelled');
@@ -323,6 +328,26 @@ test('cancel, add from stdin, and a dropped-in task file', async () => {
     assert.equal(show.prompt, 'a prompt\nfrom stdin');
     const known = await query(t, "SELECT id, source FROM tasks WHERE id = 'dropped'");
     assert.deepEqual(known, [['dropped', 'file']]);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test("the endpoint's API key is not in the actions' environment", async () => {
+  const t = makeEnv();
+  try {
+    scriptedRun(t, { env: [{ action: 'shell', command: 'env > env.txt' }, { action: 'finish', summary: 'x' }] });
+    // api_key_env sits under llm:, which scriptedRun wrote.
+    const cfg = path.join(t.configDir, 'run1.yaml');
+    fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('llm:\n', 'llm:\n  api_key_env: SW_SECRET_KEY\n'));
+    const id = await addTask(t, 'env');
+    const a = startAgent(t, 'run1', { SW_SECRET_KEY: 'hunter2', SW_OTHER: 'visible' });
+    await waitFor('the task completed', async () => (await tasks(t)).find((x) => x.id === id)?.status === 'completed', 20_000, a);
+    await a.stop();
+    const env = fs.readFileSync(path.join(ws(t), 'env.txt'), 'utf8');
+    assert.match(env, /^SW_OTHER=visible$/m);
+    assert.doesNotMatch(env, /hunter2/);
+    assert.doesNotMatch(env, /NOTIFY_SOCKET/);
   } finally {
     t.cleanup();
   }
