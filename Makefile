@@ -12,12 +12,15 @@ SYSCONFDIR ?= /etc
 UNITDIR    ?= /etc/systemd/system
 BINDIR      = $(PREFIX)/bin
 LIBDIR      = $(PREFIX)/lib/selfware
+LIBEXECDIR  = $(PREFIX)/libexec/selfware
 MANDIR      = $(PREFIX)/share/man
 DOCDIR      = $(PREFIX)/share/doc/selfware
 NODE       ?= $(shell command -v node || echo /usr/bin/node)
 NPM        ?= npm
 
 COMMANDS    = sw-agent sw-checkpoint sw-recover
+UNITS       = $(notdir $(wildcard units/*.service units/*.timer))
+SERVICE_USER ?= selfware
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
 APT_TEST    = restic mandoc
@@ -85,7 +88,7 @@ demo: build
 	bash test/fixtures/demo.sh
 
 install: build
-	install -d $(DESTDIR)$(LIBDIR)/dist/bin $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR)
+	install -d $(DESTDIR)$(LIBDIR)/dist/bin $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/selfware
 	rm -rf $(DESTDIR)$(LIBDIR)/node_modules
 	install -m 755 $(addprefix dist/bin/,$(addsuffix .cjs,$(COMMANDS))) $(DESTDIR)$(LIBDIR)/dist/bin/
 	cp -R node_modules package.json package-lock.json $(DESTDIR)$(LIBDIR)/
@@ -95,13 +98,31 @@ install: build
 	  printf '#!/bin/sh\nexec %s %s/dist/bin/%s.cjs "$$@"\n' '$(NODE)' '$(LIBDIR)' $$c > $(DESTDIR)$(BINDIR)/$$c; \
 	  chmod 755 $(DESTDIR)$(BINDIR)/$$c; \
 	done
+	install -m 755 units/selfware-alert $(DESTDIR)$(LIBEXECDIR)/selfware-alert
+	@# Units name the default paths; the installed ones name this install's.
+	for u in $(UNITS); do \
+	  sed -e 's|/usr/local/libexec/selfware|$(LIBEXECDIR)|g' -e 's|/usr/local/bin|$(BINDIR)|g' units/$$u > $(DESTDIR)$(UNITDIR)/$$u; \
+	  chmod 644 $(DESTDIR)$(UNITDIR)/$$u; \
+	done
+	install -m 644 units/example.yaml $(DESTDIR)$(SYSCONFDIR)/selfware/example.yaml.sample
+	install -m 644 units/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
 	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
-	@echo "installed selfware into $(DESTDIR)$(PREFIX)"
+	@# The service user, when installing for real as root (not into a DESTDIR).
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! id $(SERVICE_USER) >/dev/null 2>&1; then \
+	  useradd --system --user-group --home-dir /var/lib/selfware --no-create-home --shell /usr/sbin/nologin $(SERVICE_USER) && \
+	  echo "created the system user $(SERVICE_USER)"; \
+	fi
+	@echo "installed selfware into $(DESTDIR)$(PREFIX), units into $(DESTDIR)$(UNITDIR)"
 
+# Removes every file install wrote; the service user stays (files it owns in
+# /var/lib/selfware outlive an uninstall).
 uninstall:
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(BINDIR)/$$c; done
+	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
 	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
-	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(DOCDIR)
+	rm -f $(DESTDIR)$(SYSCONFDIR)/selfware/example.yaml.sample
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/selfware 2>/dev/null
+	rm -rf $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR)
 	@echo "removed selfware from $(DESTDIR)$(PREFIX)"
 
 clean:

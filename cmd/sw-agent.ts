@@ -303,6 +303,33 @@ function decide(program: Command, name: 'approve' | 'reject'): void {
   );
 }
 
+function cmdConfig(program: Command): void {
+  withCommonOptions(
+    program
+      .command('config')
+      .description("print the run's configuration in effect (the defaults with its file over them), or one key of it")
+      .argument('<run>', 'run name')
+      .argument('[key]', 'a key such as llm.backend or report.mail'),
+  ).action(
+    action(async (runArg: string, key: string | undefined, _o: unknown, cmd: Command) => {
+      const o = optsOf(cmd);
+      const out = outputFor(cmd);
+      if (key !== undefined && !/^[a-z_]+(\.[A-Za-z0-9_]+)*$/.test(key)) throw usageError(`invalid config key '${key}'`);
+      const { config, file } = await setup(runArg);
+      let value: unknown = config;
+      if (key) {
+        for (const part of key.split('.')) {
+          if (value === null || typeof value !== 'object' || !(part in (value as object))) throw usageError(`no config key '${key}'`);
+          value = (value as Record<string, unknown>)[part];
+        }
+      }
+      if (o.json) out.json(key ? value : { file, config });
+      else if (value !== null && typeof value === 'object') out.print(JSON.stringify(value, null, 2));
+      else out.print(value === null ? '' : String(value));
+    }),
+  );
+}
+
 function buildProgram(): Command {
   const program = createProgram('sw-agent', 'The selfware agent, and its queue and approvals.');
   cmdRun(program);
@@ -316,6 +343,7 @@ function buildProgram(): Command {
   cmdApprovals(program);
   decide(program, 'approve');
   decide(program, 'reject');
+  cmdConfig(program);
   return program;
 }
 

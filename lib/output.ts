@@ -68,7 +68,8 @@ export class Output {
   private line(priority: number, text: string, tag?: string): void {
     for (const one of text.split('\n')) {
       let s: string;
-      if (this.journal) s = `<${priority}>${tag ? tag + ': ' : ''}${one}`;
+      // The journal knows the unit, not which selfware command wrote the line.
+      if (this.journal) s = `<${priority}>${this.prog}: ${tag ? tag + ': ' : ''}${one}`;
       else s = `${this.prog}: ${tag ? tag + ': ' : ''}${one}`;
       this.streams.stderr.write(s + '\n');
     }

@@ -37,6 +37,19 @@ test('make install PREFIX= DESTDIR= UNITDIR=, then make uninstall', async () => 
       assert.match(wrapper, new RegExp(`^#!/bin/sh\\nexec /\\S+/node /opt/selfware/lib/selfware/dist/bin/${c}\\.cjs "\\$@"\\n$`), 'absolute paths without DESTDIR');
     }
     assert.ok(installed.includes('opt/selfware/share/man/man1/sw-checkpoint.1'));
+    assert.ok(installed.includes('opt/selfware/share/man/man8/sw-recover.8'));
+    assert.ok(installed.includes('etc/selfware/example.yaml.sample'));
+    // Units land in UNITDIR whatever the PREFIX, naming this install's absolute paths.
+    for (const u of ['selfware@.service', 'selfware-checkpoint@.service', 'selfware-checkpoint@.timer', 'selfware-retention@.timer', 'selfware-report@.timer', 'selfware-alert@.service', 'sw-gpu-governor.service']) {
+      assert.ok(installed.includes(`usr/lib/systemd/system/${u}`), u);
+    }
+    const unit = fs.readFileSync(path.join(dest, 'usr/lib/systemd/system/selfware@.service'), 'utf8');
+    assert.match(unit, /^ExecStart=\/opt\/selfware\/bin\/sw-agent run %i$/m);
+    assert.match(unit, /^ExecStartPre=-\/opt\/selfware\/bin\/sw-recover %i$/m);
+    assert.doesNotMatch(unit, /\/usr\/local\//);
+    const alert = fs.readFileSync(path.join(dest, 'usr/lib/systemd/system/selfware-alert@.service'), 'utf8');
+    assert.match(alert, /^ExecStart=\/opt\/selfware\/libexec\/selfware\/selfware-alert %i$/m);
+    assert.ok(installed.includes('opt/selfware/libexec/selfware/selfware-alert'));
     assert.ok(installed.some((f) => f.startsWith('opt/selfware/lib/selfware/node_modules/sql.js/')));
     assert.ok(!installed.some((f) => f.startsWith('opt/selfware/lib/selfware/node_modules/eslint/')), 'no dev dependencies');
     // The installed command runs (through the DESTDIR copy of its files).

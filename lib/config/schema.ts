@@ -113,6 +113,13 @@ export const RUN_SCHEMA: Spec = {
         stable_after: { kind: 'duration', min: 1000, default: 3_600_000, doc: 'a session that stayed up this long resets the count of crashes in a row' },
       },
     },
+    report: {
+      kind: 'object',
+      doc: 'the daily report and alerts',
+      fields: {
+        mail: { kind: 'string', default: null, nullable: true, pattern: /^[^@\s]+@[^@\s]+$/, patternDoc: 'a mail address', doc: 'where the daily report and the alerts go (through the system sendmail); none: not mailed' },
+      },
+    },
     tasklog: {
       kind: 'object',
       doc: 'the task log',
@@ -203,5 +210,6 @@ export interface RunConfig {
   llm: LlmConfig;
   policy: PolicyConfig;
   recovery: RecoveryConfig;
+  report: { mail: string | null };
   tasklog: { compact_bytes: number };
 }

@@ -88,7 +88,7 @@ test('sd-daemon priority prefixes when stderr is the journal stream', () => {
     j.out.notice('n');
     j.out.info('i');
     j.out.debug('d');
-    assert.equal(j.stderr.text, '<3>e\n<4>warning: w\n<5>n\n<6>i\n<7>debug: d\n');
+    assert.equal(j.stderr.text, '<3>sw-test: e\n<4>sw-test: warning: w\n<5>sw-test: n\n<6>sw-test: i\n<7>sw-test: debug: d\n');
     fs.closeSync(fd);
   } finally {
     t.cleanup();
