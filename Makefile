@@ -18,12 +18,12 @@ DOCDIR      = $(PREFIX)/share/doc/selfware
 NODE       ?= $(shell command -v node || echo /usr/bin/node)
 NPM        ?= npm
 
-COMMANDS    = sw-agent sw-checkpoint sw-recover
+COMMANDS    = sw-agent sw-checkpoint sw-gpu-governor sw-recover
 UNITS       = $(notdir $(wildcard units/*.service units/*.timer))
 SERVICE_USER ?= selfware
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
-APT_TEST    = restic mandoc
+APT_TEST    = restic mandoc systemd-container exim4-daemon-light
 
 SOURCES    := $(shell find cmd lib test bench -name '*.ts' 2>/dev/null) tsconfig.json
 TESTS       = $(shell find dist/test -name '*.test.js' 2>/dev/null | sort)
@@ -92,7 +92,7 @@ install: build
 	rm -rf $(DESTDIR)$(LIBDIR)/node_modules
 	install -m 755 $(addprefix dist/bin/,$(addsuffix .cjs,$(COMMANDS))) $(DESTDIR)$(LIBDIR)/dist/bin/
 	cp -R node_modules package.json package-lock.json $(DESTDIR)$(LIBDIR)/
-	cd $(DESTDIR)$(LIBDIR) && $(NPM) prune --omit=dev --no-audit --no-fund >/dev/null 2>&1
+	cd $(DESTDIR)$(LIBDIR) && $(NPM) prune --omit=dev --offline --no-audit --no-fund >/dev/null 2>&1
 	rm -f $(DESTDIR)$(LIBDIR)/node_modules/.stamp
 	for c in $(COMMANDS); do \
 	  printf '#!/bin/sh\nexec %s %s/dist/bin/%s.cjs "$$@"\n' '$(NODE)' '$(LIBDIR)' $$c > $(DESTDIR)$(BINDIR)/$$c; \
@@ -101,21 +101,25 @@ install: build
 	install -m 755 units/selfware-alert $(DESTDIR)$(LIBEXECDIR)/selfware-alert
 	@# Units name the default paths; the installed ones name this install's.
 	for u in $(UNITS); do \
-	  sed -e 's|/usr/local/libexec/selfware|$(LIBEXECDIR)|g' -e 's|/usr/local/bin|$(BINDIR)|g' units/$$u > $(DESTDIR)$(UNITDIR)/$$u; \
+	  sed -e 's|/usr/local/libexec/selfware|$(LIBEXECDIR)|g' -e 's|/usr/local/bin|$(BINDIR)|g' \
+	      -e 's|^User=selfware$$|User=$(SERVICE_USER)|' -e 's|^Group=selfware$$|Group=$(SERVICE_USER)|' units/$$u > $(DESTDIR)$(UNITDIR)/$$u; \
 	  chmod 644 $(DESTDIR)$(UNITDIR)/$$u; \
 	done
 	install -m 644 units/example.yaml $(DESTDIR)$(SYSCONFDIR)/selfware/example.yaml.sample
 	install -m 644 units/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
 	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
 	@# The service user, when installing for real as root (not into a DESTDIR).
-	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ] && ! id $(SERVICE_USER) >/dev/null 2>&1; then \
-	  useradd --system --user-group --home-dir /var/lib/selfware --no-create-home --shell /usr/sbin/nologin $(SERVICE_USER) && \
-	  echo "created the system user $(SERVICE_USER)"; \
+	@if [ -z "$(DESTDIR)" ] && [ "$$(id -u)" = 0 ]; then \
+	  if ! id $(SERVICE_USER) >/dev/null 2>&1; then \
+	    useradd --system --user-group --home-dir /var/lib/selfware --no-create-home --shell /usr/sbin/nologin $(SERVICE_USER) && \
+	    echo "created the system user $(SERVICE_USER)"; \
+	  fi; \
+	  install -d -o $(SERVICE_USER) -g $(SERVICE_USER) -m 0750 /var/lib/selfware; \
 	fi
 	@echo "installed selfware into $(DESTDIR)$(PREFIX), units into $(DESTDIR)$(UNITDIR)"
 
-# Removes every file install wrote; the service user stays (files it owns in
-# /var/lib/selfware outlive an uninstall).
+# Removes every file install wrote; the service user and the runs in
+# /var/lib/selfware (files it owns) outlive an uninstall.
 uninstall:
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(BINDIR)/$$c; done
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done

@@ -252,6 +252,7 @@ function printPrune(out: Output, res: PrunePlan | PruneResult, dryRun: boolean, 
       bytes_before: freed?.bytesBefore ?? null,
       bytes_after: freed?.bytesAfter ?? null,
       bytes_freed: freed?.bytesFreed ?? null,
+      forensics_removed: res.forensics,
     });
     return;
   }
@@ -262,6 +263,7 @@ function printPrune(out: Output, res: PrunePlan | PruneResult, dryRun: boolean, 
   ].sort((a, b) => Date.parse(b.c.time) - Date.parse(a.c.time) || b.c.seq - a.c.seq);
   for (const r of all) rows.push([r.c.id, shortTime(r.c.time), r.c.kind, r.act, r.why]);
   out.print(table(rows));
+  for (const f of res.forensics) out.info(`${dryRun ? 'would remove' : 'removed'} the week-old forensics copy ${f}`);
   if (freed) out.info(`kept ${res.keep.length}, removed ${res.remove.length}; freed ${formatBytes(Math.max(0, freed.bytesFreed))} (${formatBytes(freed.bytesBefore)} -> ${formatBytes(freed.bytesAfter)})`);
   else out.info(`would keep ${res.keep.length}, remove ${res.remove.length}`);
 }

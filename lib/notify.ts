@@ -2,6 +2,18 @@
 // Outside systemd (no NOTIFY_SOCKET) every call is a no-op. The native module
 // is loaded once, by initNotify(), and only when there is a socket.
 
+import fs from 'node:fs';
+
+/** The systemd unit this process runs in (from its cgroup), or null outside one. */
+export function systemdUnit(): string | null {
+  try {
+    const cg = fs.readFileSync('/proc/self/cgroup', 'utf8');
+    return /\/([^/\n]+\.service)(?:\/|\n|$)/.exec(cg)?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 interface SdNotify {
   sendState(state: string): void;
   watchdogInterval(): number;

@@ -8,6 +8,7 @@ export const RUN_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** A run name is an instance name, never a path: validated before anything is touched. */
 export function validateRunName(name: string | undefined): string {
   if (name === undefined || name === '') throw usageError(`invalid run name '': a run name must match ${RUN_NAME_RE.source}`);
+  if (name === 'governor') throw usageError("invalid run name 'governor': it is reserved (/etc/selfware/governor.yaml is the governor's configuration)");
   if (!RUN_NAME_RE.test(name)) {
     const shown = name.length > 80 ? `${name.slice(0, 77)}...' (${name.length} characters)` : `${name}'`;
     throw usageError(`invalid run name '${shown}: a run name must match ${RUN_NAME_RE.source}`);

@@ -14,7 +14,7 @@ import { workspaceDir, type RunConfig } from '../config/index.js';
 import { EXIT, SwError, configError, exitCodeFor, tempFailError, unavailableError } from '../exit.js';
 import { readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
-import { extendTimeout, notifyEnabled, ready, status, stopping, watchdog, watchdogIntervalMs } from '../notify.js';
+import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
 import type { Output } from '../output.js';
 import { readQueue, taskFile, writeTask, type Task } from '../queue/task.js';
 import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
@@ -30,6 +30,7 @@ import { evaluate } from './policy.js';
 import { ACTION_SCHEMA, describeAction, parseAction, type Action } from './schema.js';
 import {
   decideApproval,
+  listApprovals,
   logTaskAdded,
   readAgentState,
   readApproval,
@@ -75,17 +76,6 @@ function taskPrompt(t: Task, prevFailure: string | null): string {
   lines.push(`This is attempt ${t.attempt} of ${t.max_attempts}.`);
   if (prevFailure) lines.push(`The previous attempt failed (${prevFailure}); the repository was put back as it was before the task.`);
   return lines.join('\n');
-}
-
-/** The systemd unit this process runs in (from its cgroup), or null outside one. */
-function systemdUnit(): string | null {
-  try {
-    const cg = fs.readFileSync('/proc/self/cgroup', 'utf8');
-    const m = /\/([^/\n]+\.service)(?:\/|\n|$)/.exec(cg);
-    return m?.[1] ?? null;
-  } catch {
-    return null;
-  }
 }
 
 /** Wait ms, or until signal aborts (then resolve early). */
@@ -432,7 +422,8 @@ export class Agent {
 
   /** Files dropped into queue/ by hand become tasks like `sw-agent add` ones: written out in full and logged. */
   private async adopt(tasks: Task[]): Promise<void> {
-    if (!this.known) {
+    // Tasks `sw-agent add` queued since the agent last looked are in the log already.
+    if (!this.known || tasks.some((t) => !this.known?.has(t.id))) {
       const snap = await this.log.snapshot();
       try {
         this.known = new Set((snap.db.exec('SELECT id FROM tasks')[0]?.values ?? []).map((v) => String(v[0])));
@@ -516,7 +507,8 @@ export class Agent {
     if (lastStep?.action?.action === 'finish') finished = { summary: lastStep.action.summary };
     while (!this.stopReason && !finished) {
       const step = view.steps.length + 1;
-      if (Date.now() - startedAt > task.timeout) {
+      // Time spent waiting for a human's approval does not count against the task.
+      if (Date.now() - startedAt - this.approvalWaitMs(task) > task.timeout) {
         failure = `the task took longer than its ${formatDuration(task.timeout)} limit`;
         break;
       }
@@ -580,6 +572,16 @@ export class Agent {
     const forensics = await restoreWorkspace(this.ws, pseudo, new Date());
     this.out.info(`task ${t.id}: the workspace is back as it was before the task, for attempt ${t.attempt} (what was there is at ${forensics})`);
     return `workspace reset to the pre-task snapshot; the failed attempt's files are at ${forensics}`;
+  }
+
+  /** How long this attempt's actions have waited for approvals (decided or still pending). */
+  private approvalWaitMs(t: Task): number {
+    let ms = 0;
+    for (const a of listApprovals(this.paths)) {
+      if (a.task !== t.id || a.attempt !== t.attempt) continue;
+      ms += (a.decided ? Date.parse(a.decided) : Date.now()) - Date.parse(a.requested);
+    }
+    return ms;
   }
 
   /** The pre-task snapshot is kept while a retry may need it. */

@@ -26,6 +26,7 @@ import {
   type Checkpoint,
 } from '../state/index.js';
 import { TaskLog, type Snapshot } from '../tasklog/index.js';
+import { systemdUnit } from '../notify.js';
 import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
 import { openLocked, readJournalFd, unlock } from '../tasklog/journal.js';
 import { crashReason, readHistory, type History } from './history.js';
@@ -551,7 +552,7 @@ export function recordServiceExit(paths: RunPaths, env: NodeJS.ProcessEnv): bool
   if (!log.exists()) return false;
   log.append({
     t: 'service_exit',
-    unit: env.SYSTEMD_UNIT ?? null,
+    unit: systemdUnit(),
     result: env.SERVICE_RESULT ?? null,
     exit_code: env.EXIT_CODE ?? null,
     exit_status: env.EXIT_STATUS ?? null,

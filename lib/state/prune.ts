@@ -5,9 +5,10 @@
 // the space and the bytes freed are measured on disk.
 
 import fs from 'node:fs';
+import path from 'node:path';
 import type { RetentionPolicy } from '../config/schema.js';
 import { diskUsage } from '../fsutil.js';
-import type { Git } from '../git.js';
+import { Git as GitRepo, type Git } from '../git.js';
 import type { RunPaths } from '../run.js';
 import { TaskLog } from '../tasklog/index.js';
 import {
@@ -21,9 +22,14 @@ import {
 import { stateGit, stateRepoDir, workspaceGit } from './layout.js';
 import { applyPolicy } from './retention.js';
 
+/** Copies kept for forensics (by recoveries and rollbacks) are removed after a week. */
+export const FORENSICS_KEEP_MS = 7 * 86_400_000;
+
 export interface PrunePlan {
   keep: Array<{ checkpoint: Checkpoint; reasons: string[] }>;
   remove: Checkpoint[];
+  /** Forensics refs and copies older than a week: what, and in which repository or directory. */
+  forensics: string[];
   /** Refs that could not be read: left alone, reported by verify. */
   broken: Array<{ id: string; reason: string }>;
 }
@@ -69,7 +75,36 @@ export async function planPrune(paths: RunPaths, wsDir: string, policy: Retentio
   for (const c of checkpoints) if (used.has(c.id)) protect(c, 'used by a recovery');
   const keep = checkpoints.filter((c) => reasons.has(c.id)).map((c) => ({ checkpoint: c, reasons: [...new Set(reasons.get(c.id))] }));
   const remove = checkpoints.filter((c) => !reasons.has(c.id));
-  return { keep, remove, broken };
+  return { keep, remove, broken, forensics: await oldForensics(paths, wsDir) };
+}
+
+/** Forensics refs (by commit time) and copies (by mtime) older than FORENSICS_KEEP_MS. */
+async function oldForensics(paths: RunPaths, wsDir: string): Promise<string[]> {
+  const cutoff = (Date.now() - FORENSICS_KEEP_MS) / 1000;
+  const out: string[] = [];
+  const refs = async (git: Git, prefix: string): Promise<void> => {
+    if (!fs.existsSync(git.gitDir)) return;
+    const r = await git.run(['for-each-ref', '--format=%(refname) %(committerdate:unix)', prefix], { allowFail: true });
+    for (const line of r.stdout.split('\n')) {
+      const [ref, when] = line.split(' ');
+      if (ref && Number(when) < cutoff) out.push(`${ref} in ${git.gitDir}`);
+    }
+  };
+  await refs(stateGit(paths), 'refs/forensics/');
+  await refs(workspaceGit(wsDir), 'refs/selfware/forensics/');
+  const old = (p: string): boolean => {
+    try {
+      return fs.statSync(p).mtimeMs / 1000 < cutoff;
+    } catch {
+      return false;
+    }
+  };
+  const dir = path.join(paths.runDir, 'forensics');
+  if (fs.existsSync(dir)) for (const n of fs.readdirSync(dir)) if (old(path.join(dir, n))) out.push(path.join(dir, n));
+  for (const n of fs.readdirSync(paths.runDir)) {
+    if (/^tasklog\.db\.corrupt-|^state\.git\.broken-/.test(n) && old(path.join(paths.runDir, n))) out.push(path.join(paths.runDir, n));
+  }
+  return out;
 }
 
 /** The commit message of a checkpoint, as createCheckpoint wrote it. */
@@ -122,6 +157,12 @@ export async function executePrune(paths: RunPaths, wsDir: string, plan: PrunePl
     const refs = (await ws.out(['for-each-ref', '--format=%(refname)', WORKSPACE_REF_PREFIX])).split('\n').filter((r) => r !== '');
     const del = refs.filter((r) => !keepIds.has(r.slice(WORKSPACE_REF_PREFIX.length)));
     if (del.length > 0) await ws.run(['update-ref', '--stdin'], { input: del.map((r) => `delete ${r}`).join('\n') + '\n' });
+  }
+
+  for (const f of plan.forensics) {
+    const m = /^(refs\/\S+) in (.+)$/.exec(f);
+    if (m) await new GitRepo(path.basename(m[2] as string) === '.git' ? path.dirname(m[2] as string) : paths.stateDir, m[2] as string).run(['update-ref', '-d', m[1] as string], { allowFail: true });
+    else fs.rmSync(f, { recursive: true, force: true });
   }
 
   const tasklog = TaskLog.forRun(paths);

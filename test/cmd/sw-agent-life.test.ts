@@ -7,9 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { execa } from 'execa';
-import { makeEnv, rng, sleep, sw, type TestEnv } from '../helpers.js';
+import { makeEnv, rng, sleep, sw } from '../helpers.js';
 import { addTask, query, scriptedRun, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
+import { notifySocket } from '../fixtures/notify.js';
 
 test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes at the next step', async () => {
   const t = makeEnv();
@@ -121,34 +121,6 @@ test('SIGKILL at random instants, sw-recover between: every task completed exact
     t.cleanup();
   }
 });
-
-/** A NOTIFY_SOCKET of our own: python3 prints each datagram with a timestamp. */
-function notifySocket(t: TestEnv) {
-  const sock = path.join(t.dir, 'notify.sock');
-  const py = [
-    'import socket, sys, time',
-    's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)',
-    `s.bind(${JSON.stringify(sock)})`,
-    'print("listening", flush=True)',
-    'while True:',
-    '    d = s.recv(65536).decode()',
-    '    for line in d.split("\\n"):',
-    '        if line: print("%.3f %s" % (time.time(), line), flush=True)',
-  ].join('\n');
-  const child = execa('python3', ['-c', py], { reject: false, buffer: false });
-  let text = '';
-  child.stdout?.on('data', (d: Buffer) => (text += d.toString()));
-  return {
-    sock,
-    ready: new Promise<void>((res) => child.stdout?.once('data', () => res())),
-    messages: () =>
-      text
-        .split('\n')
-        .filter((l) => /^\d/.test(l))
-        .map((l) => ({ at: Number(l.slice(0, l.indexOf(' '))) * 1000, msg: l.slice(l.indexOf(' ') + 1) })),
-    stop: () => child.kill('SIGKILL'),
-  };
-}
 
 test('sd_notify: READY after the model loads, WATCHDOG while working (not while the model stalls), STATUS, STOPPING', async () => {
   const t = makeEnv();

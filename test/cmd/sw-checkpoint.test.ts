@@ -413,6 +413,36 @@ test('prune: policy, the two protections, dry run, JSON, and measured space free
   }
 });
 
+test('prune removes forensics copies older than a week, and keeps younger ones', async () => {
+  const t = makeEnv();
+  try {
+    await created(t);
+    const st = stateOf(t);
+    const repo = path.join(t.stateDir, 'run1', 'state.git');
+    const tree = String((await git(st, ['write-tree'], repo)).stdout).trim();
+    const old = Math.floor(Date.now() / 1000) - 8 * 86400;
+    for (const [name, when] of [['recovery-old', old], ['recovery-new', Math.floor(Date.now() / 1000)]] as const) {
+      const c = await execa('git', ['commit-tree', tree, '-m', 'forensics'], { cwd: st, env: { GIT_DIR: repo, GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@b', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@b', GIT_COMMITTER_DATE: `@${when} +0000`, GIT_AUTHOR_DATE: `@${when} +0000` } });
+      await git(st, ['update-ref', `refs/forensics/${name}`, c.stdout.trim()], repo);
+    }
+    const dir = path.join(t.stateDir, 'run1', 'forensics', 'copy-old');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'x'), 'x');
+    fs.utimesSync(dir, new Date(old * 1000), new Date(old * 1000));
+    const dry = JSON.parse(String((await cp(['prune', 'run1', '--dry-run', '--json'], t)).stdout)) as { forensics_removed: string[] };
+    assert.equal(dry.forensics_removed.length, 2, JSON.stringify(dry.forensics_removed));
+    assert.ok(dry.forensics_removed.some((f) => f.startsWith('refs/forensics/recovery-old in ')));
+    assert.ok(dry.forensics_removed.includes(dir));
+    const r = await cp(['prune', 'run1', '--json'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const refs = String((await git(st, ['for-each-ref', '--format=%(refname)', 'refs/forensics/'], repo)).stdout).trim();
+    assert.equal(refs, 'refs/forensics/recovery-new');
+    assert.equal(fs.existsSync(dir), false);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('prune never removes the newest valid checkpoint when newer ones are corrupt', async () => {
   const t = makeEnv();
   try {

@@ -1,0 +1,185 @@
+// From readings to a decision. Each resource has a tier (normal, warning,
+// critical) by its thresholds; a tier changes only when the value has gone
+// past a threshold (back past it by `hysteresis` to get better) and the new
+// tier has held for `dwell`, so a value hovering at a threshold never flaps.
+// VRAM pressure steps the model down a quantization level (Q4_K_M -> Q3_K_L
+// -> Q2_K), critical VRAM unloads it, and after `calm` at normal it goes back
+// up one level; critical disk, RAM or temperature pause the runs; CPU or
+// temperature at warning throttle them.
+
+import os from 'node:os';
+import type { Quant } from '../config/schema.js';
+import type { GovernorConfig, Thresholds } from './config.js';
+import type { Decision, GovernorAction, Tier } from './decision.js';
+import type { Sample } from './sample.js';
+
+export const LEVELS: readonly Quant[] = ['Q4_K_M', 'Q3_K_L', 'Q2_K'];
+export const RESOURCES = ['vram', 'ram', 'disk', 'cpu', 'gpu_temp'] as const;
+export type Resource = (typeof RESOURCES)[number];
+
+const RANK: Record<Tier, number> = { normal: 0, warning: 1, critical: 2 };
+const worst = (a: Tier, b: Tier): Tier => (RANK[a] >= RANK[b] ? a : b);
+
+/** The value each resource is judged by; null when there is nothing to judge (no GPU). */
+export function values(s: Sample): Record<Resource, number | null> {
+  const pctUsed = (u: number, t: number): number => (t > 0 ? (u / t) * 100 : 0);
+  const vram = s.gpus.length ? Math.max(...s.gpus.map((g) => pctUsed(g.vram_used_mb, g.vram_total_mb))) : null;
+  const temps = s.gpus.map((g) => g.temp_c).filter((t): t is number => t !== null);
+  return {
+    vram: vram === null ? null : round1(vram),
+    ram: round1(pctUsed(s.ram_used_mb, s.ram_total_mb)),
+    disk: s.disks.length ? round1(Math.min(...s.disks.map((d) => d.free_pct))) : null,
+    cpu: s.cpu_load_pct,
+    gpu_temp: temps.length ? Math.max(...temps) : null,
+  };
+}
+
+const round1 = (x: number): number => Math.round(x * 10) / 10;
+
+/** Disk is judged on % free: lower is worse. */
+const lowerIsWorse = (r: Resource): boolean => r === 'disk';
+
+/** The tier a value falls in by the thresholds alone, shifted by `shift` towards better. */
+export function rawTier(r: Resource, v: number | null, t: Thresholds, shift = 0): Tier {
+  if (v === null) return 'normal';
+  if (lowerIsWorse(r)) {
+    if (v < t.critical + shift) return 'critical';
+    if (v < t.warning + shift) return 'warning';
+    return 'normal';
+  }
+  if (v >= t.critical - shift) return 'critical';
+  if (v >= t.warning - shift) return 'warning';
+  return 'normal';
+}
+
+/** The tier a value points to from `current`: worse at once by the thresholds, better only past them by the hysteresis. */
+export function nextTier(r: Resource, v: number | null, t: Thresholds, current: Tier, hysteresis: number): Tier {
+  const up = rawTier(r, v, t);
+  if (RANK[up] > RANK[current]) return up;
+  const down = rawTier(r, v, t, hysteresis);
+  return RANK[down] < RANK[current] ? down : current;
+}
+
+const UNITS: Record<Resource, string> = { vram: '% VRAM used', ram: '% RAM used', disk: '% disk free', cpu: '% CPU', gpu_temp: ' °C GPU' };
+
+export function describe(r: Resource, v: number | null, tier: Tier): string {
+  return `${v === null ? '-' : v}${UNITS[r]} (${tier})`;
+}
+
+function actionsFor(tiers: Record<Resource, Tier>, unloaded: boolean): GovernorAction[] {
+  const actions: GovernorAction[] = [];
+  if (unloaded) actions.push('unload');
+  if (tiers.disk === 'critical' || tiers.ram === 'critical' || tiers.gpu_temp === 'critical') actions.push('pause');
+  if (tiers.cpu !== 'normal' || tiers.gpu_temp === 'warning') actions.push('throttle');
+  return actions;
+}
+
+function build(s: Sample, v: Record<Resource, number | null>, tiers: Record<Resource, Tier>, level: number, unloaded: boolean, cfg: GovernorConfig): Decision {
+  const actions = actionsFor(tiers, unloaded);
+  const tier = RESOURCES.reduce<Tier>((acc, r) => worst(acc, tiers[r]), 'normal');
+  const reasons = RESOURCES.filter((r) => tiers[r] !== 'normal').map((r) => describe(r, v[r], tiers[r]));
+  return {
+    version: 1,
+    time: new Date(s.time).toISOString(),
+    host: os.hostname(),
+    tier,
+    quantization: LEVELS[level] as Quant,
+    actions,
+    context_limit: actions.includes('throttle') ? cfg.throttle_context : null,
+    reasons,
+    readings: {
+      ...Object.fromEntries(RESOURCES.map((r) => [r, { value: v[r], tier: tiers[r] }])),
+      gpus: s.gpus,
+      gpu_note: s.gpu_note,
+      ram_used_mb: s.ram_used_mb,
+      ram_total_mb: s.ram_total_mb,
+      swap_used_mb: s.swap_used_mb,
+      swap_total_mb: s.swap_total_mb,
+      cpu_load_pct: s.cpu_load_pct,
+      disks: s.disks,
+    },
+  };
+}
+
+/** `once`: the decision from one sample alone, no hysteresis, no dwell, no memory of earlier levels. */
+export function decideOnce(s: Sample, cfg: GovernorConfig): Decision {
+  const v = values(s);
+  const tiers = Object.fromEntries(RESOURCES.map((r) => [r, rawTier(r, v[r], cfg[r])])) as Record<Resource, Tier>;
+  const level = RANK[tiers.vram];
+  return build(s, v, tiers, level, tiers.vram === 'critical', cfg);
+}
+
+interface Track {
+  tier: Tier;
+  candidate: Tier;
+  since: number;
+}
+
+/** `run`: decisions over time, with hysteresis, dwell and calm. */
+export class Governor {
+  private readonly tracks = new Map<Resource, Track>();
+  private level: number;
+  private unloaded = false;
+  private lastLevelChange: number;
+  private lastNotNormalVram: number;
+
+  constructor(
+    private readonly cfg: GovernorConfig,
+    start: { level?: Quant; now: number },
+  ) {
+    this.level = Math.max(0, LEVELS.indexOf(start.level ?? 'Q4_K_M'));
+    this.lastLevelChange = start.now;
+    this.lastNotNormalVram = start.now;
+  }
+
+  /** The tier a resource is in now, after hysteresis and dwell. */
+  private settle(r: Resource, v: number | null, now: number): Tier {
+    const t = this.tracks.get(r) ?? { tier: 'normal' as Tier, candidate: 'normal' as Tier, since: now };
+    const next = nextTier(r, v, this.cfg[r], t.tier, this.cfg.hysteresis);
+    if (next === t.tier) {
+      t.candidate = t.tier;
+      t.since = now;
+    } else if (next !== t.candidate) {
+      t.candidate = next;
+      t.since = now;
+    }
+    if (t.candidate !== t.tier && now - t.since >= this.cfg.dwell) t.tier = t.candidate;
+    this.tracks.set(r, t);
+    return t.tier;
+  }
+
+  observe(s: Sample, now = s.time): Decision {
+    const v = values(s);
+    const tiers = Object.fromEntries(RESOURCES.map((r) => [r, this.settle(r, v[r], now)])) as Record<Resource, Tier>;
+    const vram = tiers.vram;
+    if (vram !== 'normal') this.lastNotNormalVram = now;
+    if (vram === 'critical') {
+      if (!this.unloaded) {
+        // Unload, and come back one level smaller.
+        this.unloaded = true;
+        if (this.level < LEVELS.length - 1) this.level++;
+        this.lastLevelChange = now;
+      }
+    } else {
+      this.unloaded = false;
+      if (vram === 'warning' && this.level < LEVELS.length - 1 && now - this.lastLevelChange >= this.cfg.dwell) {
+        this.level++;
+        this.lastLevelChange = now;
+      } else if (vram === 'normal' && this.level > 0 && now - this.lastNotNormalVram >= this.cfg.calm && now - this.lastLevelChange >= this.cfg.calm) {
+        this.level--;
+        this.lastLevelChange = now;
+      }
+    }
+    return build(s, v, tiers, this.level, this.unloaded, this.cfg);
+  }
+}
+
+/** What changed between two decisions, for the log (null: nothing worth a line). */
+export function transition(prev: Decision | null, next: Decision): string | null {
+  if (prev && prev.tier === next.tier && prev.quantization === next.quantization && prev.actions.join() === next.actions.join()) return null;
+  const parts = [`tier ${prev ? `${prev.tier} -> ` : ''}${next.tier}`];
+  if (!prev || prev.quantization !== next.quantization) parts.push(`quantization ${prev ? `${prev.quantization} -> ` : ''}${next.quantization}`);
+  parts.push(`actions: ${next.actions.length ? next.actions.join(', ') : 'none'}`);
+  if (next.reasons.length) parts.push(next.reasons.join('; '));
+  return parts.join('; ');
+}

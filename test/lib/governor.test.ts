@@ -1,0 +1,108 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { GOVERNOR_SCHEMA, type GovernorConfig } from '../../lib/governor/config.js';
+import { Governor, decideOnce, nextTier, rawTier, transition } from '../../lib/governor/decide.js';
+import { parseNvidiaSmi, type Sample } from '../../lib/governor/sample.js';
+import { defaultsOf } from '../../lib/config/spec.js';
+import { rng } from '../helpers.js';
+
+const cfg = (over: Partial<GovernorConfig> = {}): GovernorConfig => ({ ...(defaultsOf(GOVERNOR_SCHEMA) as GovernorConfig), ...over });
+
+function sampleAt(t: number, vramPct: number | null, over: Partial<Sample> = {}): Sample {
+  return {
+    time: t,
+    gpus: vramPct === null ? [] : [{ index: 0, name: 'g', vram_used_mb: (vramPct / 100) * 24000, vram_total_mb: 24000, util_pct: 50, temp_c: 50, power_w: 100 }],
+    gpu_note: vramPct === null ? 'nvidia-smi not found' : null,
+    ram_used_mb: 4000,
+    ram_total_mb: 16000,
+    swap_used_mb: 0,
+    swap_total_mb: 0,
+    cpu_load_pct: 10,
+    disks: [{ runs: ['r'], path: '/x', free_pct: 50, free_bytes: 1e9, total_bytes: 2e9 }],
+    ...over,
+  };
+}
+
+test('tiers by threshold; disk is judged on % free; hysteresis delays the way back', () => {
+  const t = { warning: 70, critical: 85 };
+  assert.equal(rawTier('vram', 69.9, t), 'normal');
+  assert.equal(rawTier('vram', 70, t), 'warning');
+  assert.equal(rawTier('vram', 85, t), 'critical');
+  assert.equal(rawTier('vram', null, t), 'normal', 'no GPU is normal');
+  const d = { warning: 20, critical: 10 };
+  assert.equal(rawTier('disk', 25, d), 'normal');
+  assert.equal(rawTier('disk', 15, d), 'warning');
+  assert.equal(rawTier('disk', 9, d), 'critical');
+  assert.equal(nextTier('vram', 68, t, 'warning', 3), 'warning', 'below 70 but not below 67: stays');
+  assert.equal(nextTier('vram', 66, t, 'warning', 3), 'normal');
+  assert.equal(nextTier('disk', 21, d, 'warning', 3), 'warning', 'above 20 but not above 23: stays');
+  assert.equal(nextTier('disk', 24, d, 'warning', 3), 'normal');
+});
+
+test('a value hovering at a threshold never flaps (and without hysteresis and dwell it does)', () => {
+  const rand = rng(9);
+  const noisy = Array.from({ length: 720 }, () => 70 + (rand() - 0.5) * 4); // 68..72, one hour at 5 s
+  const count = (c: GovernorConfig): number => {
+    const g = new Governor(c, { now: 0 });
+    let prev: string | null = null;
+    let changes = 0;
+    noisy.forEach((v, i) => {
+      const d = g.observe(sampleAt(i * 5000, v));
+      const tier = (d.readings as Record<string, { tier: string }>).vram?.tier ?? '';
+      if (prev !== null && tier !== prev) changes++;
+      prev = tier;
+    });
+    return changes;
+  };
+  const steady = count(cfg({ calm: 86_400_000 }));
+  const flappy = count(cfg({ hysteresis: 0, dwell: 0, calm: 86_400_000 }));
+  assert.ok(steady <= 1, `with hysteresis and dwell: ${steady} changes`);
+  assert.ok(flappy > 50, `without: ${flappy} changes`);
+});
+
+test('quantization steps down under VRAM pressure, unloads when critical, and comes back one level after calm', () => {
+  const c = cfg({ dwell: 10_000, calm: 60_000 });
+  const g = new Governor(c, { now: 0 });
+  const seen: string[] = [];
+  const run = (from: number, to: number, pct: number): void => {
+    for (let t = from; t < to; t += 5000) {
+      const d = g.observe(sampleAt(t, pct));
+      const key = `${d.quantization}${d.actions.includes('unload') ? '+unload' : ''}`;
+      if (seen[seen.length - 1] !== key) seen.push(key);
+    }
+  };
+  run(0, 30_000, 50);
+  run(30_000, 90_000, 75); // warning: one level down, then another after dwell
+  run(90_000, 120_000, 90); // critical: unload
+  run(120_000, 400_000, 40); // calm: back up, one level per calm period
+  assert.deepEqual(seen, ['Q4_K_M', 'Q3_K_L', 'Q2_K', 'Q2_K+unload', 'Q2_K', 'Q3_K_L', 'Q4_K_M']);
+});
+
+test('pause on critical disk or RAM, throttle on CPU, the reasons say why; once decides from one sample', () => {
+  const c = cfg();
+  const disk = decideOnce(sampleAt(0, 30, { disks: [{ runs: ['a'], path: '/s', free_pct: 5, free_bytes: 1, total_bytes: 20 }] }), c);
+  assert.equal(disk.tier, 'critical');
+  assert.deepEqual(disk.actions, ['pause']);
+  assert.deepEqual(disk.reasons, ['5% disk free (critical)']);
+  const ram = decideOnce(sampleAt(0, 30, { ram_used_mb: 15000 }), c);
+  assert.deepEqual(ram.actions, ['pause']);
+  const cpu = decideOnce(sampleAt(0, 30, { cpu_load_pct: 90 }), c);
+  assert.deepEqual(cpu.actions, ['throttle']);
+  assert.equal(cpu.context_limit, 4096);
+  const vram = decideOnce(sampleAt(0, 88), c);
+  assert.equal(vram.quantization, 'Q2_K');
+  assert.deepEqual(vram.actions, ['unload']);
+  assert.equal(decideOnce(sampleAt(0, 72), c).quantization, 'Q3_K_L');
+  const none = decideOnce(sampleAt(0, null), c);
+  assert.equal(none.tier, 'normal');
+  assert.equal(none.quantization, 'Q4_K_M');
+  assert.equal((none.readings as { gpu_note: string }).gpu_note, 'nvidia-smi not found');
+  assert.equal(transition(none, none), null);
+  assert.match(transition(none, vram) ?? '', /^tier normal -> critical; quantization Q4_K_M -> Q2_K; actions: unload; 88% VRAM used \(critical\)$/);
+});
+
+test('parseNvidiaSmi reads csv,noheader,nounits and skips what it cannot read', () => {
+  const g = parseNvidiaSmi('0, NVIDIA GeForce RTX 4090, 20000, 24564, 97, 71, 350.12\n1, Tesla T4, [N/A], 15360, 0, 40, [N/A]\n\n');
+  assert.equal(g.length, 1);
+  assert.deepEqual(g[0], { index: 0, name: 'NVIDIA GeForce RTX 4090', vram_used_mb: 20000, vram_total_mb: 24564, util_pct: 97, temp_c: 71, power_w: 350.12 });
+});
