@@ -9,7 +9,7 @@ import { loadGovernorConfig } from '../lib/governor/config.js';
 import { decideOnce, runGovernor, sample } from '../lib/governor/index.js';
 import { RESOURCES } from '../lib/governor/decide.js';
 import { decisionFile, readDecision, type Decision } from '../lib/governor/decision.js';
-import { initNotify, ready, status, stopping, watchdog } from '../lib/notify.js';
+import { initNotify, ready, status, stopping, watchdog, watchdogIntervalMs } from '../lib/notify.js';
 import { table, type Output } from '../lib/output.js';
 import { roots } from '../lib/run.js';
 import { formatBytes } from '../lib/units.js';
@@ -52,6 +52,11 @@ function buildProgram(): Command {
       const r = roots();
       const { config, file } = await loadGovernorConfig(r);
       await initNotify();
+      const wd = watchdogIntervalMs();
+      if (wd > 0 && config.nvidia_smi_timeout > wd / 2) {
+        out.warn(`nvidia_smi_timeout ${config.nvidia_smi_timeout} ms is over half the watchdog (${wd} ms); using ${Math.floor(wd / 2)} ms`);
+        config.nvidia_smi_timeout = Math.floor(wd / 2);
+      }
       const ctrl = new AbortController();
       const stop = (sig: string): void => {
         out.notice(`${sig}: stopping`);
@@ -64,6 +69,9 @@ function buildProgram(): Command {
       out.info(`governor started (${file ?? 'default configuration'}); publishing to ${decisionFile(r.runtimeDir)} every ${config.interval} ms`);
       await runGovernor(config, r, {
         signal: ctrl.signal,
+        // Between samples too, so an interval longer than the watchdog is no hang.
+        keepalive: watchdog,
+        keepaliveMs: wd > 0 ? Math.floor(wd / 2) : 0,
         warn: (l) => out.warn(l),
         transition: (d, line) => (d.tier === 'critical' ? out.error(line) : d.tier === 'warning' ? out.warn(line) : out.notice(line)),
         tick: (d) => {

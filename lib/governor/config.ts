@@ -19,7 +19,7 @@ export const GOVERNOR_SCHEMA: Spec = {
   kind: 'object',
   doc: 'the governor',
   fields: {
-    interval: { kind: 'duration', min: 100, max: 3_600_000, default: 5000, doc: 'how often to sample' },
+    interval: { kind: 'duration', min: 100, max: 60_000, default: 5000, doc: 'how often to sample (a decision older than 5 minutes is stale)' },
     nvidia_smi: { kind: 'string', default: 'nvidia-smi', doc: 'the nvidia-smi command (looked up on PATH unless a path)' },
     nvidia_smi_timeout: { kind: 'duration', min: 100, max: 60_000, default: 3000, doc: 'nvidia-smi taking longer counts as no GPU for that sample' },
     vram: pct('VRAM used, % (higher is worse)', 70, 85),
@@ -36,6 +36,7 @@ export const GOVERNOR_SCHEMA: Spec = {
     },
     hysteresis: { kind: 'number', min: 0, max: 50, default: 3, doc: 'points (% or °C) a value must come back past a threshold before its tier goes back' },
     dwell: { kind: 'duration', min: 0, max: 3_600_000, default: 15_000, doc: 'a new tier must hold this long before it counts' },
+    step_wait: { kind: 'duration', min: 0, max: 3_600_000, default: 120_000, doc: 'after a step down, VRAM still at warning this long before the next step (agents reload between model calls)' },
     calm: { kind: 'duration', min: 0, max: 86_400_000, default: 10 * 60_000, doc: 'VRAM normal this long before the quantization goes back up a level' },
     record_every: { kind: 'duration', min: 1000, max: 86_400_000, default: 60_000, doc: "how often a sample goes into each run's task log (the peaks of the period)" },
     throttle_context: { kind: 'int', min: 1024, max: 1_048_576, default: 4096, doc: 'the context (tokens) agents keep to while throttled' },
@@ -58,6 +59,7 @@ export interface GovernorConfig {
   gpu_temp: Thresholds;
   hysteresis: number;
   dwell: number;
+  step_wait: number;
   calm: number;
   record_every: number;
   throttle_context: number;

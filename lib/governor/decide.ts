@@ -120,21 +120,34 @@ export class Governor {
   private readonly tracks = new Map<Resource, Track>();
   private level: number;
   private unloaded = false;
+  /** The last step down (or unload): the next one waits `step_wait` after it. */
+  private lastStepDown = -Infinity;
   private lastLevelChange: number;
   private lastNotNormalVram: number;
 
   constructor(
     private readonly cfg: GovernorConfig,
-    start: { level?: Quant; now: number },
+    start: { level?: Quant; unloaded?: boolean; now: number },
   ) {
     this.level = Math.max(0, LEVELS.indexOf(start.level ?? 'Q4_K_M'));
+    this.unloaded = start.unloaded ?? false;
+    // Restarted at a lower level: that level gets its step_wait too.
+    if (this.level > 0) this.lastStepDown = start.now;
     this.lastLevelChange = start.now;
     this.lastNotNormalVram = start.now;
   }
 
   /** The tier a resource is in now, after hysteresis and dwell. */
   private settle(r: Resource, v: number | null, now: number): Tier {
-    const t = this.tracks.get(r) ?? { tier: 'normal' as Tier, candidate: 'normal' as Tier, since: now };
+    const known = this.tracks.get(r);
+    if (!known) {
+      // The first reading counts at once: dwell guards against flapping, and
+      // a governor (re)started under pressure must not publish "normal" first.
+      const tier = rawTier(r, v, this.cfg[r]);
+      this.tracks.set(r, { tier, candidate: tier, since: now });
+      return tier;
+    }
+    const t = known;
     const next = nextTier(r, v, this.cfg[r], t.tier, this.cfg.hysteresis);
     if (next === t.tier) {
       t.candidate = t.tier;
@@ -157,12 +170,16 @@ export class Governor {
       if (!this.unloaded) {
         // Unload, and come back one level smaller.
         this.unloaded = true;
+        this.lastStepDown = now;
         if (this.level < LEVELS.length - 1) this.level++;
         this.lastLevelChange = now;
       }
     } else {
       this.unloaded = false;
-      if (vram === 'warning' && this.level < LEVELS.length - 1 && now - this.lastLevelChange >= this.cfg.dwell) {
+      // One level down, then wait `step_wait` for the agents to reload at it
+      // (they do between model calls) before judging whether it was enough.
+      if (vram === 'warning' && this.level < LEVELS.length - 1 && now - this.lastStepDown >= this.cfg.step_wait) {
+        this.lastStepDown = now;
         this.level++;
         this.lastLevelChange = now;
       } else if (vram === 'normal' && this.level > 0 && now - this.lastNotNormalVram >= this.cfg.calm && now - this.lastLevelChange >= this.cfg.calm) {

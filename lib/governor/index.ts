@@ -8,6 +8,7 @@ import { Governor, transition, type Resource, values, RESOURCES } from './decide
 import type { GovernorConfig } from './config.js';
 import { listRuns, sample, type Sample } from './sample.js';
 import { TaskLog } from '../tasklog/index.js';
+import { EXIT, exitCodeFor } from '../exit.js';
 import type { Roots } from '../run.js';
 
 export { decideOnce, Governor, transition } from './decide.js';
@@ -20,7 +21,15 @@ export interface LoopHooks {
   transition?: (d: Decision, line: string) => void;
   warn?: (line: string) => void;
   signal?: AbortSignal;
+  /** Called at least every `keepaliveMs` while the loop waits between samples (the watchdog ping). */
+  keepalive?: () => void;
+  keepaliveMs?: number;
 }
+
+/** How long the governor waits for a run's task-log lock before keeping the events for the next tick. */
+const LOCK_WAIT_MS = 1000;
+/** Events kept per run while its task log stays locked (the oldest samples go first). */
+const PENDING_MAX = 500;
 
 /** The worst of each reading over a period, for the task log's resource samples. */
 class Peaks {
@@ -71,18 +80,43 @@ function sampleEvent(p: { s: Sample; v: Record<Resource, number | null> }, tier:
   };
 }
 
-/** Append to every run's task log; a run that cannot take it is skipped with a warning. */
-function recordAll(stateRoot: string, events: Array<Record<string, unknown> & { t: string }>, warn?: (l: string) => void): void {
-  for (const r of listRuns(stateRoot)) {
-    try {
-      TaskLog.forRun({ tasklogDb: path.join(r.dir, 'tasklog.db'), tasklogJournal: path.join(r.dir, 'tasklog.journal') }).appendMany(events);
-    } catch (e) {
-      warn?.(`cannot record in run '${r.run}': ${(e as Error).message}`);
+/**
+ * Append to every run's task log. A run whose log is locked (a compaction, a
+ * stopped process holding it) keeps its events for the next tick rather than
+ * stalling the loop; one that cannot take them at all is skipped with a warning.
+ */
+export class Recorder {
+  private readonly pending = new Map<string, Array<Record<string, unknown> & { t: string }>>();
+  private readonly warned = new Set<string>();
+  constructor(
+    private readonly stateRoot: string,
+    private readonly warn?: (l: string) => void,
+  ) {}
+
+  record(events: Array<Record<string, unknown> & { t: string }>): void {
+    for (const r of listRuns(this.stateRoot)) {
+      const queue = [...(this.pending.get(r.run) ?? []), ...events];
+      if (!queue.length) continue;
+      try {
+        TaskLog.forRun({ tasklogDb: path.join(r.dir, 'tasklog.db'), tasklogJournal: path.join(r.dir, 'tasklog.journal') }).appendMany(queue, LOCK_WAIT_MS);
+        this.pending.delete(r.run);
+        this.warned.delete(r.run);
+      } catch (e) {
+        const busy = exitCodeFor(e) === EXIT.TEMPFAIL;
+        if (busy) {
+          while (queue.length > PENDING_MAX) queue.splice(queue.findIndex((x) => x.t === 'resource_sample'), 1);
+          this.pending.set(r.run, queue);
+        }
+        if (!this.warned.has(r.run)) {
+          this.warned.add(r.run);
+          this.warn?.(busy ? `run '${r.run}': its task log is locked; keeping the records for later` : `cannot record in run '${r.run}': ${(e as Error).message}`);
+        }
+      }
     }
   }
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
+const sleepOnce = (ms: number, signal?: AbortSignal): Promise<void> =>
   new Promise((resolve) => {
     if (signal?.aborted) return resolve();
     const onAbort = (): void => {
@@ -96,10 +130,20 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 
+async function sleep(ms: number, hooks: LoopHooks): Promise<void> {
+  const step = hooks.keepalive && hooks.keepaliveMs ? hooks.keepaliveMs : ms;
+  const end = Date.now() + ms;
+  for (let left = ms; left > 0 && !hooks.signal?.aborted; left = end - Date.now()) {
+    await sleepOnce(Math.min(step, left), hooks.signal);
+    if (end - Date.now() > 0) hooks.keepalive?.();
+  }
+}
+
 /** The daemon: until signal aborts. The quantization level survives a restart through the published file. */
 export async function runGovernor(cfg: GovernorConfig, roots: Roots, hooks: LoopHooks = {}): Promise<void> {
   const previous = readDecision(roots.runtimeDir).decision;
-  const gov = new Governor(cfg, { level: previous?.quantization, now: Date.now() });
+  const gov = new Governor(cfg, { level: previous?.quantization, unloaded: previous?.actions.includes('unload'), now: Date.now() });
+  const recorder = new Recorder(roots.stateDir, hooks.warn);
   let last: Decision | null = previous;
   let noteShown: string | null = null;
   const peaks = new Peaks();
@@ -125,9 +169,9 @@ export async function runGovernor(cfg: GovernorConfig, roots: Roots, hooks: Loop
       if (p) events.push(sampleEvent(p, d.tier));
       lastRecord = Date.now();
     }
-    if (events.length) recordAll(roots.stateDir, events, hooks.warn);
+    recorder.record(events);
     last = d;
     hooks.tick?.(d, s);
-    await sleep(Math.max(0, cfg.interval - (Date.now() - started)), hooks.signal);
+    await sleep(Math.max(0, cfg.interval - (Date.now() - started)), hooks);
   }
 }

@@ -65,8 +65,17 @@ export function readGpus(cmd: string, timeoutMs: number): Promise<{ gpus: GpuRea
   return new Promise((resolve) => {
     execFile(cmd, [`--query-gpu=${FIELDS.join(',')}`, '--format=csv,noheader,nounits'], { timeout: timeoutMs, killSignal: 'SIGKILL' }, (err, stdout) => {
       if (err) {
-        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number };
-        const why = e.code === 'ENOENT' ? `${cmd} not found` : e.killed ? `${cmd} did not answer within ${timeoutMs} ms` : `${cmd} failed (exit ${e.code})`;
+        const e = err as NodeJS.ErrnoException & { killed?: boolean; code?: string | number | null; signal?: string | null };
+        const why =
+          e.code === 'ENOENT'
+            ? `${cmd} not found`
+            : e.killed
+              ? `${cmd} did not answer within ${timeoutMs} ms`
+              : typeof e.code === 'number'
+                ? `${cmd} failed (exit ${e.code})`
+                : e.signal
+                  ? `${cmd} was killed by ${e.signal}`
+                  : `${cmd} failed: ${e.message.split('\n')[0]}`;
         resolve({ gpus: [], note: why });
         return;
       }

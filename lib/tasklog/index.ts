@@ -104,10 +104,11 @@ export class TaskLog {
     return this.appendMany([event])[0] as number;
   }
 
-  appendMany(events: TaskEvent[]): number[] {
+  /** Append several events at once; `lockWaitMs` bounds the wait for the journal's lock (exit 75 past it). */
+  appendMany(events: TaskEvent[], lockWaitMs?: number): number[] {
     const now = new Date().toISOString();
     const stamped = events.map((e) => (e.ts ? e : { ...e, ts: now }));
-    return appendRecords(this.journalFile, stamped).positions;
+    return appendRecords(this.journalFile, stamped, lockWaitMs).positions;
   }
 
   /** Size of the journal in bytes (what a compaction would fold). */

@@ -153,11 +153,11 @@ export function unlock(fd: number): void {
  * Open the journal and lock it, making sure the locked file is still the one
  * at the path (a compaction may have replaced it while we waited).
  */
-export function openLocked(file: string, mode: 'ex' | 'sh', flags = fs.constants.O_RDWR | fs.constants.O_APPEND): number {
+export function openLocked(file: string, mode: 'ex' | 'sh', flags = fs.constants.O_RDWR | fs.constants.O_APPEND, waitMs?: number): number {
   for (;;) {
     const fd = fs.openSync(file, flags);
     try {
-      flockWait(fd, mode, file);
+      flockWait(fd, mode, file, waitMs);
       const a = fs.fstatSync(fd);
       let b: fs.Stats | undefined;
       try {
@@ -219,9 +219,10 @@ export interface AppendResult {
 }
 
 /** Append events durably; returns once they are on disk. */
-export function appendRecords(file: string, events: Record<string, unknown>[]): AppendResult {
+/** Append under the journal's lock; `waitMs` bounds the wait for it (default 30 s). */
+export function appendRecords(file: string, events: Record<string, unknown>[], waitMs?: number): AppendResult {
   const lines = events.map((e) => encodeLine(e));
-  const fd = openLocked(file, 'ex');
+  const fd = openLocked(file, 'ex', undefined, waitMs);
   try {
     const { header, len } = readHeader(fd, file);
     let size = fs.fstatSync(fd).size;

@@ -4,7 +4,13 @@ import { GOVERNOR_SCHEMA, type GovernorConfig } from '../../lib/governor/config.
 import { Governor, decideOnce, nextTier, rawTier, transition } from '../../lib/governor/decide.js';
 import { parseNvidiaSmi, type Sample } from '../../lib/governor/sample.js';
 import { defaultsOf } from '../../lib/config/spec.js';
-import { rng } from '../helpers.js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { Recorder } from '../../lib/governor/index.js';
+import { parseJournal } from '../../lib/tasklog/journal.js';
+import { TaskLog } from '../../lib/tasklog/index.js';
+import { ROOT, makeEnv, rng } from '../helpers.js';
 
 const cfg = (over: Partial<GovernorConfig> = {}): GovernorConfig => ({ ...(defaultsOf(GOVERNOR_SCHEMA) as GovernorConfig), ...over });
 
@@ -60,22 +66,49 @@ test('a value hovering at a threshold never flaps (and without hysteresis and dw
   assert.ok(flappy > 50, `without: ${flappy} changes`);
 });
 
-test('quantization steps down under VRAM pressure, unloads when critical, and comes back one level after calm', () => {
-  const c = cfg({ dwell: 10_000, calm: 60_000 });
+test('quantization steps down under VRAM pressure, waits step_wait between steps, unloads when critical, and comes back one level after calm', () => {
+  const c = cfg({ dwell: 10_000, step_wait: 30_000, calm: 60_000 });
   const g = new Governor(c, { now: 0 });
-  const seen: string[] = [];
+  const seen: Array<[number, string]> = [];
   const run = (from: number, to: number, pct: number): void => {
     for (let t = from; t < to; t += 5000) {
       const d = g.observe(sampleAt(t, pct));
       const key = `${d.quantization}${d.actions.includes('unload') ? '+unload' : ''}`;
-      if (seen[seen.length - 1] !== key) seen.push(key);
+      if (seen[seen.length - 1]?.[1] !== key) seen.push([t, key]);
     }
   };
   run(0, 30_000, 50);
-  run(30_000, 90_000, 75); // warning: one level down, then another after dwell
-  run(90_000, 120_000, 90); // critical: unload
-  run(120_000, 400_000, 40); // calm: back up, one level per calm period
-  assert.deepEqual(seen, ['Q4_K_M', 'Q3_K_L', 'Q2_K', 'Q2_K+unload', 'Q2_K', 'Q3_K_L', 'Q4_K_M']);
+  run(30_000, 90_000, 75); // warning from 40 s (dwell): one level down, the next step_wait later
+  run(90_000, 120_000, 90); // critical from 100 s: unload
+  run(120_000, 400_000, 40); // normal from 130 s: loaded again; back up one level per calm period
+  assert.deepEqual(seen, [
+    [0, 'Q4_K_M'],
+    [40_000, 'Q3_K_L'],
+    [70_000, 'Q2_K'],
+    [100_000, 'Q2_K+unload'],
+    [130_000, 'Q2_K'],
+    [185_000, 'Q3_K_L'],
+    [245_000, 'Q4_K_M'],
+  ]);
+});
+
+test('a governor (re)started under pressure decides from its first sample, and keeps the level and unload it published', () => {
+  const c = cfg({ dwell: 15_000, step_wait: 120_000 });
+  const fresh = new Governor(c, { now: 0 });
+  const first = fresh.observe(sampleAt(0, 30, { disks: [{ runs: ['a'], path: '/s', free_pct: 5, free_bytes: 1, total_bytes: 20 }] }));
+  assert.deepEqual(first.actions, ['pause'], 'critical disk pauses at the first sample, not after dwell');
+  // Restarted from a published "Q3_K_L, unload" while VRAM is still critical: nothing changes, nothing to log.
+  const prev = new Governor(c, { now: 0 }).observe(sampleAt(0, 30));
+  const g = new Governor(c, { level: 'Q3_K_L', unloaded: true, now: 1_000_000 });
+  const d = g.observe(sampleAt(1_000_000, 90));
+  assert.equal(d.quantization, 'Q3_K_L');
+  assert.deepEqual(d.actions, ['unload']);
+  assert.equal(transition({ ...prev, tier: 'critical', quantization: 'Q3_K_L', actions: ['unload'] }, d), null);
+  // Restarted at Q3_K_L under warning: the next step still waits step_wait.
+  const w = new Governor(c, { level: 'Q3_K_L', now: 0 });
+  assert.equal(w.observe(sampleAt(0, 75)).quantization, 'Q3_K_L');
+  assert.equal(w.observe(sampleAt(115_000, 75)).quantization, 'Q3_K_L');
+  assert.equal(w.observe(sampleAt(120_000, 75)).quantization, 'Q2_K');
 });
 
 test('pause on critical disk or RAM, throttle on CPU, the reasons say why; once decides from one sample', () => {
@@ -105,4 +138,38 @@ test('parseNvidiaSmi reads csv,noheader,nounits and skips what it cannot read', 
   const g = parseNvidiaSmi('0, NVIDIA GeForce RTX 4090, 20000, 24564, 97, 71, 350.12\n1, Tesla T4, [N/A], 15360, 0, 40, [N/A]\n\n');
   assert.equal(g.length, 1);
   assert.deepEqual(g[0], { index: 0, name: 'NVIDIA GeForce RTX 4090', vram_used_mb: 20000, vram_total_mb: 24564, util_pct: 97, temp_c: 71, power_w: 350.12 });
+});
+
+test('a run whose task log is locked keeps its records for the next tick instead of stalling the loop', async () => {
+  const t = makeEnv('gov-rec');
+  try {
+    const dir = path.join(t.stateDir, 'run1');
+    fs.mkdirSync(dir);
+    const log = new TaskLog(path.join(dir, 'tasklog.db'), path.join(dir, 'tasklog.journal'));
+    await log.init();
+    // Another process holds the journal's lock (as a stopped agent mid-append would).
+    const holder = execa(process.execPath, ['-e', `const fs=require('fs'),fx=require('fs-ext');fx.flockSync(fs.openSync(${JSON.stringify(log.journalFile)},'r'),'ex');console.log('locked');setInterval(()=>{},1e9)`], { cwd: ROOT, reject: false, buffer: false });
+    await new Promise<void>((resolve) => holder.stdout?.once('data', () => resolve()));
+    const warnings: string[] = [];
+    const rec = new Recorder(t.stateDir, (l) => warnings.push(l));
+    const t0 = performance.now();
+    rec.record([{ t: 'governor_decision', tier: 'warning', quantization: 'Q3_K_L', actions: [], reason: 'a' }]);
+    rec.record([{ t: 'governor_decision', tier: 'critical', quantization: 'Q2_K', actions: ['unload'], reason: 'b' }]);
+    const waited = performance.now() - t0;
+    assert.ok(waited < 5000, `two ticks against a locked log took ${Math.round(waited)} ms (each waits at most 1 s)`);
+    assert.deepEqual(warnings, ["run 'run1': its task log is locked; keeping the records for later"], 'warned once');
+    holder.kill('SIGKILL');
+    await holder;
+    rec.record([]);
+    const { records } = parseJournal(log.journalFile, fs.readFileSync(log.journalFile));
+    assert.deepEqual(
+      records.map((r) => (r.event as { tier: string }).tier),
+      ['warning', 'critical'],
+      'both records written, in order, once the lock was free',
+    );
+    rec.record([]);
+    assert.equal(parseJournal(log.journalFile, fs.readFileSync(log.journalFile)).records.length, 2, 'and not twice');
+  } finally {
+    t.cleanup();
+  }
 });

@@ -66,7 +66,16 @@ export class Container {
     fs.chmodSync(path.join(r, 'tmp'), 0o1777);
     if (!fs.existsSync(path.join(r, 'etc/os-release'))) fs.copyFileSync('/etc/os-release', path.join(r, 'etc/os-release'));
     for (const l of ['bin', 'lib', 'lib64', 'sbin']) {
-      if (!fs.existsSync(path.join(r, l)) && fs.existsSync(`/usr/${l}`)) fs.symlinkSync(`usr/${l}`, path.join(r, l));
+      // lstat: between boots the link dangles (/usr is only bound while booted).
+      const there = ((): boolean => {
+        try {
+          fs.lstatSync(path.join(r, l));
+          return true;
+        } catch {
+          return false;
+        }
+      })();
+      if (!there && fs.existsSync(`/usr/${l}`)) fs.symlinkSync(`usr/${l}`, path.join(r, l));
     }
   }
 

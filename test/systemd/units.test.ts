@@ -24,7 +24,7 @@ const SCRIPT = {
     quick: [{ action: 'write_file', path: 'quick.txt', content: 'quick\n' }, { action: 'finish', summary: 'quick' }],
     killed: steps(25, 300, 'killed'),
     stopped: steps(25, 300, 'stopped'),
-    rebooted: steps(30, 300, 'rebooted'),
+    afterboot: steps(30, 300, 'afterboot'),
   },
 };
 
@@ -275,8 +275,8 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
     await t.test('a reboot with the run enabled: it comes back and resumes', async () => {
       await c.sh(`systemctl enable ${UNIT}`);
       await c.sh(`systemctl start ${UNIT}`);
-      const id = (await sw('sw-agent', `add ${RUN} --title rebooted 'many steps'`)).trim();
-      await waitFor('step 3 of the task', async () => /rebooted-3/.test(await c.sh(`cat /var/lib/selfware/${RUN}/workspace/rebooted.txt 2>/dev/null`, { allowFail: true })), 60_000);
+      const id = (await sw('sw-agent', `add ${RUN} --title afterboot 'many steps'`)).trim();
+      await waitFor('step 3 of the task', async () => /afterboot-3/.test(await c.sh(`cat /var/lib/selfware/${RUN}/workspace/afterboot.txt 2>/dev/null`, { allowFail: true })), 60_000);
       const t0 = monoMs();
       await c.shutdown();
       await c.boot();
