@@ -77,8 +77,6 @@ try {
     return { name: p.name, cpu, kids, mean, max, seconds: s };
   });
   const decision = JSON.parse(fs.readFileSync(path.join(dir, 'run', 'governor.json'), 'utf8')) as { tier: string };
-  const samples = spawnSync(process.execPath, [path.join(ROOT, 'dist/bin/sw-checkpoint.cjs'), 'list', 'run1', '-q'], { env });
-  void samples;
   console.log(`governor bench: ${seconds} s at a ${interval} ms interval (first ${warmup} s not measured); the governor's tier at the end: ${decision.tier}`);
   for (const r of res) console.log(`  ${r.name.padEnd(20)} CPU ${r.cpu.toFixed(3)} % of one core (nvidia-smi children ${r.kids.toFixed(3)} %), RSS mean ${r.mean.toFixed(1)} MiB, max ${r.max.toFixed(1)} MiB`);
   const [g, m] = res as [(typeof res)[0], (typeof res)[0]];
