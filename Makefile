@@ -18,12 +18,12 @@ DOCDIR      = $(PREFIX)/share/doc/selfware
 NODE       ?= $(shell command -v node || echo /usr/bin/node)
 NPM        ?= npm
 
-COMMANDS    = sw-agent sw-checkpoint sw-gpu-governor sw-recover
+COMMANDS    = sw-agent sw-checkpoint sw-gpu-governor sw-recover sw-report
 UNITS       = $(notdir $(wildcard units/*.service units/*.timer))
 SERVICE_USER ?= selfware
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
-APT_TEST    = restic mandoc systemd-container exim4-daemon-light
+APT_TEST    = restic mandoc systemd-container exim4-daemon-light chromium prometheus
 
 SOURCES    := $(shell find cmd lib test bench -name '*.ts' 2>/dev/null) tsconfig.json
 TESTS       = $(shell find dist/test -name '*.test.js' 2>/dev/null | sort)

@@ -112,6 +112,8 @@ export async function main(program: Command, argv: string[] = process.argv): Pro
       if (early.debug && err instanceof Error && err.stack) process.stderr.write(err.stack + '\n');
     }
   }
+  // process.exit() drops what a pipe has not taken yet: wait until it has.
+  await Promise.all([process.stdout, process.stderr].map((s) => new Promise<void>((resolve) => (s.writableLength > 0 ? s.write('', () => resolve()) : resolve()))));
   process.exit(code);
 }
 

@@ -103,7 +103,7 @@ for (const page of pages.filter((p) => p.startsWith('sw-'))) {
           const got = fromSynopsis(line, 2);
           sameOptions(got.options, want.groups, `${cmd} ${word}`);
           assert.deepEqual(got.args, want.args, `${cmd} ${word}: arguments`);
-        } else if (subs.length === 0 && !word.startsWith('[')) {
+        } else if (subs.length === 0 && !/^\[-/.test(word)) {
           const want = fromHelp(rootHelp);
           const got = fromSynopsis(line, 1);
           sameOptions(got.options, want.groups.filter((g) => !g.includes('--version')), cmd);

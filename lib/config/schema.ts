@@ -4,6 +4,22 @@
 import type { Spec } from './spec.js';
 
 const count = (doc: string, dflt: number): Spec => ({ kind: 'int', min: 0, max: 100_000, default: dflt, doc });
+const ratio = (what: string, warning: number, critical: number): Spec => ({
+  kind: 'object',
+  doc: what,
+  fields: {
+    warning: { kind: 'number', min: 0, max: 1, default: warning, doc: `${what} it is a warning (0 to 1)` },
+    critical: { kind: 'number', min: 0, max: 1, default: critical, doc: `${what} it is critical (0 to 1)` },
+  },
+});
+const span = (what: string, warning: number, critical: number): Spec => ({
+  kind: 'object',
+  doc: what,
+  fields: {
+    warning: { kind: 'duration', min: 60_000, default: warning, doc: `${what} this: a warning` },
+    critical: { kind: 'duration', min: 60_000, default: critical, doc: `${what} this: critical` },
+  },
+});
 
 export const RUN_SCHEMA: Spec = {
   kind: 'object',
@@ -118,6 +134,19 @@ export const RUN_SCHEMA: Spec = {
       doc: 'the daily report and alerts',
       fields: {
         mail: { kind: 'string', default: null, nullable: true, pattern: /^[^@\s]+@[^@\s]+$/, patternDoc: 'a mail address', doc: 'where the daily report and the alerts go (through the system sendmail); none: not mailed' },
+        from: { kind: 'string', default: null, nullable: true, pattern: /^[^@\s]+@[^@\s]+$/, patternDoc: 'a mail address', doc: "the report's From address; none: sendmail's default for the user" },
+        sendmail: { kind: 'string', default: '/usr/sbin/sendmail', pattern: /^\//, patternDoc: 'an absolute path', doc: 'the sendmail program that takes the mail' },
+        check: {
+          kind: 'object',
+          doc: "sw-report --check's alerts and the report's verdict",
+          fields: {
+            window: { kind: 'duration', min: 60_000, max: 7 * 86_400_000, default: 3_600_000, doc: 'the recent past the success and error rates are judged over' },
+            success_rate: ratio('tasks completed of those finished in the window, below which', 0.5, 0.25),
+            error_rate: ratio('steps that failed (a tool error, an invalid answer, a model error) of those taken in the window, above which', 0.1, 0.25),
+            progress: span('no step while tasks are waiting for longer than', 3_600_000, 3 * 3_600_000),
+            checkpoint_age: span('while the agent runs, the newest checkpoint older than', 15 * 60_000, 3_600_000),
+          },
+        },
       },
     },
     tasklog: {
@@ -147,7 +176,29 @@ export const RUN_CHECKS = [
     c.recovery.backoff_base > c.recovery.backoff_max ? [['recovery.backoff_base', 'must not be more than recovery.backoff_max']] : [],
   (c: RunConfig): Array<[string, string]> =>
     c.llm.max_tokens >= c.llm.context ? [['llm.max_tokens', `must be less than llm.context (${c.llm.context})`]] : [],
+  (c: RunConfig): Array<[string, string]> => {
+    const k = c.report.check;
+    const out: Array<[string, string]> = [];
+    if (k.success_rate.critical > k.success_rate.warning) out.push(['report.check.success_rate.critical', `must not be above report.check.success_rate.warning (${k.success_rate.warning}): a lower success rate is worse`]);
+    for (const n of ['error_rate', 'progress', 'checkpoint_age'] as const) {
+      if (k[n].critical < k[n].warning) out.push([`report.check.${n}.critical`, `must not be below report.check.${n}.warning`]);
+    }
+    return out;
+  },
 ];
+
+export interface ReportConfig {
+  mail: string | null;
+  from: string | null;
+  sendmail: string;
+  check: {
+    window: number;
+    success_rate: { warning: number; critical: number };
+    error_rate: { warning: number; critical: number };
+    progress: { warning: number; critical: number };
+    checkpoint_age: { warning: number; critical: number };
+  };
+}
 
 export interface RecoveryConfig {
   max_failures: number;
@@ -210,6 +261,6 @@ export interface RunConfig {
   llm: LlmConfig;
   policy: PolicyConfig;
   recovery: RecoveryConfig;
-  report: { mail: string | null };
+  report: ReportConfig;
   tasklog: { compact_bytes: number };
 }

@@ -28,6 +28,35 @@ const SCRIPT = {
   },
 };
 
+interface MimePart {
+  headers: Record<string, string>;
+  body: string;
+  parts: MimePart[];
+}
+
+/** A MIME message parsed back: headers (lower-case names, unfolded), the decoded body, and its parts. */
+function parseMime(raw: string): MimePart {
+  const text = raw.replace(/\r\n/g, '\n');
+  const split = text.indexOf('\n\n');
+  const head = (split < 0 ? text : text.slice(0, split)).replace(/\n[ \t]+/g, ' ');
+  let body = split < 0 ? '' : text.slice(split + 2);
+  const headers: Record<string, string> = {};
+  for (const l of head.split('\n')) {
+    const i = l.indexOf(':');
+    if (i > 0) headers[l.slice(0, i).toLowerCase()] = l.slice(i + 1).trim();
+  }
+  const boundary = /boundary="?([^";]+)"?/.exec(headers['content-type'] ?? '')?.[1];
+  if (boundary) {
+    const chunks = body.split(`--${boundary}`).slice(1);
+    const parts = chunks.filter((ch) => !ch.startsWith('--')).map((ch) => parseMime(ch.replace(/^\n/, '')));
+    return { headers, body: '', parts };
+  }
+  const enc = (headers['content-transfer-encoding'] ?? '').toLowerCase();
+  if (enc === 'base64') body = Buffer.from(body.replace(/\s+/g, ''), 'base64').toString('utf8');
+  else if (enc === 'quoted-printable') body = Buffer.from(body.replace(/=\n/g, '').replace(/=([0-9A-F]{2})/g, (_m, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1').toString('utf8');
+  return { headers, body, parts: [] };
+}
+
 function config(extra = ''): string {
   return [
     'llm:',
@@ -288,6 +317,30 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       }, 30_000);
       assert.match(j, /sw-agent: agent ready/);
       await waitFor('the task completed after the reboot', async () => (await taskStatus(id)) === 'completed', 90_000);
+    });
+
+    await t.test('the daily report: selfware-report@ mails it through the real MTA, multipart text and HTML with the charts; systemd\'s NRestarts in it', async () => {
+      await c.sh(': > /var/mail/ops');
+      await c.sh(`systemctl start selfware-report@${RUN}.service`);
+      assert.equal((await c.show(`selfware-report@${RUN}.service`, ['Result'])).Result, 'success');
+      const box = await waitFor('the report mail', async () => {
+        const m = await mails();
+        return /^Subject: \[selfware run1\] /m.test(m) ? m : null;
+      }, 30_000);
+      const msg = parseMime(box.slice(box.indexOf('\n') + 1));
+      assert.match(msg.headers.subject ?? '', /^\[selfware run1\] (OK|WARNING|CRITICAL): /);
+      assert.match(msg.headers['content-type'] ?? '', /^multipart\/alternative;/);
+      const text = msg.parts.find((p) => /^text\/plain/.test(p.headers['content-type'] ?? ''));
+      const html = msg.parts.find((p) => /^text\/html/.test(p.headers['content-type'] ?? ''));
+      assert.ok(text && html, `parts: ${msg.parts.map((p) => p.headers['content-type']).join(', ')}`);
+      assert.match(text.body, /^selfware run1 on /);
+      assert.match(text.body, /\n  completed: +\d+/);
+      for (const chart of ['tasks', 'tokens', 'resources', 'checkpoints']) assert.match(html.body, new RegExp(`<svg[^>]*data-chart="${chart}"`), `the ${chart} chart`);
+      assert.doesNotMatch(html.body, /<(link|script)\b|src="http/i, 'self-contained');
+      // What systemd knows goes into the report.
+      const doc = JSON.parse(await sw('sw-report', `${RUN} --json`)) as { systemd: { unit: string; n_restarts: number } | null };
+      assert.equal(doc.systemd?.unit, UNIT);
+      assert.equal(doc.systemd?.n_restarts, Number((await c.show(UNIT, ['NRestarts'])).NRestarts));
     });
 
     // The figures for the issue's note.

@@ -1,0 +1,239 @@
+// The alerts: the same six questions for `--check` (Monitoring Plugins:
+// exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line with perfdata), the
+// report's verdict and the mail's subject. Each is judged at `until`.
+
+import fs from 'node:fs';
+import type { Database } from 'sql.js';
+import type { ReportConfig } from '../config/schema.js';
+import type { Thresholds } from '../governor/config.js';
+import { formatDuration } from '../units.js';
+import type { Alert, Report, Status } from './types.js';
+
+/** Step statuses that count as errors: a tool that failed, an answer that was not a valid action, a model call that failed. */
+export const ERROR_STEPS = ['failed', 'invalid', 'llm_error'];
+
+export const STATUS_CODE: Record<Status, number> = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 };
+/** For the worst of several: a CRITICAL is never hidden by an UNKNOWN. */
+const ORDER: Status[] = ['OK', 'WARNING', 'UNKNOWN', 'CRITICAL'];
+
+export interface CheckContext {
+  config: ReportConfig['check'];
+  until: number;
+  runDir: string;
+  /** The governor's disk thresholds, % free. */
+  disk: Thresholds;
+  /** Whether the agent runs (the checkpoint age is judged only then). */
+  sessionOpen: boolean;
+  /** When the oldest task now waiting in the queue was created (ms), if any. */
+  oldestWaiting: number | null;
+}
+
+function scalar(db: Database, sql: string, params: Array<string | number>): number | null {
+  const stmt = db.prepare(sql);
+  try {
+    stmt.bind(params);
+    if (!stmt.step()) return null;
+    const v = stmt.get()[0];
+    return v === null || v === undefined ? null : Number(v);
+  } finally {
+    stmt.free();
+  }
+}
+
+const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
+const window = (ms: number): string => formatDuration(ms);
+
+/** Higher is worse unless `worse` is "below". */
+function judge(value: number | null, warning: number, critical: number, worse: 'above' | 'below'): Status {
+  if (value === null) return 'OK';
+  if (worse === 'below') return value < critical ? 'CRITICAL' : value < warning ? 'WARNING' : 'OK';
+  return value > critical ? 'CRITICAL' : value > warning ? 'WARNING' : 'OK';
+}
+
+export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
+  const U = ctx.until;
+  const c = ctx.config;
+  const from = U - c.window;
+  const out: Alert[] = [];
+
+  // 1. Success rate over the window.
+  const done = scalar(db, "SELECT count(*) FROM task_attempts WHERE outcome IN ('completed', 'failed') AND ended_at >= ? AND ended_at < ?", [from, U]) ?? 0;
+  const ok = scalar(db, "SELECT count(*) FROM task_attempts WHERE outcome = 'completed' AND ended_at >= ? AND ended_at < ?", [from, U]) ?? 0;
+  const rate = done ? Math.round((ok / done) * 10000) / 10000 : null;
+  const sr = judge(rate, c.success_rate.warning, c.success_rate.critical, 'below');
+  out.push({
+    name: 'success_rate',
+    status: sr,
+    message: rate === null ? `no task finished in the last ${window(c.window)}` : `success rate ${pct(rate)} over ${window(c.window)} (${ok} of ${done})`,
+    value: rate,
+    warning: c.success_rate.warning,
+    critical: c.success_rate.critical,
+    worse: 'below',
+    uom: '',
+    label: 'success',
+    min: 0,
+    max: 1,
+  });
+
+  // 2. Progress: a step (or a task started or finished) while tasks wait.
+  const waiting = r.queue.pending + r.queue.in_progress;
+  const lastStep = scalar(
+    db,
+    `SELECT max(t) FROM (SELECT max(ts) AS t FROM task_steps WHERE ts < ?1 UNION ALL SELECT max(started_at) FROM task_attempts WHERE started_at < ?1
+       UNION ALL SELECT max(ended_at) FROM task_attempts WHERE ended_at < ?1)`,
+    [U],
+  );
+  // With no step ever, the wait counts from the oldest task still waiting.
+  const since = lastStep ?? ctx.oldestWaiting;
+  const humanPause = r.agent.paused;
+  const age = waiting > 0 && since !== null && !humanPause ? Math.max(0, Math.round((U - since) / 1000)) : null;
+  const pr = judge(age, c.progress.warning / 1000, c.progress.critical / 1000, 'above');
+  out.push({
+    name: 'progress',
+    status: pr,
+    message:
+      waiting === 0
+        ? 'no task waiting'
+        : humanPause
+          ? `paused by a human with ${waiting} task${waiting === 1 ? '' : 's'} waiting`
+          : age === null
+            ? `${waiting} task${waiting === 1 ? '' : 's'} waiting`
+            : `last progress ${formatDuration(age * 1000)} ago with ${waiting} task${waiting === 1 ? '' : 's'} waiting${r.approvals.pending.length ? ` (${r.approvals.pending.length} approval${r.approvals.pending.length === 1 ? '' : 's'} pending)` : ''}`,
+    value: age,
+    warning: c.progress.warning / 1000,
+    critical: c.progress.critical / 1000,
+    worse: 'above',
+    uom: 's',
+    label: 'progress_age',
+    min: 0,
+    max: null,
+  });
+
+  // 3. Error rate of the steps taken in the window.
+  const steps = scalar(db, 'SELECT count(*) FROM task_steps WHERE ts >= ? AND ts < ?', [from, U]) ?? 0;
+  const bad = scalar(db, `SELECT count(*) FROM task_steps WHERE ts >= ? AND ts < ? AND status IN (${ERROR_STEPS.map(() => '?').join(', ')})`, [from, U, ...ERROR_STEPS]) ?? 0;
+  const er = steps ? Math.round((bad / steps) * 10000) / 10000 : null;
+  out.push({
+    name: 'error_rate',
+    status: judge(er, c.error_rate.warning, c.error_rate.critical, 'above'),
+    message: er === null ? `no step in the last ${window(c.window)}` : `error rate ${pct(er)} over ${window(c.window)} (${bad} of ${steps} steps)`,
+    value: er,
+    warning: c.error_rate.warning,
+    critical: c.error_rate.critical,
+    worse: 'above',
+    uom: '',
+    label: 'errors',
+    min: 0,
+    max: 1,
+  });
+
+  // 4. Checkpoint age, while the agent runs.
+  const ckAge = ctx.sessionOpen ? r.checkpoints.age_s : null;
+  const ck = ctx.sessionOpen && r.checkpoints.last === null ? 'WARNING' : judge(ckAge, c.checkpoint_age.warning / 1000, c.checkpoint_age.critical / 1000, 'above');
+  out.push({
+    name: 'checkpoint_age',
+    status: ck,
+    message: !ctx.sessionOpen
+      ? 'the agent is not running'
+      : r.checkpoints.last === null
+        ? 'no checkpoint yet while the agent runs'
+        : `last checkpoint ${formatDuration((ckAge ?? 0) * 1000)} ago`,
+    value: ckAge,
+    warning: c.checkpoint_age.warning / 1000,
+    critical: c.checkpoint_age.critical / 1000,
+    worse: 'above',
+    uom: 's',
+    label: 'checkpoint_age',
+    min: 0,
+    max: null,
+  });
+
+  // 5. Disk: free space now on the run's filesystem, by the governor's thresholds.
+  let free: number | null = null;
+  let diskNote = '';
+  try {
+    const st = fs.statfsSync(ctx.runDir);
+    free = st.blocks > 0 ? Math.round(((st.bavail * st.bsize) / (st.blocks * st.bsize)) * 1000) / 10 : null;
+  } catch (e) {
+    diskNote = (e as Error).message;
+  }
+  const dk: Status = free === null ? 'UNKNOWN' : judge(free, ctx.disk.warning, ctx.disk.critical, 'below');
+  out.push({
+    name: 'disk',
+    status: dk,
+    message: free === null ? `cannot read the disk's free space: ${diskNote}` : `${free}% disk free`,
+    value: free,
+    warning: ctx.disk.warning,
+    critical: ctx.disk.critical,
+    worse: 'below',
+    uom: '%',
+    label: 'disk_free',
+    min: 0,
+    max: 100,
+  });
+
+  // 6. An escalation with no step since.
+  const esc = scalar(db, 'SELECT max(ts) FROM escalations WHERE ts < ?', [U]);
+  const after = esc === null ? null : scalar(db, 'SELECT count(*) FROM task_steps WHERE ts > ? AND ts < ?', [esc, U]);
+  const escalated = esc !== null && after === 0;
+  out.push({
+    name: 'escalation',
+    status: escalated ? 'CRITICAL' : 'OK',
+    message: escalated ? `escalated ${formatDuration(U - (esc as number))} ago: systemd stopped restarting the run` : 'no escalation',
+    value: escalated ? 1 : 0,
+    warning: null,
+    critical: 0,
+    worse: 'above',
+    uom: '',
+    label: 'escalations',
+    min: 0,
+    max: null,
+  });
+  return out;
+}
+
+export function worst(statuses: Status[]): Status {
+  return statuses.reduce<Status>((a, b) => (ORDER.indexOf(b) > ORDER.indexOf(a) ? b : a), 'OK');
+}
+
+export function verdictOf(alerts: Alert[]): Status {
+  return worst(alerts.map((a) => a.status));
+}
+
+/** "41 tasks, 95% success", or what there is to say when no task finished. */
+export function summaryOf(r: Report): string {
+  const done = r.tasks.completed + r.tasks.failed;
+  if (done === 0) return r.iterations ? `no task finished, ${r.iterations} step${r.iterations === 1 ? '' : 's'}` : 'no task finished';
+  return `${done} task${done === 1 ? '' : 's'}, ${Math.round((r.tasks.success_rate ?? 0) * 100)}% success`;
+}
+
+/** The alerts that are not OK, worst first. */
+export function problems(alerts: Alert[]): Alert[] {
+  return alerts.filter((a) => a.status !== 'OK').sort((a, b) => ORDER.indexOf(b.status) - ORDER.indexOf(a.status));
+}
+
+/** A threshold as a Monitoring Plugins range: "0.5:" alerts below 0.5, "3600" above 3600. */
+function range(v: number | null, worse: 'above' | 'below'): string {
+  if (v === null) return '';
+  return worse === 'below' ? `${v}:` : String(v);
+}
+
+export function perfdata(a: Alert, prefix = ''): string {
+  const v = a.value === null ? 'U' : String(a.value);
+  const tail = [range(a.warning, a.worse), range(a.critical, a.worse), a.min === null ? '' : String(a.min), a.max === null ? '' : String(a.max)];
+  while (tail.length && tail[tail.length - 1] === '') tail.pop();
+  return `${prefix}${a.label}=${v}${a.value === null ? '' : a.uom}${tail.length ? ';' + tail.join(';') : ''}`;
+}
+
+/** The one line of --check: "SELFWARE CRITICAL - success rate 20% over 1h | success=0.2;0.5:;0.25:;0;1 ...". */
+export function checkLine(reports: Report[], opts: { all?: boolean } = {}): { status: Status; line: string } {
+  const status = worst(reports.map((r) => r.verdict));
+  // With --all, every label carries its run (stable as runs come and go); for one run, none does.
+  const many = opts.all === true;
+  const bad = reports.flatMap((r) => problems(r.alerts).map((a) => ({ r, a }))).sort((x, y) => ORDER.indexOf(y.a.status) - ORDER.indexOf(x.a.status));
+  const text = bad.length
+    ? bad.map(({ r, a }) => `${many ? `${r.run}: ` : ''}${a.message}`).join(', ')
+    : reports.map((r) => `${many ? `${r.run}: ` : ''}${r.summary} in ${formatDuration(r.hours * 3_600_000)}`).join(', ');
+  const perf = reports.flatMap((r) => r.alerts.map((a) => perfdata(a, many ? `${r.run}_` : ''))).join(' ');
+  return { status, line: `SELFWARE ${status} - ${text || 'no runs'}${perf ? ` | ${perf}` : ''}` };
+}

@@ -1,0 +1,426 @@
+// From a run's task log (one in-memory snapshot: the database plus the
+// journal's tail), its queue, its agent and systemd, to a Report. Every
+// figure is one SQL query over an indexed time range, so a week-long log
+// costs little more than loading it.
+
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Database } from 'sql.js';
+import type { RunConfig } from '../config/index.js';
+import { workspaceDir } from '../config/index.js';
+import { agentProcess, listApprovals, listTasks, readAgentState } from '../agent/state.js';
+import { PLANNED_ENDS } from '../recover/backoff.js';
+import { TaskLog } from '../tasklog/index.js';
+import type { RunPaths } from '../run.js';
+import { diskUsage } from '../fsutil.js';
+import { noInputError } from '../exit.js';
+import { isoUtc } from '../units.js';
+import type { Thresholds } from '../governor/config.js';
+import { evaluate, verdictOf, summaryOf } from './check.js';
+import type { GovernorChange, RecoveryItem, Report, Tier } from './types.js';
+
+import type { Window } from './window.js';
+
+export interface CollectOptions {
+  /** The time the report is made (the agent's uptime, the queue, disk: now). */
+  now?: number;
+  /** The governor's disk thresholds (% free), for the disk alert. */
+  disk?: Thresholds;
+  /** Ask systemd about selfware@<run>.service (false in tests of the figures alone). */
+  systemd?: boolean;
+}
+
+type Val = string | number | null;
+type Row = Val[];
+
+function rows(db: Database, sql: string, params: Val[] = []): Row[] {
+  const stmt = db.prepare(sql);
+  try {
+    stmt.bind(params);
+    const out: Row[] = [];
+    while (stmt.step()) out.push(stmt.get() as Row);
+    return out;
+  } finally {
+    stmt.free();
+  }
+}
+
+function one(db: Database, sql: string, params: Val[] = []): Row {
+  return rows(db, sql, params)[0] ?? [];
+}
+
+const n = (v: Val | undefined): number => (v === null || v === undefined ? 0 : Number(v));
+const nn = (v: Val | undefined): number | null => (v === null || v === undefined ? null : Number(v));
+const s = (v: Val | undefined): string | null => (v === null || v === undefined ? null : String(v));
+const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
+
+/** The value at quantile q of an indexed column, by nearest rank, computed by SQLite. */
+function quantile(db: Database, table: string, col: string, where: string, params: Val[], q: number, count: number): number {
+  const k = Math.max(0, Math.ceil(q * count) - 1);
+  return n(one(db, `SELECT ${col} FROM ${table} WHERE ${where} ORDER BY ${col} LIMIT 1 OFFSET ?`, [...params, k])[0]);
+}
+
+const TIERS: Tier[] = ['normal', 'warning', 'critical'];
+const asTier = (v: Val | undefined): Tier | null => (v === 'normal' || v === 'warning' || v === 'critical' ? v : null);
+
+
+/** An hour, or a whole number of hours so that a long window has at most 336 buckets. */
+export function bucketSeconds(win: Window): number {
+  const hours = Math.max(1, Math.ceil((win.until - win.since) / 3_600_000 / 336));
+  return hours * 3600;
+}
+
+function askSystemd(unit: string): Promise<Report['systemd']> {
+  return new Promise((resolve) => {
+    execFile('systemctl', ['show', unit, '-p', 'LoadState', '-p', 'ActiveState', '-p', 'NRestarts', '-p', 'Result'], { timeout: 3000 }, (err, out) => {
+      if (err) return resolve(null);
+      const p = Object.fromEntries(
+        String(out)
+          .split('\n')
+          .filter((l) => l.includes('='))
+          .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
+      ) as Record<string, string>;
+      if (p.LoadState !== 'loaded') return resolve(null);
+      const restarts = p.NRestarts !== undefined && /^\d+$/.test(p.NRestarts) ? Number(p.NRestarts) : null;
+      resolve({ unit, active_state: p.ActiveState ?? 'unknown', n_restarts: restarts, result: p.Result ?? null });
+    });
+  });
+}
+
+/** The first line of a failure reason, cut to 120 characters, for grouping. */
+export function reasonKey(r: string | null): string {
+  if (!r) return '(no reason recorded)';
+  const line = r.split('\n')[0]?.trim() ?? '';
+  return line.length > 120 ? `${line.slice(0, 117)}...` : line;
+}
+
+/** Everything a report says about one run over win. */
+export async function collect(paths: RunPaths, config: RunConfig, win: Window, opts: CollectOptions = {}): Promise<Report> {
+  const log = TaskLog.forRun(paths);
+  if (!log.exists()) throw noInputError(`no run '${paths.run}': ${paths.tasklogJournal} does not exist`);
+  const snap = await log.snapshot();
+  try {
+    return await fromSnapshot(snap.db, paths, config, win, opts, [
+      ...snap.warnings,
+      ...(snap.torn ? [`${paths.tasklogJournal}: a torn last record was ignored`] : []),
+      ...snap.corrupt.map((c) => `${paths.tasklogJournal}: the record at position ${c.pos} was skipped: ${c.reason}`),
+    ]);
+  } finally {
+    snap.db.close();
+  }
+}
+
+async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, win: Window, opts: CollectOptions, warnings: string[]): Promise<Report> {
+  const now = opts.now ?? Date.now();
+  const { since: S, until: U } = win;
+  const W = [S, U];
+  const inWin = (col: string): string => `${col} >= ? AND ${col} < ?`;
+
+  // Sessions, restarts, the agent.
+  const sessions = rows(db, 'SELECT id, started_at, ended_at, end_state FROM sessions WHERE started_at < ? ORDER BY started_at, rowid', [U]);
+  const runStarted = sessions.length ? n(sessions[0]?.[1]) : null;
+  let started = 0;
+  let restarts = 0;
+  let cleanEnds = 0;
+  let uncleanEnds = 0;
+  sessions.forEach((row, i) => {
+    const st = n(row[1]);
+    const prev = i > 0 ? sessions[i - 1] : undefined;
+    if (st >= S) {
+      started++;
+      // A start after a session that did not end with a clean stop is a restart.
+      if (prev && (prev[2] === null || prev[3] !== 'clean')) restarts++;
+    }
+    const ended = nn(row[2]);
+    const next = sessions[i + 1];
+    // A session without an end ended when the next began (crash, kill, power loss).
+    const end = ended ?? (next ? n(next[1]) : null);
+    if (end !== null && end >= S && end < U) {
+      if (ended !== null && PLANNED_ENDS.has(String(row[3]))) cleanEnds++;
+      else uncleanEnds++;
+    }
+  });
+  const last = sessions[sessions.length - 1];
+  const proc = agentProcess(paths);
+  const agentState = readAgentState(paths);
+  const running = proc !== null;
+  const lastSeen = nn(
+    one(
+      db,
+      `SELECT max(t) FROM (
+         SELECT max(ts) AS t FROM llm_calls WHERE ts < ?1 UNION ALL SELECT max(ts) FROM task_steps WHERE ts < ?1
+         UNION ALL SELECT max(ts) FROM events WHERE type = 'heartbeat' AND ts < ?1
+         UNION ALL SELECT max(started_at) FROM sessions WHERE started_at < ?1 UNION ALL SELECT max(ended_at) FROM sessions WHERE ended_at < ?1)`,
+      [U],
+    )[0],
+  );
+  const sessionStarted = last ? n(last[1]) : null;
+
+  // Recoveries and escalations.
+  const recList: RecoveryItem[] = rows(db, `SELECT ts, reason, action, checkpoint_id, duration_ms, requeued, ok FROM recoveries WHERE ${inWin('ts')} ORDER BY ts, pos`, W).map((r) => ({
+    time: isoUtc(n(r[0])),
+    reason: s(r[1]),
+    action: s(r[2]),
+    checkpoint: s(r[3]),
+    duration_ms: nn(r[4]),
+    requeued: nn(r[5]),
+    ok: n(r[6]) === 1,
+  }));
+  const byReason: Record<string, number> = {};
+  for (const r of recList) byReason[r.reason ?? 'unknown'] = (byReason[r.reason ?? 'unknown'] ?? 0) + 1;
+  const durations = recList.map((r) => r.duration_ms).filter((d): d is number => d !== null).sort((a, b) => a - b);
+  const escalations = rows(db, `SELECT ts, reason, failures FROM escalations WHERE ${inWin('ts')} ORDER BY ts, pos`, W).map((r) => ({ time: isoUtc(n(r[0])), reason: s(r[1]), failures: nn(r[2]) }));
+
+  // Tasks and steps.
+  const outcomes = Object.fromEntries(rows(db, `SELECT outcome, count(*) FROM task_attempts WHERE ${inWin('ended_at')} GROUP BY outcome`, W).map((r) => [String(r[0]), n(r[1])]));
+  const completed = outcomes.completed ?? 0;
+  const failed = outcomes.failed ?? 0;
+  const failedFinal = n(
+    // A task the log has no max_attempts for is judged by the run's default.
+    one(db, `SELECT count(*) FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.outcome = 'failed' AND ${inWin('a.ended_at')} AND a.attempt >= coalesce(t.max_attempts, ?)`, [...W, config.agent.max_attempts])[0],
+  );
+  const reasons = new Map<string, number>();
+  for (const [r, c] of rows(db, `SELECT reason, count(*) FROM task_attempts WHERE outcome = 'failed' AND ${inWin('ended_at')} GROUP BY reason`, W)) {
+    const k = reasonKey(s(r));
+    reasons.set(k, (reasons.get(k) ?? 0) + n(c));
+  }
+  const failureReasons = [...reasons.entries()]
+    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+    .slice(0, 5)
+    .map(([reason, count]) => ({ reason, count }));
+  const existedFrom = runStarted === null ? U : Math.max(S, Math.min(runStarted, U));
+  const activeHours = (U - existedFrom) / 3_600_000;
+
+  // LLM calls.
+  const [calls, errors, tin, tout] = one(db, `SELECT count(*), sum(ok = 0), sum(tokens_in), sum(tokens_out) FROM llm_calls WHERE ${inWin('ts')}`, W);
+  const okWhere = `ok = 1 AND ${inWin('ts')} AND latency_ms IS NOT NULL`;
+  const okCount = n(one(db, `SELECT count(*) FROM llm_calls WHERE ${okWhere}`, W)[0]);
+  const tps = nn(one(db, `SELECT avg(tokens_per_s) FROM llm_calls WHERE ok = 1 AND ${inWin('ts')} AND tokens_per_s IS NOT NULL`, W)[0]);
+  const byQuant = rows(db, `SELECT coalesce(quantization, 'unrecorded'), count(*), avg(CASE WHEN ok = 1 THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')} GROUP BY 1 ORDER BY 2 DESC, 1`, W).map((r) => ({
+    quantization: String(r[0]),
+    calls: n(r[1]),
+    tokens_per_s: r[2] === null ? null : round(n(r[2])),
+  }));
+
+  // Checkpoints.
+  const ckByKind = Object.fromEntries(rows(db, `SELECT kind, count(*) FROM checkpoints WHERE ${inWin('ts')} GROUP BY kind ORDER BY kind`, W).map((r) => [String(r[0]), n(r[1])]));
+  const lastCk = one(db, 'SELECT id, ts, kind FROM checkpoints WHERE ts < ? AND (pruned_at IS NULL OR pruned_at >= ?) ORDER BY ts DESC, rowid DESC LIMIT 1', [U, U]);
+  const kept = n(one(db, 'SELECT count(*) FROM checkpoints WHERE ts < ? AND (pruned_at IS NULL OR pruned_at >= ?)', [U, U])[0]);
+  const pruned = n(one(db, `SELECT count(*) FROM checkpoints WHERE ${inWin('pruned_at')}`, W)[0]);
+  let diskBytes = diskUsage(path.join(paths.runDir, 'state.git'));
+  const wsGit = path.join(workspaceDir(config, paths), '.git');
+  if (fs.existsSync(wsGit)) diskBytes += diskUsage(wsGit);
+
+  // Governor: the decision in force at S, then each change.
+  const decided = rows(
+    db,
+    `SELECT ts, tier, quantization, actions, reason FROM (
+       SELECT * FROM (SELECT pos, ts, tier, quantization, actions, reason FROM governor_decisions WHERE ts < ? ORDER BY ts DESC, pos DESC LIMIT 1)
+       UNION ALL SELECT pos, ts, tier, quantization, actions, reason FROM governor_decisions WHERE ${inWin('ts')}) ORDER BY ts, pos`,
+    [S, ...W],
+  );
+  const toChange = (r: Row): GovernorChange => {
+    let actions: string[] = [];
+    try {
+      actions = JSON.parse(String(r[3] ?? '[]')) as string[];
+    } catch {
+      actions = [];
+    }
+    return { time: isoUtc(n(r[0])), tier: asTier(r[1]) ?? 'normal', quantization: s(r[2]), actions, reason: s(r[4]) };
+  };
+  const tierS: Record<Tier, number> = { normal: 0, warning: 0, critical: 0 };
+  const quantS: Record<string, number> = {};
+  const tierStretches: Array<{ start: string; end: string; tier: Tier }> = [];
+  // The last decision holds until U, or until 5 minutes (when a published
+  // decision goes stale) after the governor's last sign of life before U.
+  const govSeen = n(one(db, 'SELECT max(t) FROM (SELECT max(ts) AS t FROM resource_samples WHERE ts < ?1 UNION ALL SELECT max(ts) FROM governor_decisions WHERE ts < ?1)', [U])[0]);
+  const govEnd = Math.min(U, govSeen + 5 * 60_000);
+  decided.forEach((r, i) => {
+    const from = Math.max(S, n(r[0]));
+    const to = i + 1 < decided.length ? Math.max(S, n(decided[i + 1]?.[0])) : Math.max(from, govEnd);
+    if (to <= from) return;
+    const tier = asTier(r[1]) ?? 'normal';
+    tierS[tier] += (to - from) / 1000;
+    const q = s(r[2]) ?? '-';
+    quantS[q] = (quantS[q] ?? 0) + (to - from) / 1000;
+    const prev = tierStretches[tierStretches.length - 1];
+    if (prev && prev.tier === tier && prev.end === isoUtc(from)) prev.end = isoUtc(to);
+    else tierStretches.push({ start: isoUtc(from), end: isoUtc(to), tier });
+  });
+  for (const k of TIERS) tierS[k] = round(tierS[k], 0);
+  for (const k of Object.keys(quantS)) quantS[k] = round(quantS[k] as number, 0);
+  const changes = decided.filter((r) => n(r[0]) >= S).map(toChange);
+  const current = decided.length ? toChange(decided[decided.length - 1] as Row) : null;
+
+  // Resources.
+  const vramPct = 'CASE WHEN vram_total_mb > 0 THEN vram_used_mb * 100.0 / vram_total_mb END';
+  const ramPct = 'CASE WHEN ram_total_mb > 0 THEN ram_used_mb * 100.0 / ram_total_mb END';
+  const tierRank = "CASE tier WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 WHEN 'normal' THEN 0 END";
+  const pk = one(
+    db,
+    `SELECT count(*), max(vram_used_mb), max(vram_total_mb), max(${vramPct}), max(ram_used_mb), max(ram_total_mb), max(${ramPct}),
+       max(swap_used_mb), max(gpu_temp), max(cpu_load), min(disk_free_pct) FROM resource_samples WHERE ${inWin('ts')}`,
+    W,
+  );
+  const span = Math.max(1, U - S);
+  const binMs = Math.max(1, Math.ceil(span / 400));
+  const resSeries = rows(
+    db,
+    `SELECT min(ts), max(${vramPct}), max(${ramPct}), max(cpu_load), max(${tierRank}) FROM resource_samples WHERE ${inWin('ts')} GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY 1`,
+    [...W, S, binMs],
+  ).map((r) => ({ time: isoUtc(n(r[0])), vram_pct: r[1] === null ? null : round(n(r[1])), ram_pct: r[2] === null ? null : round(n(r[2])), cpu_load: nn(r[3]), tier: r[4] === null ? null : (TIERS[n(r[4])] ?? null) }));
+
+  // Buckets for the charts.
+  const bucketS = bucketSeconds(win);
+  const bMs = bucketS * 1000;
+  const nb = Math.max(1, Math.ceil((U - S) / bMs));
+  const buckets = Array.from({ length: nb }, (_, i) => ({ start: isoUtc(S + i * bMs), completed: 0, failed: 0, steps: 0, tokens_per_s: null as number | null }));
+  const at = (b: Val | undefined): (typeof buckets)[number] | undefined => buckets[n(b)];
+  for (const [b, outcome, c] of rows(db, `SELECT CAST((ended_at - ?) / ? AS INTEGER), outcome, count(*) FROM task_attempts WHERE ${inWin('ended_at')} AND outcome IN ('completed', 'failed') GROUP BY 1, 2`, [S, bMs, ...W])) {
+    const x = at(b);
+    if (x) x[outcome === 'completed' ? 'completed' : 'failed'] = n(c);
+  }
+  for (const [b, c] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), count(*) FROM task_steps WHERE ${inWin('ts')} GROUP BY 1`, [S, bMs, ...W])) {
+    const x = at(b);
+    if (x) x.steps = n(c);
+  }
+  for (const [b, v] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), avg(tokens_per_s) FROM llm_calls WHERE ok = 1 AND tokens_per_s IS NOT NULL AND ${inWin('ts')} GROUP BY 1`, [S, bMs, ...W])) {
+    const x = at(b);
+    if (x) x.tokens_per_s = round(n(v));
+  }
+  const ckSeries = rows(db, `SELECT ts, kind FROM checkpoints WHERE ${inWin('ts')} ORDER BY ts`, W).map((r) => ({ time: isoUtc(n(r[0])), kind: String(r[1]) }));
+
+  // The queue and approvals now.
+  const { tasks, invalid } = await listTasks(paths, config);
+  const count = (st: string): number => tasks.filter((t) => t.status === st).length;
+  const queue = { pending: count('pending'), in_progress: count('in_progress'), completed: count('completed'), failed: count('failed'), cancelled: count('cancelled'), invalid: invalid.length };
+  const approvals = listApprovals(paths)
+    .filter((a) => a.status === 'pending')
+    .map((a) => ({ id: a.id, task: a.task, action: typeof a.action === 'object' ? JSON.stringify(a.action) : String(a.action), requested: a.requested }));
+
+  const tot = one(
+    db,
+    `SELECT (SELECT count(*) FROM sessions WHERE started_at < ?1),
+       (SELECT count(*) FROM task_attempts WHERE outcome = 'completed' AND ended_at < ?1),
+       (SELECT count(*) FROM task_attempts WHERE outcome = 'failed' AND ended_at < ?1),
+       (SELECT count(*) FROM task_attempts WHERE outcome = 'cancelled' AND ended_at < ?1),
+       (SELECT count(*) FROM task_steps WHERE ts < ?1),
+       (SELECT count(*) FROM llm_calls WHERE ts < ?1), (SELECT count(*) FROM llm_calls WHERE ok = 0 AND ts < ?1),
+       (SELECT coalesce(sum(tokens_in), 0) FROM llm_calls WHERE ts < ?1), (SELECT coalesce(sum(tokens_out), 0) FROM llm_calls WHERE ts < ?1),
+       (SELECT count(*) FROM checkpoints WHERE ts < ?1), (SELECT count(*) FROM recoveries WHERE ts < ?1), (SELECT count(*) FROM escalations WHERE ts < ?1)`,
+    [U],
+  ).map(n);
+  const totals = {
+    sessions: tot[0] ?? 0,
+    tasks_completed: tot[1] ?? 0,
+    tasks_failed: tot[2] ?? 0,
+    tasks_cancelled: tot[3] ?? 0,
+    steps: tot[4] ?? 0,
+    llm_calls: tot[5] ?? 0,
+    llm_errors: tot[6] ?? 0,
+    tokens_in: tot[7] ?? 0,
+    tokens_out: tot[8] ?? 0,
+    checkpoints: tot[9] ?? 0,
+    recoveries: tot[10] ?? 0,
+    escalations: tot[11] ?? 0,
+  };
+  const report: Report = {
+    version: 1,
+    run: paths.run,
+    host: os.hostname(),
+    generated_at: isoUtc(now),
+    since: isoUtc(S),
+    until: isoUtc(U),
+    hours: round((U - S) / 3_600_000, 2),
+    verdict: 'OK',
+    summary: '',
+    run_started: runStarted === null ? null : isoUtc(runStarted),
+    agent: {
+      running,
+      pid: proc?.pid ?? null,
+      status: running ? (agentState.status ?? null) : 'stopped',
+      task: running ? (agentState.task ?? null) : null,
+      paused: agentState.paused === true,
+      session_started: sessionStarted === null ? null : isoUtc(sessionStarted),
+      uptime_s: running && sessionStarted !== null ? round((now - sessionStarted) / 1000, 0) : null,
+      last_seen: lastSeen === null ? null : isoUtc(lastSeen),
+    },
+    sessions: { started, clean_ends: cleanEnds, unclean_ends: uncleanEnds },
+    restarts,
+    systemd: opts.systemd === false ? null : await askSystemd(`selfware@${paths.run}.service`),
+    recoveries: {
+      count: recList.length,
+      by_reason: byReason,
+      restored: recList.filter((r) => r.action === 'restore' || r.action === 'rollback').length,
+      duration_ms: durations.length ? { p50: durations[Math.ceil(0.5 * durations.length) - 1] as number, max: durations[durations.length - 1] as number, total: durations.reduce((a, b) => a + b, 0) } : null,
+      list: recList,
+    },
+    escalations,
+    iterations: n(one(db, `SELECT count(*) FROM task_steps WHERE ${inWin('ts')}`, W)[0]),
+    tasks: {
+      started: n(one(db, `SELECT count(*) FROM task_attempts WHERE ${inWin('started_at')}`, W)[0]),
+      completed,
+      failed,
+      failed_final: failedFinal,
+      cancelled: outcomes.cancelled ?? 0,
+      success_rate: completed + failed > 0 ? round(completed / (completed + failed), 4) : null,
+      per_hour: activeHours > 0 ? round(completed / activeHours, 2) : 0,
+      failure_reasons: failureReasons,
+    },
+    llm: {
+      calls: n(calls),
+      errors: n(errors),
+      tokens_in: n(tin),
+      tokens_out: n(tout),
+      tokens_per_s: tps === null ? null : round(tps),
+      latency_ms: okCount ? { p50: round(quantile(db, 'llm_calls', 'latency_ms', okWhere, W, 0.5, okCount)), p99: round(quantile(db, 'llm_calls', 'latency_ms', okWhere, W, 0.99, okCount)) } : null,
+      by_quantization: byQuant,
+    },
+    checkpoints: {
+      created: Object.values(ckByKind).reduce((a, b) => a + b, 0),
+      pruned,
+      by_kind: ckByKind,
+      last: lastCk.length ? { id: String(lastCk[0]), time: isoUtc(n(lastCk[1])), kind: String(lastCk[2]) } : null,
+      age_s: lastCk.length ? round((U - n(lastCk[1])) / 1000, 0) : null,
+      kept,
+      disk_bytes: diskBytes,
+    },
+    governor: { decisions: changes.length, tier_s: tierS, quantization_s: quantS, current, changes },
+    resources: {
+      samples: n(pk[0]),
+      peaks: {
+        vram_used_mb: nn(pk[1]),
+        vram_total_mb: nn(pk[2]),
+        vram_pct: pk[3] === null || pk[3] === undefined ? null : round(n(pk[3])),
+        ram_used_mb: nn(pk[4]),
+        ram_total_mb: nn(pk[5]),
+        ram_pct: pk[6] === null || pk[6] === undefined ? null : round(n(pk[6])),
+        swap_used_mb: nn(pk[7]),
+        gpu_temp: nn(pk[8]),
+        cpu_load: nn(pk[9]),
+        disk_free_pct: nn(pk[10]),
+      },
+    },
+    queue,
+    approvals: { pending: approvals },
+    alerts: [],
+    totals,
+    series: { bucket_s: bucketS, buckets, resources: resSeries, tiers: tierStretches, checkpoints: ckSeries },
+    warnings,
+  };
+  const waitingSince = tasks.filter((t) => t.status === 'pending' || t.status === 'in_progress').map((t) => Date.parse(t.created)).filter((x) => !Number.isNaN(x));
+  report.alerts = evaluate(db, report, {
+    config: config.report.check,
+    until: U,
+    runDir: paths.runDir,
+    disk: opts.disk ?? { warning: 20, critical: 10 },
+    sessionOpen: running,
+    oldestWaiting: waitingSince.length ? Math.min(...waitingSince) : null,
+  });
+  report.verdict = verdictOf(report.alerts);
+  report.summary = summaryOf(report);
+  return report;
+}
+

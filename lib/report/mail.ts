@@ -1,0 +1,55 @@
+// The report by mail: one MIME multipart/alternative message (the text
+// report and the HTML page with its charts), handed to the system's sendmail
+// with -odi so that it is delivered (or queued) before we return.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import { createTransport } from 'nodemailer';
+import { SwError, EXIT } from '../exit.js';
+import { problems } from './check.js';
+import { renderHtml } from './html.js';
+import { headline, renderText } from './text.js';
+import type { Report } from './types.js';
+
+/** "[selfware run1] OK: 41 tasks, 95% success"; for several runs the worst first. */
+export function subject(reports: Report[]): string {
+  if (reports.length === 1) return `[selfware ${(reports[0] as Report).run}] ${headline(reports[0] as Report)}`;
+  const order = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'];
+  const sorted = [...reports].sort((a, b) => order.indexOf(b.verdict) - order.indexOf(a.verdict) || a.run.localeCompare(b.run));
+  const worst = sorted[0]?.verdict ?? 'UNKNOWN';
+  const bad = sorted.filter((r) => r.verdict !== 'OK');
+  const what = bad.length
+    ? bad.map((r) => `${r.run} ${r.verdict}: ${problems(r.alerts)[0]?.message ?? r.summary}`).join('; ')
+    : reports.map((r) => `${r.run}: ${r.summary}`).join('; ');
+  return `[selfware ${os.hostname()}] ${worst}: ${reports.length} runs; ${what}`;
+}
+
+export interface MailOptions {
+  to: string;
+  from: string | null;
+  sendmail: string;
+}
+
+/** Send; returns the Message-ID. Exit 69 when sendmail is missing or refuses. */
+export async function mailReport(reports: Report[], opts: MailOptions): Promise<{ messageId: string; subject: string }> {
+  try {
+    fs.accessSync(opts.sendmail, fs.constants.X_OK);
+  } catch {
+    throw new SwError(`cannot mail the report: ${opts.sendmail} is missing or not executable (install an MTA, such as exim4-daemon-light, or a relay, such as msmtp-mta; or set report.sendmail)`, EXIT.UNAVAILABLE);
+  }
+  const transport = createTransport({ sendmail: true, path: opts.sendmail, newline: 'unix', args: ['-odi', ...(opts.from ? ['-f', opts.from] : [])] });
+  const subj = subject(reports);
+  try {
+    const info = await transport.sendMail({
+      ...(opts.from ? { from: `selfware <${opts.from}>` } : {}),
+      to: opts.to,
+      subject: subj,
+      text: renderText(reports),
+      html: renderHtml(reports, { title: subj }),
+      headers: { 'X-Selfware-Verdict': reports.length === 1 ? (reports[0] as Report).verdict : subj.split(']')[1]?.trim().split(':')[0] ?? '' },
+    });
+    return { messageId: String(info.messageId), subject: subj };
+  } catch (e) {
+    throw new SwError(`cannot mail the report to ${opts.to}: ${opts.sendmail}: ${(e as Error).message.trim()}`, EXIT.UNAVAILABLE);
+  }
+}

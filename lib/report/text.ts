@@ -1,0 +1,153 @@
+// The report as plain text (the terminal, the mail's text part) and as
+// Markdown (chat tools). Both come from the same sections.
+
+import { formatBytes, formatDuration } from '../units.js';
+import { problems } from './check.js';
+import type { Report } from './types.js';
+
+/** "2026-11-21 08:00 UTC" from an ISO time. */
+export function when(iso: string | null): string {
+  if (!iso) return '-';
+  return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+}
+
+export const pct = (x: number | null): string => (x === null ? '-' : `${Math.round(x * 1000) / 10}%`);
+export const num = (x: number): string => (x >= 1e6 ? `${(x / 1e6).toFixed(1)}M` : x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : String(x));
+const ago = (s: number | null): string => (s === null ? '-' : `${formatDuration(s * 1000)} ago`);
+const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+const list = (o: Record<string, number>, unit: (v: number) => string = String): string =>
+  Object.entries(o)
+    .filter(([, v]) => v > 0)
+    .map(([k, v]) => `${k} ${unit(v)}`)
+    .join(', ') || 'none';
+const mb = (x: number | null): string => (x === null ? '-' : formatBytes(x * 1048576));
+
+export interface Section {
+  title: string;
+  rows: Array<[string, string]>;
+}
+
+/** The report's content, format-neutral. */
+export function sections(r: Report): Section[] {
+  const out: Section[] = [];
+  const a = r.agent;
+  out.push({
+    title: 'Run',
+    rows: [
+      ['started', r.run_started ? when(r.run_started) : 'the agent never ran'],
+      [
+        'agent',
+        a.running
+          ? `running since ${when(a.session_started)} (${formatDuration((a.uptime_s ?? 0) * 1000)}), pid ${a.pid}, ${a.status ?? '?'}${a.task ? ` on ${a.task}` : ''}${a.paused ? ', paused' : ''}`
+          : `not running${a.last_seen ? `; last seen ${when(a.last_seen)}` : ''}`,
+      ],
+      ['sessions', `${plural(r.sessions.started, 'start')}, ${plural(r.restarts, 'restart')}${r.systemd ? ` (systemd: ${r.systemd.n_restarts ?? '?'} since the unit started; ${r.systemd.active_state})` : ''}, ${r.sessions.unclean_ends} unclean end${r.sessions.unclean_ends === 1 ? '' : 's'}`],
+      [
+        'recoveries',
+        r.recoveries.count
+          ? `${r.recoveries.count} (${list(r.recoveries.by_reason)}), ${formatDuration(r.recoveries.duration_ms?.p50 ?? 0)} median, ${formatDuration(r.recoveries.duration_ms?.max ?? 0)} longest${r.recoveries.restored ? `, ${r.recoveries.restored} restored a checkpoint` : ''}`
+          : 'none',
+      ],
+      ...(r.escalations.length ? ([['escalations', r.escalations.map((e) => `${when(e.time)}: ${e.reason ?? '?'}`).join('; ')]] as Array<[string, string]>) : []),
+    ],
+  });
+  const t = r.tasks;
+  out.push({
+    title: 'Tasks',
+    rows: [
+      ['completed', `${t.completed} (${t.per_hour} an hour)`],
+      ['failed', `${t.failed}${t.failed_final ? ` (${t.failed_final} for good)` : ''}; success rate ${pct(t.success_rate)}`],
+      ...(t.cancelled ? ([['cancelled', String(t.cancelled)]] as Array<[string, string]>) : []),
+      ['iterations', `${r.iterations} steps, ${t.started} attempts started`],
+      ...t.failure_reasons.map((f, i): [string, string] => [i === 0 ? 'top failures' : '', `${f.count}x ${f.reason}`]),
+    ],
+  });
+  const l = r.llm;
+  out.push({
+    title: 'LLM',
+    rows: [
+      ['calls', `${l.calls}${l.errors ? ` (${l.errors} failed)` : ''}`],
+      ['tokens', `${num(l.tokens_in)} in, ${num(l.tokens_out)} out, ${l.tokens_per_s === null ? '-' : `${l.tokens_per_s} tokens/s`} average`],
+      ['latency', l.latency_ms ? `${formatDuration(l.latency_ms.p50)} median, ${formatDuration(l.latency_ms.p99)} p99` : '-'],
+      ...(l.by_quantization.length > 1 ? ([['by level', l.by_quantization.map((q) => `${q.quantization} ${q.calls} calls${q.tokens_per_s === null ? '' : ` at ${q.tokens_per_s} tokens/s`}`).join(', ')]] as Array<[string, string]>) : []),
+    ],
+  });
+  const c = r.checkpoints;
+  out.push({
+    title: 'Checkpoints',
+    rows: [
+      ['made', `${c.created}${c.created ? ` (${list(c.by_kind)})` : ''}, ${c.pruned} pruned, ${c.kept} kept`],
+      ['last', c.last ? `${c.last.id} (${c.last.kind}), ${ago(c.age_s)}` : 'none'],
+      ['disk', formatBytes(c.disk_bytes)],
+    ],
+  });
+  const g = r.governor;
+  const tierShown = Object.values(g.tier_s).some((v) => v > 0);
+  out.push({
+    title: 'Governor',
+    rows: [
+      ['now', g.current ? `${g.current.tier}, ${g.current.quantization ?? '-'}${g.current.actions.length ? `, ${g.current.actions.join(' ')}` : ''}` : 'no decision recorded'],
+      ['tiers', tierShown ? list(g.tier_s, (v) => formatDuration(v * 1000)) : '-'],
+      ['quantization', tierShown ? list(g.quantization_s, (v) => formatDuration(v * 1000)) : '-'],
+      ...g.changes.slice(-8).map((ch, i): [string, string] => [i === 0 ? 'changes' : '', `${when(ch.time)} ${ch.tier}, ${ch.quantization ?? '-'}${ch.actions.length ? `, ${ch.actions.join(' ')}` : ''}${ch.reason && ch.reason !== 'normal' ? ` (${ch.reason})` : ''}`]),
+      ...(g.changes.length > 8 ? ([['', `(${g.changes.length - 8} earlier changes not shown)`]] as Array<[string, string]>) : []),
+    ],
+  });
+  const p = r.resources.peaks;
+  out.push({
+    title: 'Resource peaks',
+    rows: r.resources.samples
+      ? [
+          ['VRAM', p.vram_used_mb === null ? 'no GPU readings' : `${mb(p.vram_used_mb)} of ${mb(p.vram_total_mb)} (${p.vram_pct}%)${p.gpu_temp === null ? '' : `, ${p.gpu_temp} °C`}`],
+          ['RAM', `${mb(p.ram_used_mb)} of ${mb(p.ram_total_mb)} (${p.ram_pct}%), swap ${mb(p.swap_used_mb)}`],
+          ['CPU', p.cpu_load === null ? '-' : `${p.cpu_load}%`],
+          ['disk', p.disk_free_pct === null ? '-' : `${p.disk_free_pct}% free at the lowest`],
+        ]
+      : [['samples', 'none in this window (is sw-gpu-governor running?)']],
+  });
+  const q = r.queue;
+  out.push({
+    title: 'Queue now',
+    rows: [
+      ['tasks', `${q.pending} pending, ${q.in_progress} in progress, ${q.completed} completed, ${q.failed} failed, ${q.cancelled} cancelled${q.invalid ? `, ${q.invalid} unreadable` : ''}`],
+      ...r.approvals.pending.map((ap, i): [string, string] => [i === 0 ? 'approvals' : '', `${ap.id} for ${ap.task}, since ${when(ap.requested)}: ${ap.action}`]),
+    ],
+  });
+  out.push({ title: 'Alerts', rows: r.alerts.map((al): [string, string] => [al.status, al.message]) });
+  if (r.warnings.length) out.push({ title: 'Warnings', rows: r.warnings.map((w): [string, string] => ['', w]) });
+  return out;
+}
+
+export function headline(r: Report): string {
+  const bad = problems(r.alerts);
+  return `${r.verdict}: ${bad.length ? `${bad.map((a) => a.message).join('; ')}; ` : ''}${r.summary}`;
+}
+
+export function renderText(reports: Report[]): string {
+  return reports
+    .map((r) => {
+      const lines = [`selfware ${r.run} on ${r.host}, ${when(r.since)} to ${when(r.until)} (${formatDuration(r.hours * 3_600_000)})`, headline(r)];
+      for (const s of sections(r)) {
+        lines.push('', s.title);
+        const w = Math.max(...s.rows.map(([k]) => k.length), 0);
+        for (const [k, v] of s.rows) lines.push(`  ${k ? `${k}:`.padEnd(w + 2) : ''.padEnd(w + 2)}${v}`.trimEnd());
+      }
+      return lines.join('\n') + '\n';
+    })
+    .join('\n');
+}
+
+const mdEscape = (x: string): string => x.replace(/([\\`*_{}[\]<>|#])/g, '\\$1');
+
+export function renderMarkdown(reports: Report[]): string {
+  return reports
+    .map((r) => {
+      const lines = [`## selfware ${mdEscape(r.run)}: ${r.verdict}`, '', `${mdEscape(headline(r))}  `, `${mdEscape(r.host)}, ${when(r.since)} to ${when(r.until)} (${formatDuration(r.hours * 3_600_000)})`];
+      for (const s of sections(r)) {
+        lines.push('', `**${s.title}**`, '');
+        for (const [k, v] of s.rows) lines.push(`- ${k ? `${mdEscape(k)}: ` : ''}${mdEscape(v)}`);
+      }
+      return lines.join('\n') + '\n';
+    })
+    .join('\n');
+}

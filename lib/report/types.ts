@@ -1,0 +1,185 @@
+// The report: every figure sw-report prints, in one document. Each format
+// (text, markdown, json, html, prometheus) and the check are views of it.
+// Times are ISO 8601 UTC strings, durations in seconds unless named _ms.
+
+export type Status = 'OK' | 'WARNING' | 'CRITICAL' | 'UNKNOWN';
+export type Tier = 'normal' | 'warning' | 'critical';
+
+/** One alert of `--check`, evaluated at `until` over the check window. */
+export interface Alert {
+  /** success_rate, progress, error_rate, checkpoint_age, disk, escalation */
+  name: string;
+  status: Status;
+  /** One short phrase: "success rate 20% over 1h". */
+  message: string;
+  /** The measured value (null: nothing to measure, such as no task finished). */
+  value: number | null;
+  /** Thresholds in the value's unit; null where the alert has none. */
+  warning: number | null;
+  critical: number | null;
+  /** "below" when a lower value is worse (success rate, disk free). */
+  worse: 'above' | 'below';
+  /** Perfdata unit of measure: "", "s", "%". */
+  uom: string;
+  /** Perfdata label: success, progress_age, errors, checkpoint_age, disk_free, escalations. */
+  label: string;
+  /** Perfdata min and max, when the value has them. */
+  min: number | null;
+  max: number | null;
+}
+
+export interface RecoveryItem {
+  time: string;
+  reason: string | null;
+  action: string | null;
+  checkpoint: string | null;
+  duration_ms: number | null;
+  requeued: number | null;
+  ok: boolean;
+}
+
+export interface GovernorChange {
+  time: string;
+  tier: Tier;
+  quantization: string | null;
+  actions: string[];
+  reason: string | null;
+}
+
+export interface Report {
+  version: 1;
+  run: string;
+  host: string;
+  generated_at: string;
+  since: string;
+  until: string;
+  /** The window's length, in hours. */
+  hours: number;
+  /** The worst alert's status. */
+  verdict: Status;
+  /** "41 tasks, 95% success" (the mail subject's figures). */
+  summary: string;
+  /** The first session's start (null: the agent never ran). */
+  run_started: string | null;
+  agent: {
+    running: boolean;
+    pid: number | null;
+    /** The agent's own state (working, idle, paused, waiting_approval ...), from agent.json. */
+    status: string | null;
+    task: string | null;
+    paused: boolean;
+    /** The current (or last) session's start and, while running, its uptime. */
+    session_started: string | null;
+    uptime_s: number | null;
+    /** The newest event of any kind the agent wrote. */
+    last_seen: string | null;
+  };
+  sessions: { started: number; clean_ends: number; unclean_ends: number };
+  /** Sessions started in the window after one that did not end cleanly. */
+  restarts: number;
+  /** What systemd knows, when it runs the unit (null otherwise). */
+  systemd: { unit: string; active_state: string; n_restarts: number | null; result: string | null } | null;
+  recoveries: {
+    count: number;
+    by_reason: Record<string, number>;
+    /** Checkpoints restored (the state was invalid, or a human rolled back). */
+    restored: number;
+    duration_ms: { p50: number; max: number; total: number } | null;
+    list: RecoveryItem[];
+  };
+  escalations: Array<{ time: string; reason: string | null; failures: number | null }>;
+  /** Agent steps (one model call and its action each) in the window. */
+  iterations: number;
+  tasks: {
+    started: number;
+    completed: number;
+    /** Attempts that failed (a task retried counts once per failed attempt). */
+    failed: number;
+    /** Of those, the attempts that were the task's last (it is failed for good). */
+    failed_final: number;
+    cancelled: number;
+    /** completed / (completed + failed); null when none finished. */
+    success_rate: number | null;
+    /** completed per hour of the window the run existed in. */
+    per_hour: number;
+    failure_reasons: Array<{ reason: string; count: number }>;
+  };
+  llm: {
+    calls: number;
+    errors: number;
+    tokens_in: number;
+    tokens_out: number;
+    /** Mean of the successful calls' tokens per second. */
+    tokens_per_s: number | null;
+    latency_ms: { p50: number; p99: number } | null;
+    by_quantization: Array<{ quantization: string; calls: number; tokens_per_s: number | null }>;
+  };
+  checkpoints: {
+    created: number;
+    pruned: number;
+    by_kind: Record<string, number>;
+    /** The newest checkpoint at `until`, whenever it was made. */
+    last: { id: string; time: string; kind: string } | null;
+    age_s: number | null;
+    /** Checkpoints not pruned at `until`. */
+    kept: number;
+    /** Bytes on disk of the run's state repository and the workspace's history. */
+    disk_bytes: number;
+  };
+  governor: {
+    decisions: number;
+    /** Seconds of the window in each tier (while decisions are known). */
+    tier_s: Record<Tier, number>;
+    quantization_s: Record<string, number>;
+    /** The decision in force at `until`. */
+    current: GovernorChange | null;
+    changes: GovernorChange[];
+  };
+  resources: {
+    samples: number;
+    peaks: {
+      vram_used_mb: number | null;
+      vram_total_mb: number | null;
+      vram_pct: number | null;
+      ram_used_mb: number | null;
+      ram_total_mb: number | null;
+      ram_pct: number | null;
+      swap_used_mb: number | null;
+      gpu_temp: number | null;
+      cpu_load: number | null;
+      /** The lowest. */
+      disk_free_pct: number | null;
+    };
+  };
+  /** The queue now (not limited to the window). */
+  queue: { pending: number; in_progress: number; completed: number; failed: number; cancelled: number; invalid: number };
+  approvals: { pending: Array<{ id: string; task: string; action: string; requested: string }> };
+  alerts: Alert[];
+  /** Counts over the whole log up to `until`, for counters (prometheus). */
+  totals: {
+    sessions: number;
+    tasks_completed: number;
+    tasks_failed: number;
+    tasks_cancelled: number;
+    steps: number;
+    llm_calls: number;
+    llm_errors: number;
+    tokens_in: number;
+    tokens_out: number;
+    checkpoints: number;
+    recoveries: number;
+    escalations: number;
+  };
+  series: {
+    /** Bucket length of `buckets`, in seconds (an hour, or more for long windows). */
+    bucket_s: number;
+    buckets: Array<{ start: string; completed: number; failed: number; steps: number; tokens_per_s: number | null }>;
+    /** Resource samples, at most about 400 (the peaks of each stretch). */
+    resources: Array<{ time: string; vram_pct: number | null; ram_pct: number | null; cpu_load: number | null; tier: Tier | null }>;
+    /** The governor's tier over the window as stretches. */
+    tiers: Array<{ start: string; end: string; tier: Tier }>;
+    checkpoints: Array<{ time: string; kind: string }>;
+  };
+  /** Problems reading the task log (a torn or corrupt record, a gap). */
+  warnings: string[];
+}

@@ -1,0 +1,337 @@
+// sw-report through the real commands: a run the scripted agent worked
+// (known outcomes, a SIGKILL and a recovery), --check at each threshold,
+// Prometheus output through promtool, --all, --output, and the mail's
+// failure modes (the real MTA delivery is in test/systemd/units.test.ts).
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { execa } from 'execa';
+import { makeEnv, sw, treeSnapshot, writeConfig, type TestEnv } from '../helpers.js';
+import { addTask, query, scriptedRun, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
+import { createRun, events } from '../fixtures/runs.js';
+import type { TaskEvent } from '../../lib/tasklog/index.js';
+import type { Report } from '../../lib/report/types.js';
+
+const iso = (ms: number): string => new Date(ms).toISOString();
+
+async function reportJson(t: TestEnv, args: string[]): Promise<Report> {
+  const r = await sw('sw-report', [...args, '--json'], t);
+  assert.equal(r.exitCode, 0, String(r.stderr));
+  return JSON.parse(String(r.stdout)) as Report;
+}
+
+test('a run worked by the scripted agent: the report counts exactly what happened', async () => {
+  const t = makeEnv('report-real');
+  try {
+    scriptedRun(t, {
+      good: [
+        { action: 'write_file', path: 'good.txt', content: 'good\n' },
+        { action: 'finish', summary: 'good' },
+      ],
+      bad: [
+        { action: 'shell', command: 'exit 3' },
+        { action: 'finish', summary: 'claims done' },
+      ],
+      slow: [
+        { action: 'shell', command: 'echo one >> slow.txt' },
+        { action: 'shell', command: 'echo two >> slow.txt', delay_ms: 3000 },
+        { action: 'finish', summary: 'slow' },
+      ],
+    });
+    const started = Date.now();
+    for (let i = 0; i < 3; i++) await addTask(t, 'good');
+    await addTask(t, 'bad', ['--verify', 'false', '--max-attempts', '2']);
+    const a = startAgent(t);
+    await waitFor('four tasks done', async () => (await tasks(t)).filter((x) => x.status === 'completed' || x.status === 'failed').length === 4, 60_000, a);
+    // A task in the middle of its second step when the agent is SIGKILLed; recovered; finished by the next session.
+    const slow = await addTask(t, 'slow');
+    await waitFor('slow at step 2', () => transcript(t, slow).some((l) => l.type === 'step' && l.step === 1), 20_000, a);
+    await a.stop('SIGKILL');
+    const rec = await sw('sw-recover', ['run1', '--json'], t);
+    assert.equal(rec.exitCode, 0, String(rec.stderr));
+    const b = startAgent(t);
+    await waitFor('slow completed', async () => (await tasks(t)).find((x) => x.id === slow)?.status === 'completed', 30_000, b);
+    assert.equal(await b.stop(), 0);
+
+    const r = await reportJson(t, ['run1', '--since', iso(started - 60_000)]);
+    assert.equal(r.run, 'run1');
+    assert.deepEqual(r.tasks, {
+      started: 3 + 2 + 1, // the slow task's attempt 1 was started once and resumed
+      completed: 4,
+      failed: 2,
+      failed_final: 1,
+      cancelled: 0,
+      success_rate: 0.6667,
+      per_hour: r.tasks.per_hour,
+      failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }],
+    });
+    // Steps: 3 good x 2, bad 2 x 2, slow 1 + (resumed) 2.
+    const steps = (await query(t, 'SELECT count(*) FROM task_steps'))[0]?.[0];
+    assert.equal(steps, 6 + 4 + 3);
+    assert.equal(r.iterations, 13);
+    assert.equal(r.llm.calls, 13);
+    assert.equal(r.llm.errors, 0);
+    const [[tin, tout]] = (await query(t, 'SELECT sum(tokens_in), sum(tokens_out) FROM llm_calls')) as [[number, number]];
+    assert.equal(r.llm.tokens_in, tin);
+    assert.equal(r.llm.tokens_out, tout);
+    assert.deepEqual(r.sessions, { started: 2, clean_ends: 1, unclean_ends: 1 });
+    assert.equal(r.restarts, 1);
+    assert.equal(r.recoveries.count, 1);
+    const recovered = JSON.parse(String(rec.stdout)) as { reason: string; duration_ms: number };
+    assert.equal(r.recoveries.list[0]?.reason, recovered.reason);
+    assert.equal(r.recoveries.list[0]?.duration_ms, recovered.duration_ms);
+    const list = (JSON.parse(String((await sw('sw-checkpoint', ['list', 'run1', '--json'], t)).stdout)) as { checkpoints: Array<{ kind: string }> }).checkpoints;
+    assert.equal(r.checkpoints.created, list.length);
+    assert.equal(r.checkpoints.kept, list.length);
+    assert.deepEqual(
+      r.checkpoints.by_kind,
+      list.reduce<Record<string, number>>((acc, c) => ({ ...acc, [c.kind]: (acc[c.kind] ?? 0) + 1 }), {}),
+    );
+    assert.ok((r.checkpoints.by_kind.shutdown ?? 0) >= 1 && r.checkpoints.by_kind.recovery === 1, JSON.stringify(r.checkpoints.by_kind));
+    assert.ok(r.checkpoints.disk_bytes > 0);
+    assert.deepEqual(r.queue, { pending: 0, in_progress: 0, completed: 4, failed: 1, cancelled: 0, invalid: 0 });
+    assert.equal(r.agent.running, false);
+    // Two of the 13 steps failed (the bad task's `exit 3`): 15% is above the 10% warning.
+    assert.equal(r.verdict, 'WARNING');
+    assert.deepEqual(
+      r.alerts.filter((x) => x.status !== 'OK').map((x) => x.message),
+      ['error rate 15.4% over 1h (2 of 13 steps)'],
+    );
+    assert.equal(r.summary, '6 tasks, 67% success');
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** A run with a task log and, when pending, a task waiting in the queue. */
+async function checkRun(t: TestEnv, evs: TaskEvent[], opts: { pending?: boolean } = {}): Promise<void> {
+  await createRun(t);
+  if (opts.pending) await addTask(t, 'waiting');
+  events(t, evs);
+}
+
+async function check(t: TestEnv, until: number, extra: string[] = []): Promise<{ code: number; line: string }> {
+  const r = await sw('sw-report', ['run1', '--check', '--until', iso(until), ...extra], t);
+  assert.equal(String(r.stderr), '', 'nothing on stderr');
+  const line = String(r.stdout);
+  assert.match(line, /^SELFWARE (OK|WARNING|CRITICAL|UNKNOWN) - [^\n|]+( \| [^\n]+)?$/, line);
+  return { code: r.exitCode as number, line: line.trim() };
+}
+
+test('--check: the success rate over the last hour, at and around each threshold', async () => {
+  const t = makeEnv('report-check');
+  try {
+    const now = Date.now();
+    const U = now + 10 * 60_000;
+    const outcome = (i: number, ok: boolean, ts: number): TaskEvent => ({ t: 'task_outcome', task: `t${i}`, attempt: 1, outcome: ok ? 'completed' : 'failed', reason: ok ? null : 'verify failed', ts: iso(ts) });
+    // An hour before U: 9 failures that must not count.
+    const old = Array.from({ length: 9 }, (_, i) => outcome(100 + i, false, U - 3_600_000 - 60_000 - i));
+    await checkRun(t, old);
+    let c = await check(t, U);
+    assert.equal(c.code, 0);
+    assert.match(c.line, /^SELFWARE OK - 9 tasks, 0% success in 1d \| success=U;0\.5:;0\.25:;0;1 /);
+    events(t, [outcome(1, true, U - 50 * 60_000), outcome(2, false, U - 40 * 60_000)]); // 1 of 2 = 50%: not below 50%
+    c = await check(t, U);
+    assert.equal(c.code, 0, c.line);
+    assert.match(c.line, / success=0\.5;0\.5:;0\.25:;0;1 /);
+    events(t, [outcome(3, false, U - 30 * 60_000)]); // 1 of 3
+    c = await check(t, U);
+    assert.equal(c.code, 1, c.line);
+    assert.match(c.line, /^SELFWARE WARNING - success rate 33\.3% over 1h \(1 of 3\) \| success=0\.3333;0\.5:;0\.25:;0;1 /);
+    events(t, [outcome(4, false, U - 20 * 60_000)]); // 1 of 4 = 25%: not below 25%
+    assert.equal((await check(t, U)).code, 1);
+    events(t, [outcome(5, false, U - 10 * 60_000)]); // 1 of 5
+    c = await check(t, U);
+    assert.equal(c.code, 2, c.line);
+    assert.match(c.line, /^SELFWARE CRITICAL - success rate 20% over 1h \(1 of 5\) \| success=0\.2;0\.5:;0\.25:;0;1 /);
+    // Thresholds come from the config.
+    writeConfig(t, 'run1', 'report:\n  check:\n    success_rate:\n      warning: 0.3\n      critical: 0.1\n');
+    assert.equal((await check(t, U)).code, 1);
+    // The window moves with --until: an hour later, nothing finished.
+    assert.equal((await check(t, U + 3_600_000)).code, 0);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--check: progress while tasks wait, the error rate, an escalation', async () => {
+  const t = makeEnv('report-check2');
+  try {
+    const now = Date.now();
+    let n = 0;
+    // Each a step of its own (the task log keys steps by task, attempt and number).
+    const step = (ts: number, status = 'ok'): TaskEvent => ({ t: 'task_step', task: 'x', attempt: 1, step: ++n, action: 'shell', status, ts: iso(ts) });
+    await checkRun(t, [step(now - 1000)], { pending: true });
+    assert.equal((await check(t, now + 59 * 60_000)).code, 0);
+    let c = await check(t, now + 61 * 60_000);
+    assert.equal(c.code, 1, c.line);
+    assert.match(c.line, /^SELFWARE WARNING - last progress 1h1m ago with 1 task waiting \| /);
+    assert.match(c.line, / progress_age=3661s;3600;10800;0 /);
+    c = await check(t, now + 3 * 3_600_000 + 60_000);
+    assert.equal(c.code, 2, c.line);
+
+    // Error rate: 20 steps in the hour before U.
+    const U = now + 2 * 3_600_000;
+    const steps = (bad: number): TaskEvent[] => Array.from({ length: 20 }, (_, i) => step(U - 50 * 60_000 + i * 1000, i < bad ? (i % 2 ? 'invalid' : 'failed') : 'ok'));
+    events(t, steps(2)); // 10%: not above
+    c = await check(t, U);
+    assert.equal(c.code, 0, c.line);
+    assert.match(c.line, / errors=0\.1;0\.1;0\.25;0;1 /);
+    events(t, [step(U - 1000, 'llm_error')]); // 3 of 21
+    c = await check(t, U);
+    assert.equal(c.code, 1, c.line);
+    assert.match(c.line, /error rate 14\.3% over 1h \(3 of 21 steps\)/);
+    events(t, Array.from({ length: 4 }, (_, i) => step(U - 2000 - i, 'failed'))); // 7 of 25
+    c = await check(t, U);
+    assert.equal(c.code, 2, c.line);
+    assert.match(c.line, /^SELFWARE CRITICAL - error rate 28% over 1h \(7 of 25 steps\)/);
+
+    // An escalation with no step after it: critical; a step after it clears it.
+    const t2 = makeEnv('report-esc');
+    try {
+      await checkRun(t2, [{ t: 'escalation', reason: '5 crashes in 1h', failures: 5, ts: iso(now - 300_000) }]);
+      c = await check(t2, now);
+      assert.equal(c.code, 2, c.line);
+      assert.match(c.line, /^SELFWARE CRITICAL - escalated 5m ago: systemd stopped restarting the run \| .* escalations=1;;0;0$/);
+      events(t2, [step(now - 1000)]);
+      assert.equal((await check(t2, now)).code, 0);
+    } finally {
+      t2.cleanup();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--check: the checkpoint age while the agent runs, and disk free by the governor thresholds', async () => {
+  const t = makeEnv('report-check3');
+  try {
+    scriptedRun(t, {});
+    const a = startAgent(t);
+    try {
+      await waitFor('the agent ready', () => /agent ready/.test(a.output()), 20_000, a);
+      const last = (await query(t, 'SELECT max(ts) FROM checkpoints'))[0]?.[0] as number | null;
+      const C = Date.now();
+      events(t, [{ t: 'checkpoint', id: 'ffff0001', kind: 'routine', time: iso(C), ts: iso(C) }]);
+      assert.ok(last === null || last < C);
+      assert.equal((await check(t, C + 14 * 60_000)).code, 0);
+      let c = await check(t, C + 16 * 60_000);
+      assert.equal(c.code, 1, c.line);
+      assert.match(c.line, /^SELFWARE WARNING - last checkpoint 16m ago \| .*checkpoint_age=960s;900;3600;0 /);
+      c = await check(t, C + 61 * 60_000);
+      assert.equal(c.code, 2, c.line);
+    } finally {
+      await a.stop();
+    }
+    // Stopped: the age is not judged.
+    const stopped = await check(t, Date.now() + 3 * 3_600_000);
+    assert.match(stopped.line, /checkpoint_age=U;900;3600;0/);
+
+    // Disk: thresholds around the free space the test directory really has.
+    const st = fs.statfsSync(t.stateDir);
+    const free = Math.round((st.bavail / st.blocks) * 1000) / 10;
+    fs.writeFileSync(path.join(t.configDir, 'governor.yaml'), `disk:\n  warning: ${Math.min(100, free + 5)}\n  critical: ${Math.max(0, free - 5)}\n`);
+    let c = await check(t, Date.now());
+    assert.equal(c.code, 1, c.line);
+    assert.match(c.line, new RegExp(`WARNING - [\\d.]+% disk free \\| .*disk_free=[\\d.]+%;${Math.min(100, free + 5)}:;${Math.max(0, free - 5)}:;0;100`));
+    fs.writeFileSync(path.join(t.configDir, 'governor.yaml'), `disk:\n  warning: ${Math.min(100, free + 10)}\n  critical: ${Math.min(99, free + 5)}\n`);
+    c = await check(t, Date.now());
+    assert.equal(c.code, 2, c.line);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--check: UNKNOWN (3) with one line for a missing run, a broken config, no runs at all', async () => {
+  const t = makeEnv('report-unknown');
+  try {
+    let r = await sw('sw-report', ['nosuch', '--check'], t);
+    assert.equal(r.exitCode, 3);
+    assert.match(String(r.stdout), /^SELFWARE UNKNOWN - no run 'nosuch': .*nosuch\/tasklog\.journal does not exist \(exit 66\)$/);
+    // Usage mistakes too, under --check.
+    r = await sw('sw-report', ['../x', '--check'], t);
+    assert.equal(r.exitCode, 3);
+    assert.match(String(r.stdout), /^SELFWARE UNKNOWN - invalid run name '\.\.\/x': .* \(exit 64\)$/);
+    r = await sw('sw-report', ['x', '--check', '--json'], t);
+    assert.equal(r.exitCode, 3);
+    assert.match(String(r.stdout), /^SELFWARE UNKNOWN - --check prints one line: it does not take --mail, --format, --json or --output \(exit 64\)$/);
+    r = await sw('sw-report', ['--all', '--check'], t);
+    assert.equal(r.exitCode, 3);
+    assert.match(String(r.stdout), /^SELFWARE UNKNOWN - no runs under .*\(exit 66\)$/);
+    await createRun(t);
+    writeConfig(t, 'run1', 'report:\n  check:\n    success_rate:\n      warning: 2\n');
+    r = await sw('sw-report', ['run1', '--check'], t);
+    assert.equal(r.exitCode, 3);
+    assert.match(String(r.stdout), /^SELFWARE UNKNOWN - .*run1\.yaml:4:16: report\.check\.success_rate\.warning: expected a number from 0 to 1, got 2 \(exit 78\)$/);
+    // Without --check the same config is exit 78, naming file, line and value, and nothing is written.
+    const before = treeSnapshot(t.dir);
+    r = await sw('sw-report', ['run1', '-o', path.join(t.dir, 'out.txt')], t);
+    assert.equal(r.exitCode, 78);
+    assert.match(String(r.stderr), /^sw-report: .*run1\.yaml:4:16: report\.check\.success_rate\.warning: expected a number from 0 to 1, got 2$/);
+    assert.deepEqual(treeSnapshot(t.dir), before);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--format prometheus passes promtool check metrics; --all gives each family once; --output replaces the file atomically', async () => {
+  const t = makeEnv('report-prom');
+  try {
+    for (const run of ['alpha', 'beta']) {
+      await createRun(t, run);
+      events(t, [{ t: 'task_outcome', task: 'a', attempt: 1, outcome: 'completed', ts: iso(Date.now() - 1000) }, { t: 'llm_call', task: 'a', tokens_in: 10, tokens_out: 5, latency_ms: 100, tokens_per_s: 50, ts: iso(Date.now() - 2000) }], run);
+    }
+    const out = path.join(t.dir, 'selfware.prom');
+    const r = await sw('sw-report', ['--all', '--format', 'prometheus', '-o', out], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    assert.equal(String(r.stdout), '');
+    const text = fs.readFileSync(out, 'utf8');
+    const promtool = await execa('promtool', ['check', 'metrics'], { input: text, reject: false });
+    assert.equal(promtool.exitCode, 0, `promtool: ${promtool.stdout}${promtool.stderr}\n${text}`);
+    assert.equal(`${promtool.stdout}${promtool.stderr}`.trim(), '', 'no lint warnings');
+    const types = text.split('\n').filter((l) => l.startsWith('# TYPE '));
+    assert.equal(new Set(types).size, types.length, 'each family typed once');
+    assert.match(text, /^selfware_tasks_total\{run="alpha",outcome="completed"\} 1$/m);
+    assert.match(text, /^selfware_tasks_total\{run="beta",outcome="completed"\} 1$/m);
+    assert.match(text, /^selfware_llm_tokens_total\{run="alpha",direction="out"\} 5$/m);
+    assert.match(text, /^selfware_check_status\{run="beta",check="success_rate"\} 0$/m);
+    // promtool does catch a broken exposition: the check above can fail.
+    const broken = await execa('promtool', ['check', 'metrics'], { input: text.replace('# TYPE selfware_tasks_total counter', '# TYPE selfware_tasks_total counter\n# TYPE selfware_tasks_total gauge'), reject: false });
+    assert.notEqual(broken.exitCode, 0);
+    assert.deepEqual(fs.readdirSync(t.dir).filter((n) => n.startsWith('selfware.prom')), ['selfware.prom'], 'no temp file left');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('--mail: no sendmail exits 69, no address exits 78, and the message is multipart text and HTML with the verdict in the subject', async () => {
+  const t = makeEnv('report-mail');
+  try {
+    await createRun(t);
+    writeConfig(t, 'run1', 'report:\n  sendmail: /nonexistent/sendmail\n');
+    let r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.match(String(r.stderr), /^sw-report: cannot mail the report: \/nonexistent\/sendmail is missing or not executable/);
+    r = await sw('sw-report', ['run1', '--mail'], t);
+    assert.equal(r.exitCode, 78);
+    assert.match(String(r.stderr), /no address to mail to: give --mail ADDRESS or set report\.mail in .*run1\.yaml/);
+    // A sendmail that keeps what it is given (the real MTA is exercised under systemd).
+    const fake = path.join(t.dir, 'sendmail');
+    fs.writeFileSync(fake, `#!/bin/sh\necho "$@" > ${t.dir}/argv\ncat > ${t.dir}/message\n`, { mode: 0o755 });
+    writeConfig(t, 'run1', `report:\n  sendmail: ${fake}\n  mail: ops@example.com\n  from: selfware@gpu-box.example\n`);
+    r = await sw('sw-report', ['run1', '--mail', '-v'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    assert.match(String(r.stderr), /mailed to ops@example\.com: \[selfware run1\] OK: no task finished/);
+    assert.equal(fs.readFileSync(path.join(t.dir, 'argv'), 'utf8').trim(), '-i -odi -f selfware@gpu-box.example ops@example.com');
+    const msg = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
+    assert.match(msg, /^Subject: \[selfware run1\] OK: no task finished$/m);
+    assert.match(msg, /^From: selfware <selfware@gpu-box\.example>$/m);
+    assert.match(msg, /^Content-Type: multipart\/alternative;/m);
+    assert.match(msg, /^Content-Type: text\/plain; charset=utf-8$/m);
+    assert.match(msg, /^Content-Type: text\/html; charset=utf-8$/m);
+  } finally {
+    t.cleanup();
+  }
+});

@@ -1,0 +1,152 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { collect } from '../../lib/report/collect.js';
+import { RUN_SCHEMA, type RunConfig } from '../../lib/config/index.js';
+import { defaultsOf } from '../../lib/config/spec.js';
+import { runPaths } from '../../lib/run.js';
+import { windowOf } from '../../lib/report/window.js';
+import { checkLine, perfdata } from '../../lib/report/check.js';
+import { SwError } from '../../lib/exit.js';
+import { makeEnv, sw } from '../helpers.js';
+import { DAY, T0, T1, truthFor, writeWeekLog } from '../fixtures/weeklog.js';
+
+const config = defaultsOf(RUN_SCHEMA) as RunConfig;
+
+test('a seven-day task log: every figure matches the known truth, for the week and for windows inside it', async () => {
+  const t = makeEnv('report-week');
+  try {
+    const facts = await writeWeekLog(t.stateDir, 'week');
+    assert.ok(facts.events > 200_000, `${facts.events} events`);
+    const paths = runPaths('week', t.env);
+    for (const w of [
+      { since: T0, until: T1 },
+      { since: T1 - DAY, until: T1 },
+      { since: T0 + DAY + 6 * 3_600_000, until: T0 + 3 * DAY + 3_600_000 },
+      { since: T0 - DAY, until: T0 + 3_600_000 },
+    ]) {
+      const r = await collect(paths, config, w, { now: T1, systemd: false });
+      const truth = truthFor(facts, w);
+      const label = `${new Date(w.since).toISOString()}..${new Date(w.until).toISOString()}`;
+      assert.deepEqual(
+        { ...r.tasks, failure_reasons: r.tasks.failure_reasons },
+        { ...truth.tasks, failure_reasons: truth.tasks.failure_reasons.slice(0, 5) },
+        `tasks, ${label}`,
+      );
+      assert.equal(r.iterations, truth.iterations, `iterations, ${label}`);
+      const { by_quantization: _q, ...llm } = r.llm;
+      assert.deepEqual(llm, truth.llm, `llm, ${label}`);
+      const { disk_bytes: _d, ...ck } = r.checkpoints;
+      assert.deepEqual(ck, truth.checkpoints, `checkpoints, ${label}`);
+      assert.equal(r.sessions.started, truth.sessions, `sessions, ${label}`);
+      assert.equal(r.restarts, truth.restarts, `restarts, ${label}`);
+      assert.equal(r.recoveries.count, truth.recoveries.count, `recoveries, ${label}`);
+      const d = [...truth.recoveries.durations].sort((a, b) => a - b);
+      assert.deepEqual(r.recoveries.duration_ms, d.length ? { p50: d[Math.ceil(d.length / 2) - 1], max: d[d.length - 1], total: d.reduce((a, b) => a + b, 0) } : null);
+      assert.deepEqual(r.governor.tier_s, truth.governor.tier_s, `tiers, ${label}`);
+      assert.deepEqual(r.governor.quantization_s, truth.governor.quantization_s, `quantization, ${label}`);
+      assert.equal(r.governor.changes.length, truth.governor.changes, `governor changes, ${label}`);
+      const { samples, ...peaks } = truth.peaks;
+      assert.equal(r.resources.samples, samples, `samples, ${label}`);
+      if (samples) {
+        assert.deepEqual(
+          { vram_used_mb: r.resources.peaks.vram_used_mb, vram_pct: r.resources.peaks.vram_pct, ram_used_mb: r.resources.peaks.ram_used_mb, swap_used_mb: r.resources.peaks.swap_used_mb, gpu_temp: r.resources.peaks.gpu_temp, cpu_load: r.resources.peaks.cpu_load, disk_free_pct: r.resources.peaks.disk_free_pct },
+          peaks,
+          `peaks, ${label}`,
+        );
+      }
+      // The chart series add up to the same totals.
+      assert.equal(r.series.buckets.reduce((a, b) => a + b.completed, 0), truth.tasks.completed, `buckets completed, ${label}`);
+      assert.equal(r.series.buckets.reduce((a, b) => a + b.failed, 0), truth.tasks.failed, `buckets failed, ${label}`);
+      assert.equal(r.series.buckets.reduce((a, b) => a + b.steps, 0), truth.iterations, `buckets steps, ${label}`);
+      assert.equal(r.series.checkpoints.length, truth.checkpoints.created, `checkpoint marks, ${label}`);
+      assert.ok(r.series.resources.length <= 401, `${r.series.resources.length} resource points`);
+      assert.equal(r.series.tiers.reduce((a, s) => a + (Date.parse(s.end) - Date.parse(s.start)), 0) / 1000, Object.values(truth.governor.tier_s).reduce((a, b) => a + b, 0), `tier stretches, ${label}`);
+    }
+    // The whole week, spelled out, so a wrong generator cannot hide a wrong report.
+    const week = await collect(paths, config, { since: T0, until: T1 }, { now: T1, systemd: false });
+    assert.equal(week.tasks.completed + week.tasks.failed + week.tasks.cancelled, 2000 + 200 - 2);
+    assert.equal(week.tasks.failed_final, 40);
+    assert.equal(week.tasks.cancelled, 21);
+    assert.equal(week.checkpoints.created, 671);
+    assert.equal(week.checkpoints.pruned, 95);
+    assert.equal(week.sessions.started, 5);
+    assert.equal(week.restarts, 3);
+    assert.equal(week.sessions.unclean_ends, 2);
+    assert.equal(week.sessions.clean_ends, 2);
+    assert.deepEqual(week.governor.tier_s, { normal: 590_370, warning: 9000, critical: 5400 });
+    assert.deepEqual(week.recoveries.by_reason, { crash: 1, hang: 1 });
+    assert.equal(week.recoveries.restored, 1);
+    assert.equal(week.resources.samples, 120_000);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the window: durations back from --until, ISO times, and bad values named', () => {
+  const now = Date.parse('2026-11-21T12:00:00Z');
+  assert.deepEqual(windowOf({ since: '24h' }, now), { since: now - DAY, until: now });
+  assert.deepEqual(windowOf({ since: '7d', until: '2026-11-20T00:00:00Z' }, now), { since: Date.parse('2026-11-13T00:00:00Z'), until: Date.parse('2026-11-20T00:00:00Z') });
+  assert.deepEqual(windowOf({ since: '2026-11-21T08:00:00Z', until: '30m' }, now), { since: Date.parse('2026-11-21T08:00:00Z'), until: now - 1_800_000 });
+  for (const [o, re] of [
+    [{ since: 'yesterday' }, /^invalid --since 'yesterday': expected a duration such as 30m, 24h or 7d, or an ISO 8601 time/],
+    [{ since: '24h', until: '2026-13-01' }, /^invalid --until '2026-13-01'/],
+    [{ since: '2026-11-22T00:00:00Z' }, /^--since 2026-11-22T00:00:00Z \(2026-11-22T00:00:00Z\) is not before --until now/],
+  ] as const) {
+    assert.throws(
+      () => windowOf(o, now),
+      (e: unknown) => e instanceof SwError && e.code === 64 && re.test(e.message),
+    );
+  }
+});
+
+test('perfdata and the check line follow the Monitoring Plugins format', () => {
+  const a = { name: 'success_rate', status: 'CRITICAL' as const, message: 'success rate 20% over 1h (1 of 5)', value: 0.2, warning: 0.5, critical: 0.25, worse: 'below' as const, uom: '', label: 'success', min: 0, max: 1 };
+  assert.equal(perfdata(a), 'success=0.2;0.5:;0.25:;0;1');
+  assert.equal(perfdata({ ...a, value: null }), 'success=U;0.5:;0.25:;0;1');
+  const b = { ...a, name: 'checkpoint_age', status: 'OK' as const, message: 'last checkpoint 4m ago', value: 240, warning: 900, critical: 3600, worse: 'above' as const, uom: 's', label: 'checkpoint_age', max: null };
+  assert.equal(perfdata(b), 'checkpoint_age=240s;900;3600;0');
+  const report = { run: 'run1', verdict: 'CRITICAL', summary: '5 tasks, 20% success', alerts: [b, a] } as unknown as Parameters<typeof checkLine>[0][number];
+  assert.deepEqual(checkLine([report]), { status: 'CRITICAL', line: 'SELFWARE CRITICAL - success rate 20% over 1h (1 of 5) | checkpoint_age=240s;900;3600;0 success=0.2;0.5:;0.25:;0;1' });
+});
+
+test('sw-report on the week log through the command: JSON as collected, text, and --since bad input exits 64 changing nothing', async () => {
+  const t = makeEnv('report-cmd');
+  try {
+    const facts = await writeWeekLog(t.stateDir, 'week', { tasks: 200, samples: 5000 });
+    const since = new Date(T0).toISOString();
+    const until = new Date(T1).toISOString();
+    const r = await sw('sw-report', ['week', '--since', since, '--until', until, '--json'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const doc = JSON.parse(String(r.stdout)) as { run: string; since: string; until: string; tasks: Record<string, unknown>; llm: Record<string, unknown>; checkpoints: Record<string, unknown>; restarts: number; recoveries: Record<string, unknown>; alerts: unknown[] };
+    const truth = truthFor(facts, { since: T0, until: T1 });
+    assert.equal(doc.run, 'week');
+    assert.equal(doc.since, since.replace('.000Z', 'Z'));
+    assert.deepEqual(doc.tasks, { ...truth.tasks, failure_reasons: truth.tasks.failure_reasons.slice(0, 5) });
+    assert.equal(doc.llm.calls, truth.llm.calls);
+    assert.equal(doc.checkpoints.created, truth.checkpoints.created);
+    assert.equal(doc.restarts, truth.restarts);
+    assert.equal(doc.alerts.length, 6);
+    const text = await sw('sw-report', ['week', '--since', since, '--until', until], t);
+    assert.equal(text.exitCode, 0, String(text.stderr));
+    assert.match(String(text.stdout), new RegExp(`^selfware week on .*, 2026-11-01 00:00 UTC to 2026-11-08 00:00 UTC \\(7d\\)\\n`));
+    assert.match(String(text.stdout), new RegExp(`\\n  completed:\\s+${truth.tasks.completed} \\(`));
+    for (const [args, re] of [
+      [['week', '--since', 'last week'], /sw-report: invalid --since 'last week': expected a duration/],
+      [['week', '--format', 'pdf'], /sw-report: option '--format <format>' argument 'pdf' is invalid\. expected one of text, markdown, json, html, prometheus, got 'pdf'/],
+      [['../week'], /sw-report: invalid run name '\.\.\/week'/],
+      [['week', '--all'], /sw-report: give a run name or --all, not both/],
+      [[], /sw-report: missing run name \(or --all for every run\)/],
+      [['--mail', 'week'], /sw-report: invalid --mail address 'week': expected a mail address such as ops@example.com \(the run name goes before --mail\)/],
+    ] as Array<[string[], RegExp]>) {
+      const bad = await sw('sw-report', args, t);
+      assert.equal(bad.exitCode, 64, `${args.join(' ')}: ${bad.stderr}`);
+      assert.match(String(bad.stderr), re);
+      assert.equal(String(bad.stderr).trim().split('\n').length <= 2, true, String(bad.stderr));
+    }
+    const none = await sw('sw-report', ['nosuch'], t);
+    assert.equal(none.exitCode, 66);
+    assert.match(String(none.stderr), /^sw-report: no run 'nosuch': .*nosuch\/tasklog\.journal does not exist$/);
+  } finally {
+    t.cleanup();
+  }
+});
