@@ -3,7 +3,7 @@
 #   make test            run every test (installs what the tests need)
 #   make check           type-check and lint
 #   make demo            the main job on the embedded default
-#   make install         PREFIX=/usr/local DESTDIR= UNITDIR=/etc/systemd/system
+#   make install         PREFIX=/usr/local DESTDIR= UNITDIR=/etc/systemd/system [SYSTEMD_VERSION=]
 #   make uninstall       remove exactly what install put there
 
 PREFIX     ?= /usr/local
@@ -21,6 +21,8 @@ NPM        ?= npm
 COMMANDS    = sw-agent sw-checkpoint sw-gpu-governor sw-recover sw-report
 UNITS       = $(notdir $(wildcard units/*.service units/*.timer))
 SERVICE_USER ?= selfware
+# systemd 254 and later space restarts themselves (RestartSteps=): a drop-in for those.
+SYSTEMD_VERSION ?= $(shell systemctl --version 2>/dev/null | awk 'NR==1 {print $$2 + 0}')
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
 APT_TEST    = restic mandoc systemd-container exim4-daemon-light chromium prometheus
@@ -105,6 +107,11 @@ install: build
 	      -e 's|^User=selfware$$|User=$(SERVICE_USER)|' -e 's|^Group=selfware$$|Group=$(SERVICE_USER)|' units/$$u > $(DESTDIR)$(UNITDIR)/$$u; \
 	  chmod 644 $(DESTDIR)$(UNITDIR)/$$u; \
 	done
+	@if [ "$(SYSTEMD_VERSION)" -ge 254 ] 2>/dev/null; then \
+	  install -d $(DESTDIR)$(UNITDIR)/selfware@.service.d && \
+	  install -m 644 units/restart-steps.conf $(DESTDIR)$(UNITDIR)/selfware@.service.d/restart-steps.conf && \
+	  echo "systemd $(SYSTEMD_VERSION): restarts spaced by RestartSteps= (selfware@.service.d/restart-steps.conf)"; \
+	fi
 	install -m 644 units/example.yaml $(DESTDIR)$(SYSCONFDIR)/selfware/example.yaml.sample
 	install -m 644 units/example.yaml $(DESTDIR)$(DOCDIR)/example.yaml
 	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; install -m 644 $$m $(DESTDIR)$(MANDIR)/man$$s/; done
@@ -123,6 +130,8 @@ install: build
 uninstall:
 	for c in $(COMMANDS); do rm -f $(DESTDIR)$(BINDIR)/$$c; done
 	for u in $(UNITS); do rm -f $(DESTDIR)$(UNITDIR)/$$u; done
+	rm -f $(DESTDIR)$(UNITDIR)/selfware@.service.d/restart-steps.conf
+	-rmdir $(DESTDIR)$(UNITDIR)/selfware@.service.d 2>/dev/null
 	for m in man/*.[1-8]; do [ -f "$$m" ] || continue; s=$${m##*.}; rm -f $(DESTDIR)$(MANDIR)/man$$s/$$(basename $$m); done
 	rm -f $(DESTDIR)$(SYSCONFDIR)/selfware/example.yaml.sample
 	-rmdir $(DESTDIR)$(SYSCONFDIR)/selfware 2>/dev/null

@@ -65,7 +65,10 @@ function buildProgram(): Command {
           out.error(`escalating: ${res.escalation}; run '${run}' will not be restarted until someone starts it again`);
           return EXIT_ESCALATED;
         }
-        if (res.backoff_ms > 0 && !o.dryRun) {
+        if (res.backoff_ms > 0 && !o.dryRun && process.env.SELFWARE_BACKOFF === 'systemd') {
+          // systemd 254+ spaces the restarts itself (RestartSteps=, see restart-steps.conf).
+          out.notice(`not waiting ${formatDuration(res.backoff_ms)} (${res.crashes} crash${res.crashes === 1 ? '' : 'es'} in a row): systemd spaces the restarts (RestartSteps=)`);
+        } else if (res.backoff_ms > 0 && !o.dryRun) {
           out.notice(`waiting ${formatDuration(res.backoff_ms)} before the agent starts (${res.crashes} crash${res.crashes === 1 ? '' : 'es'} in a row)`);
           extendTimeout(res.backoff_ms + 30_000);
           status(`backing off ${formatDuration(res.backoff_ms)} after ${res.crashes} crash${res.crashes === 1 ? '' : 'es'}`);

@@ -28,8 +28,18 @@ test('make install PREFIX= DESTDIR= UNITDIR=, then make uninstall', async () => 
     fs.writeFileSync(path.join(dest, 'opt', 'selfware', 'keep', 'mine'), 'not ours');
     const before = files(dest);
     const vars = ['PREFIX=/opt/selfware', `DESTDIR=${dest}`, 'UNITDIR=/usr/lib/systemd/system'];
-    const inst = await execa('make', ['-s', 'install', ...vars], { cwd: ROOT, reject: false });
+    // systemd 252 (this machine): no RestartSteps= drop-in.
+    const old = await execa('make', ['-s', 'install', ...vars, 'SYSTEMD_VERSION=252'], { cwd: ROOT, reject: false });
+    assert.equal(old.exitCode, 0, old.stderr);
+    assert.ok(!fs.existsSync(path.join(dest, 'usr/lib/systemd/system/selfware@.service.d')), 'no drop-in on 252');
+    // systemd 254 and later: the drop-in that lets systemd space the restarts.
+    const inst = await execa('make', ['-s', 'install', ...vars, 'SYSTEMD_VERSION=255'], { cwd: ROOT, reject: false });
     assert.equal(inst.exitCode, 0, inst.stderr);
+    assert.match(inst.stdout, /systemd 255: restarts spaced by RestartSteps=/);
+    const dropIn = fs.readFileSync(path.join(dest, 'usr/lib/systemd/system/selfware@.service.d/restart-steps.conf'), 'utf8');
+    assert.match(dropIn, /^RestartSteps=6$/m);
+    assert.match(dropIn, /^RestartMaxDelaySec=60s$/m);
+    assert.match(dropIn, /^Environment=SELFWARE_BACKOFF=systemd$/m);
     const installed = files(dest);
     for (const c of COMMANDS) {
       assert.ok(installed.includes(`opt/selfware/bin/${c}`), c);
@@ -59,7 +69,7 @@ test('make install PREFIX= DESTDIR= UNITDIR=, then make uninstall', async () => 
     const c = await execa(process.execPath, [bin, 'create', 'run1', '-q'], { env: t.env, reject: false });
     assert.equal(c.exitCode, 0, c.stderr);
     assert.match(c.stdout, /^[0-9a-f]{8}$/);
-    const un = await execa('make', ['-s', 'uninstall', ...vars], { cwd: ROOT, reject: false });
+    const un = await execa('make', ['-s', 'uninstall', ...vars, 'SYSTEMD_VERSION=255'], { cwd: ROOT, reject: false });
     assert.equal(un.exitCode, 0, un.stderr);
     assert.deepEqual(files(dest), before, 'uninstall removes exactly what install added');
   } finally {

@@ -393,6 +393,22 @@ test('backoff: 1 s, 2 s, 4 s ... from the crash history, and it really waits', a
   }
 });
 
+test('backoff under systemd 254+ (SELFWARE_BACKOFF=systemd from restart-steps.conf): systemd spaces the restarts, sw-recover does not sleep too', async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', 'recovery:\n  backoff_base: 20s\n  max_failures: 50\n');
+    await createRun(t);
+    crashedSession(t, 's1', new Date(Date.now() - 60_000).toISOString());
+    const start = Date.now();
+    const r = await sw('sw-recover', ['run1'], t, { env: { SELFWARE_BACKOFF: 'systemd' } });
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    assert.ok(Date.now() - start < 10_000, `took ${Date.now() - start} ms`);
+    assert.match(String(r.stderr), /sw-recover: not waiting 20s \(1 crash in a row\): systemd spaces the restarts \(RestartSteps=\)/);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('escalation after N crashes in the window: exit 79, recorded, and a fresh count after it', async () => {
   const t = makeEnv();
   try {
