@@ -323,6 +323,12 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       await c.sh(': > /var/mail/ops');
       await c.sh(`systemctl start selfware-report@${RUN}.service`);
       assert.equal((await c.show(`selfware-report@${RUN}.service`, ['Result'])).Result, 'success');
+      // The report runs as root: it must leave the run's directories to the agent's user.
+      assert.deepEqual((await c.sh(`stat -c '%U %n' /var/lib/selfware/${RUN} /var/lib/selfware/${RUN}/tasklog.journal /run/selfware`)).trim().split('\n'), [
+        `selfware /var/lib/selfware/${RUN}`,
+        `selfware /var/lib/selfware/${RUN}/tasklog.journal`,
+        'selfware /run/selfware',
+      ]);
       const box = await waitFor('the report mail', async () => {
         const m = await mails();
         return /^Subject: \[selfware run1\] /m.test(m) ? m : null;
