@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { TaskLog } from '../lib/tasklog/index.js';
 import { runPaths } from '../lib/run.js';
-import { tinyModels } from '../test/fixtures/gguf.js';
+import { tinyLlamaConfig, tinyModels } from '../test/fixtures/gguf.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const AGENT = path.join(ROOT, 'dist/bin/sw-agent.cjs');
@@ -94,7 +94,7 @@ try {
   const models = tinyModels(path.join(dir, 'models'));
   fs.writeFileSync(
     path.join(l.SELFWARE_CONFIG_DIR as string, 'b.yaml'),
-    `llm:\n  backend: llama\n  models:\n${Object.entries(models).map(([k, v]) => `    ${k}: ${v}`).join('\n')}\n  context: 4096\n  max_tokens: 200\nagent:\n  max_attempts: 1\n  task_timeout: 60s\npolicy:\n  deny: ["shell:*"]\n`,
+    tinyLlamaConfig(models, { llm: ['max_tokens: 200'], agent: ['task_timeout: 60s'] }),
   );
   const idB = spawnSync(process.execPath, [AGENT, 'add', 'b', '--title', 'bench', 'write notes'], { env: l }).stdout.toString().trim();
   const b = start(l);

@@ -42,6 +42,7 @@ import {
 } from './state.js';
 import { actionEnv, readFileAction, runShell, writeFileAction, type Observation } from './tools.js';
 import { appendLine, attemptView, buildMessages, readTranscript, transcriptFile, INTERRUPTED_NOTE } from './transcript.js';
+import { sleep } from '../sleep.js';
 
 /** Exit status after the memory guard: systemd restarts the agent (it is not in RestartPreventExitStatus=). */
 export const EXIT_RSS = 3;
@@ -76,22 +77,6 @@ function taskPrompt(t: Task, prevFailure: string | null): string {
   lines.push(`This is attempt ${t.attempt} of ${t.max_attempts}.`);
   if (prevFailure) lines.push(`The previous attempt failed (${prevFailure}); the repository was put back as it was before the task.`);
   return lines.join('\n');
-}
-
-/** Wait ms, or until signal aborts (then resolve early). */
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const onAbort = (): void => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 export class Agent {

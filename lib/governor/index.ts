@@ -10,6 +10,7 @@ import { listRuns, sample, type Sample } from './sample.js';
 import { TaskLog } from '../tasklog/index.js';
 import { EXIT, exitCodeFor } from '../exit.js';
 import type { Roots } from '../run.js';
+import { sleep as sleepFor } from '../sleep.js';
 
 export { decideOnce, Governor, transition } from './decide.js';
 export { sample, parseNvidiaSmi } from './sample.js';
@@ -116,25 +117,11 @@ export class Recorder {
   }
 }
 
-const sleepOnce = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const onAbort = (): void => {
-      clearTimeout(t);
-      resolve();
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-
 async function sleep(ms: number, hooks: LoopHooks): Promise<void> {
   const step = hooks.keepalive && hooks.keepaliveMs ? hooks.keepaliveMs : ms;
   const end = Date.now() + ms;
   for (let left = ms; left > 0 && !hooks.signal?.aborted; left = end - Date.now()) {
-    await sleepOnce(Math.min(step, left), hooks.signal);
+    await sleepFor(Math.min(step, left), hooks.signal);
     if (end - Date.now() > 0) hooks.keepalive?.();
   }
 }

@@ -145,7 +145,13 @@ export function renderMarkdown(reports: Report[]): string {
       const lines = [`## selfware ${mdEscape(r.run)}: ${r.verdict}`, '', `${mdEscape(headline(r))}  `, `${mdEscape(r.host)}, ${when(r.since)} to ${when(r.until)} (${formatDuration(r.hours * 3_600_000)})`];
       for (const s of sections(r)) {
         lines.push('', `**${s.title}**`, '');
-        for (const [k, v] of s.rows) lines.push(`- ${k ? `${mdEscape(k)}: ` : ''}${mdEscape(v)}`);
+        // A key over several rows (governor changes, approvals) becomes a nested list.
+        s.rows.forEach(([k, v], i) => {
+          const more = k !== '' && s.rows[i + 1]?.[0] === '';
+          if (more) lines.push(`- ${mdEscape(k)}:`, `  - ${mdEscape(v)}`);
+          else if (k === '' && i > 0 && s.rows[i - 1] !== undefined && s.rows.slice(0, i).some(([x]) => x !== '')) lines.push(`  - ${mdEscape(v)}`);
+          else lines.push(`- ${k ? `${mdEscape(k)}: ` : ''}${mdEscape(v)}`);
+        });
       }
       return lines.join('\n') + '\n';
     })

@@ -8,31 +8,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeEnv, sw } from '../helpers.js';
 import { query, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
-import { tinyModels } from '../fixtures/gguf.js';
+import { tinyLlamaConfig, tinyModels } from '../fixtures/gguf.js';
 
 test('llama backend: tasks run on the tiny model, the model unloads when idle and comes back on demand', async () => {
   const t = makeEnv();
   try {
     const models = tinyModels(path.join(t.dir, 'models'));
-    fs.writeFileSync(
-      path.join(t.configDir, 'run1.yaml'),
-      [
-        'llm:',
-        '  backend: llama',
-        '  models:',
-        ...Object.entries(models).map(([k, v]) => `    ${k}: ${v}`),
-        '  context: 4096',
-        '  max_tokens: 200',
-        '  threads: 1',
-        '  idle_unload: 1s',
-        'agent:',
-        '  max_attempts: 1',
-        // A random model's shell commands are not run.
-        'policy:',
-        '  deny: ["shell:*"]',
-        '',
-      ].join('\n'),
-    );
+    // A random model's shell commands are not run (tinyLlamaConfig refuses them).
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 200', 'threads: 1', 'idle_unload: 1s'] }));
     // A random model may never say finish: the task's time limit ends it then.
     const add = async (title: string) => String((await sw('sw-agent', ['add', 'run1', '--title', title, '--verify', 'true', '--timeout', '15s', `${title}: write notes.md`], t)).stdout).trim();
     const ended = async (id: string) => ['completed', 'failed'].includes(String((await tasks(t)).find((x) => x.id === id)?.status));

@@ -11,7 +11,7 @@ import { execa } from 'execa';
 import { DIST, makeEnv, sleep, sw, type TestEnv } from '../helpers.js';
 import { fakeNvidiaSmi, vramSeries } from '../fixtures/nvidia.js';
 import { query, startAgent, tasks, waitFor } from '../fixtures/agent.js';
-import { tinyModels } from '../fixtures/gguf.js';
+import { tinyLlamaConfig, tinyModels } from '../fixtures/gguf.js';
 import { notifySocket } from '../fixtures/notify.js';
 
 const gov = (args: string[], t: TestEnv, env: Record<string, string> = {}) => sw('sw-gpu-governor', args, t, { env });
@@ -177,23 +177,7 @@ test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, 
   const t = makeEnv();
   try {
     const models = tinyModels(path.join(t.dir, 'models'));
-    fs.writeFileSync(
-      path.join(t.configDir, 'run1.yaml'),
-      [
-        'llm:',
-        '  backend: llama',
-        '  models:',
-        ...Object.entries(models).map(([k, v]) => `    ${k}: ${v}`),
-        '  context: 4096',
-        '  max_tokens: 64',
-        '  threads: 1',
-        'agent:',
-        '  max_attempts: 1',
-        'policy:',
-        '  deny: ["shell:*"]',
-        '',
-      ].join('\n'),
-    );
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 64', 'threads: 1'] }));
     // Long tasks keep the agent asking the model while the governor works.
     for (let i = 0; i < 3; i++) await sw('sw-agent', ['add', 'run1', '--title', `busy${i}`, '--verify', 'true', '--timeout', '25s', 'keep writing notes'], t);
     const fake = fakeNvidiaSmi(t.dir);

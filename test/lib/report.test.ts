@@ -130,6 +130,14 @@ test('sw-report on the week log through the command: JSON as collected, text, an
     assert.equal(text.exitCode, 0, String(text.stderr));
     assert.match(String(text.stdout), new RegExp(`^selfware week on .*, 2026-11-01 00:00 UTC to 2026-11-08 00:00 UTC \\(7d\\)\\n`));
     assert.match(String(text.stdout), new RegExp(`\\n  completed:\\s+${truth.tasks.completed} \\(`));
+    // Markdown, for chat tools: the same sections, escaped, lists nested under their key.
+    const md = await sw('sw-report', ['week', '--since', since, '--until', until, '--format', 'markdown'], t);
+    assert.equal(md.exitCode, 0, String(md.stderr));
+    const mdOut = String(md.stdout);
+    assert.match(mdOut, /^## selfware week: (OK|WARNING|CRITICAL|UNKNOWN)\n\n/);
+    assert.match(mdOut, new RegExp(`\\n\\*\\*Tasks\\*\\*\\n\\n- completed: ${truth.tasks.completed} \\(`));
+    assert.match(mdOut, /\n- changes:\n(  - 2026-11-\d\d \d\d:\d\d UTC (normal|warning|critical), Q\d\\_K\\_[A-Z]\b.*\n)+/, 'governor changes: a nested list, _ escaped');
+    assert.doesNotMatch(mdOut, /[^\\]_K_/, 'no unescaped _');
     for (const [args, re] of [
       [['week', '--since', 'last week'], /sw-report: invalid --since 'last week': expected a duration/],
       [['week', '--format', 'pdf'], /sw-report: option '--format <format>' argument 'pdf' is invalid\. expected one of text, markdown, json, html, prometheus, got 'pdf'/],
