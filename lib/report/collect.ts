@@ -56,10 +56,18 @@ const nn = (v: Val | undefined): number | null => (v === null || v === undefined
 const s = (v: Val | undefined): string | null => (v === null || v === undefined ? null : String(v));
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
-/** The value at quantile q of an indexed column, by nearest rank, computed by SQLite. */
-function quantile(db: Database, table: string, col: string, where: string, params: Val[], q: number, count: number): number {
-  const k = Math.max(0, Math.ceil(q * count) - 1);
-  return n(one(db, `SELECT ${col} FROM ${table} WHERE ${where} ORDER BY ${col} LIMIT 1 OFFSET ?`, [...params, k])[0]);
+/**
+ * The values at quantiles qs of a column, by nearest rank, from one sort in
+ * SQLite (a window over the rows that match), count being how many match.
+ */
+function quantiles(db: Database, table: string, col: string, where: string, params: Val[], qs: number[], count: number): number[] {
+  const ranks = qs.map((q) => Math.max(1, Math.ceil(q * count)));
+  const got = new Map(
+    rows(db, `SELECT rn, v FROM (SELECT ${col} AS v, row_number() OVER (ORDER BY ${col}) AS rn FROM ${table} WHERE ${where}) WHERE rn IN (${ranks.map(() => '?').join(', ')})`, [...params, ...ranks]).map(
+      (r) => [n(r[0]), n(r[1])],
+    ),
+  );
+  return ranks.map((k) => got.get(k) ?? 0);
 }
 
 const TIERS: Tier[] = ['normal', 'warning', 'critical'];
@@ -194,10 +202,16 @@ async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, wi
   const activeHours = (U - existedFrom) / 3_600_000;
 
   // LLM calls.
-  const [calls, errors, tin, tout] = one(db, `SELECT count(*), sum(ok = 0), sum(tokens_in), sum(tokens_out) FROM llm_calls WHERE ${inWin('ts')}`, W);
+  // One pass for the sums; the latency percentiles from one sort.
+  const [calls, errors, tin, tout, okCountV, tpsV] = one(
+    db,
+    `SELECT count(*), sum(ok = 0), sum(tokens_in), sum(tokens_out), sum(ok = 1 AND latency_ms IS NOT NULL), avg(CASE WHEN ok = 1 THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')}`,
+    W,
+  );
   const okWhere = `ok = 1 AND ${inWin('ts')} AND latency_ms IS NOT NULL`;
-  const okCount = n(one(db, `SELECT count(*) FROM llm_calls WHERE ${okWhere}`, W)[0]);
-  const tps = nn(one(db, `SELECT avg(tokens_per_s) FROM llm_calls WHERE ok = 1 AND ${inWin('ts')} AND tokens_per_s IS NOT NULL`, W)[0]);
+  const okCount = n(okCountV);
+  const tps = nn(tpsV);
+  const [p50, p99] = okCount ? quantiles(db, 'llm_calls', 'latency_ms', okWhere, W, [0.5, 0.99], okCount) : [0, 0];
   const byQuant = rows(db, `SELECT coalesce(quantization, 'unrecorded'), count(*), avg(CASE WHEN ok = 1 THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')} GROUP BY 1 ORDER BY 2 DESC, 1`, W).map((r) => ({
     quantization: String(r[0]),
     calls: n(r[1]),
@@ -258,19 +272,32 @@ async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, wi
   const vramPct = 'CASE WHEN vram_total_mb > 0 THEN vram_used_mb * 100.0 / vram_total_mb END';
   const ramPct = 'CASE WHEN ram_total_mb > 0 THEN ram_used_mb * 100.0 / ram_total_mb END';
   const tierRank = "CASE tier WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 WHEN 'normal' THEN 0 END";
-  const pk = one(
-    db,
-    `SELECT count(*), max(vram_used_mb), max(vram_total_mb), max(${vramPct}), max(ram_used_mb), max(ram_total_mb), max(${ramPct}),
-       max(swap_used_mb), max(gpu_temp), max(cpu_load), min(disk_free_pct) FROM resource_samples WHERE ${inWin('ts')}`,
-    W,
-  );
+  // One pass over the samples: the chart's bins (at most 400), and the peaks folded from them.
   const span = Math.max(1, U - S);
   const binMs = Math.max(1, Math.ceil(span / 400));
-  const resSeries = rows(
+  const bins = rows(
     db,
-    `SELECT min(ts), max(${vramPct}), max(${ramPct}), max(cpu_load), max(${tierRank}) FROM resource_samples WHERE ${inWin('ts')} GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY 1`,
+    `SELECT min(ts), max(${vramPct}), max(${ramPct}), max(cpu_load), max(${tierRank}),
+       count(*), max(vram_used_mb), max(vram_total_mb), max(ram_used_mb), max(ram_total_mb), max(swap_used_mb), max(gpu_temp), min(disk_free_pct)
+     FROM resource_samples WHERE ${inWin('ts')} GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY 1`,
     [...W, S, binMs],
-  ).map((r) => ({ time: isoUtc(n(r[0])), vram_pct: r[1] === null ? null : round(n(r[1])), ram_pct: r[2] === null ? null : round(n(r[2])), cpu_load: nn(r[3]), tier: r[4] === null ? null : (TIERS[n(r[4])] ?? null) }));
+  );
+  const fold = (i: number, pick: (a: number, b: number) => number): number | null =>
+    bins.reduce<number | null>((acc, r) => (r[i] === null || r[i] === undefined ? acc : acc === null ? n(r[i]) : pick(acc, n(r[i]))), null);
+  const peak = {
+    samples: bins.reduce((acc, r) => acc + n(r[5]), 0),
+    vram_used_mb: fold(6, Math.max),
+    vram_total_mb: fold(7, Math.max),
+    vram_pct: fold(1, Math.max),
+    ram_used_mb: fold(8, Math.max),
+    ram_total_mb: fold(9, Math.max),
+    ram_pct: fold(2, Math.max),
+    swap_used_mb: fold(10, Math.max),
+    gpu_temp: fold(11, Math.max),
+    cpu_load: fold(3, Math.max),
+    disk_free_pct: fold(12, Math.min),
+  };
+  const resSeries = bins.map((r) => ({ time: isoUtc(n(r[0])), vram_pct: r[1] === null ? null : round(n(r[1])), ram_pct: r[2] === null ? null : round(n(r[2])), cpu_load: nn(r[3]), tier: r[4] === null ? null : (TIERS[n(r[4])] ?? null) }));
 
   // Buckets for the charts.
   const bucketS = bucketSeconds(win);
@@ -375,7 +402,7 @@ async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, wi
       tokens_in: n(tin),
       tokens_out: n(tout),
       tokens_per_s: tps === null ? null : round(tps),
-      latency_ms: okCount ? { p50: round(quantile(db, 'llm_calls', 'latency_ms', okWhere, W, 0.5, okCount)), p99: round(quantile(db, 'llm_calls', 'latency_ms', okWhere, W, 0.99, okCount)) } : null,
+      latency_ms: okCount ? { p50: round(p50 ?? 0), p99: round(p99 ?? 0) } : null,
       by_quantization: byQuant,
     },
     checkpoints: {
@@ -389,18 +416,18 @@ async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, wi
     },
     governor: { decisions: changes.length, tier_s: tierS, quantization_s: quantS, current, changes },
     resources: {
-      samples: n(pk[0]),
+      samples: peak.samples,
       peaks: {
-        vram_used_mb: nn(pk[1]),
-        vram_total_mb: nn(pk[2]),
-        vram_pct: pk[3] === null || pk[3] === undefined ? null : round(n(pk[3])),
-        ram_used_mb: nn(pk[4]),
-        ram_total_mb: nn(pk[5]),
-        ram_pct: pk[6] === null || pk[6] === undefined ? null : round(n(pk[6])),
-        swap_used_mb: nn(pk[7]),
-        gpu_temp: nn(pk[8]),
-        cpu_load: nn(pk[9]),
-        disk_free_pct: nn(pk[10]),
+        vram_used_mb: peak.vram_used_mb,
+        vram_total_mb: peak.vram_total_mb,
+        vram_pct: peak.vram_pct === null ? null : round(peak.vram_pct),
+        ram_used_mb: peak.ram_used_mb,
+        ram_total_mb: peak.ram_total_mb,
+        ram_pct: peak.ram_pct === null ? null : round(peak.ram_pct),
+        swap_used_mb: peak.swap_used_mb,
+        gpu_temp: peak.gpu_temp,
+        cpu_load: peak.cpu_load,
+        disk_free_pct: peak.disk_free_pct,
       },
     },
     queue,
