@@ -269,17 +269,21 @@ async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, wi
   const current = decided.length ? toChange(decided[decided.length - 1] as Row) : null;
 
   // Resources.
-  const vramPct = 'CASE WHEN vram_total_mb > 0 THEN vram_used_mb * 100.0 / vram_total_mb END';
-  const ramPct = 'CASE WHEN ram_total_mb > 0 THEN ram_used_mb * 100.0 / ram_total_mb END';
-  const tierRank = "CASE tier WHEN 'critical' THEN 2 WHEN 'warning' THEN 1 WHEN 'normal' THEN 0 END";
+  // Plain arithmetic (x / 0 is NULL in SQLite): CASE costs a third more over 120,000 rows.
+  const vramPct = 'vram_used_mb * 100.0 / vram_total_mb';
+  const ramPct = 'ram_used_mb * 100.0 / ram_total_mb';
+  const tierRank = "(tier = 'warning') + 2 * (tier = 'critical')";
   // One pass over the samples: the chart's bins (at most 400), and the peaks folded from them.
+  // A window over most of the log reads the table in order rather than through the ts index.
+  const [firstTs, lastTs] = one(db, 'SELECT min(ts), max(ts) FROM resource_samples');
+  const most = firstTs !== null && firstTs !== undefined && Math.min(U, n(lastTs) + 1) - Math.max(S, n(firstTs)) > (n(lastTs) - n(firstTs)) / 2;
   const span = Math.max(1, U - S);
   const binMs = Math.max(1, Math.ceil(span / 400));
   const bins = rows(
     db,
     `SELECT min(ts), max(${vramPct}), max(${ramPct}), max(cpu_load), max(${tierRank}),
        count(*), max(vram_used_mb), max(vram_total_mb), max(ram_used_mb), max(ram_total_mb), max(swap_used_mb), max(gpu_temp), min(disk_free_pct)
-     FROM resource_samples WHERE ${inWin('ts')} GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY 1`,
+     FROM resource_samples${most ? ' NOT INDEXED' : ''} WHERE ${inWin('ts')} GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY 1`,
     [...W, S, binMs],
   );
   const fold = (i: number, pick: (a: number, b: number) => number): number | null =>
