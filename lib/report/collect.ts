@@ -108,9 +108,11 @@ export function reasonKey(r: string | null): string {
 export async function collect(paths: RunPaths, config: RunConfig, win: Window, opts: CollectOptions = {}): Promise<Report> {
   const log = TaskLog.forRun(paths);
   if (!log.exists()) throw noInputError(`no run '${paths.run}': ${paths.tasklogJournal} does not exist`);
+  // systemctl runs while the queries do.
+  const systemd = opts.systemd === false ? Promise.resolve(null) : askSystemd(`selfware@${paths.run}.service`);
   const snap = await log.snapshot();
   try {
-    return await fromSnapshot(snap.db, paths, config, win, opts, [
+    return await fromSnapshot(snap.db, paths, config, win, opts, systemd, [
       ...snap.warnings,
       ...(snap.torn ? [`${paths.tasklogJournal}: a torn last record was ignored`] : []),
       ...snap.corrupt.map((c) => `${paths.tasklogJournal}: the record at position ${c.pos} was skipped: ${c.reason}`),
@@ -120,7 +122,15 @@ export async function collect(paths: RunPaths, config: RunConfig, win: Window, o
   }
 }
 
-async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, win: Window, opts: CollectOptions, warnings: string[]): Promise<Report> {
+async function fromSnapshot(
+  db: Database,
+  paths: RunPaths,
+  config: RunConfig,
+  win: Window,
+  opts: CollectOptions,
+  systemd: Promise<Report['systemd']>,
+  warnings: string[],
+): Promise<Report> {
   const now = opts.now ?? Date.now();
   const { since: S, until: U } = win;
   const W = [S, U];
@@ -380,7 +390,7 @@ async function fromSnapshot(db: Database, paths: RunPaths, config: RunConfig, wi
     },
     sessions: { started, clean_ends: cleanEnds, unclean_ends: uncleanEnds },
     restarts,
-    systemd: opts.systemd === false ? null : await askSystemd(`selfware@${paths.run}.service`),
+    systemd: await systemd,
     recoveries: {
       count: recList.length,
       by_reason: byReason,
