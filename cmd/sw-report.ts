@@ -11,7 +11,7 @@ import { writeFileAtomic } from '../lib/fsutil.js';
 import { loadGovernorConfig } from '../lib/governor/config.js';
 import { listRuns } from '../lib/governor/sample.js';
 import { roots, runPaths, validateRunName } from '../lib/run.js';
-import { STATUS_CODE, checkLine } from '../lib/report/check.js';
+import { STATUS_CODE, checkLine, pluginText } from '../lib/report/check.js';
 import { collect } from '../lib/report/collect.js';
 import { windowOf } from '../lib/report/window.js';
 import { renderHtml } from '../lib/report/html.js';
@@ -47,6 +47,11 @@ function render(format: Format, reports: Report[], all: boolean): string {
     default:
       return renderText(reports);
   }
+}
+
+/** A check that cannot judge: UNKNOWN, one line on standard output. */
+function unknownLine(message: string, code: number): string {
+  return `SELFWARE UNKNOWN - ${pluginText(message)} (exit ${code})`;
 }
 
 function buildProgram(): Command {
@@ -103,7 +108,7 @@ function buildProgram(): Command {
           if (!got.length) throw new SwError(`no runs under ${roots().stateDir}`, EXIT.NOINPUT);
           ({ line, status } = checkLine(got.map((g) => g.report), { all: o.all === true }));
         } catch (e) {
-          line = `SELFWARE UNKNOWN - ${describeError(e).split('\n')[0]} (exit ${exitCodeFor(e)})`;
+          line = unknownLine(describeError(e).split('\n')[0] ?? '', exitCodeFor(e));
           status = 'UNKNOWN';
         }
         process.stdout.write(line + '\n');
@@ -154,4 +159,13 @@ function buildProgram(): Command {
   return program;
 }
 
-void main(buildProgram());
+// Under --check even a mistake commander finds in the options is UNKNOWN (3), on one line.
+void main(buildProgram(), process.argv, {
+  onUsageError: (message, argv) => {
+    const args = argv.slice(2);
+    const end = args.indexOf('--');
+    if (!(end < 0 ? args : args.slice(0, end)).includes('--check')) return undefined;
+    process.stdout.write(unknownLine(message, EXIT.USAGE) + '\n');
+    return STATUS_CODE.UNKNOWN;
+  },
+});

@@ -82,7 +82,12 @@ function preScan(argv: string[]): OutputOptions {
  * Parse argv, run the action, and exit with its code. An action returns the
  * exit status (or nothing for 0); errors are printed and mapped here only.
  */
-export async function main(program: Command, argv: string[] = process.argv): Promise<never> {
+export interface MainOptions {
+  /** A usage error commander found (an unknown option, a bad choice): print it your way and return the exit status, or undefined for the usual 64. */
+  onUsageError?: (message: string, argv: string[]) => number | undefined;
+}
+
+export async function main(program: Command, argv: string[] = process.argv, opts: MainOptions = {}): Promise<never> {
   process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (e.code === 'EPIPE') process.exit(EXIT.OK);
   });
@@ -101,9 +106,14 @@ export async function main(program: Command, argv: string[] = process.argv): Pro
         // No subcommand given: commander printed the help on stderr.
         code = EXIT.USAGE;
       } else {
-        out.error(err.message.replace(/^error: /, ''), EXIT.USAGE);
-        if (!early.json) out.error(`see '${usageHint(program, argv)} --help'`);
-        code = EXIT.USAGE;
+        const message = err.message.replace(/^error: /, '');
+        const own = opts.onUsageError?.(message, argv);
+        if (own !== undefined) code = own;
+        else {
+          out.error(message, EXIT.USAGE);
+          if (!early.json) out.error(`see '${usageHint(program, argv)} --help'`);
+          code = EXIT.USAGE;
+        }
       }
     } else {
       code = exitCodeFor(err);

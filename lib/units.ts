@@ -99,7 +99,9 @@ export function parseTime(text: string): Date | undefined {
   if (!m) return undefined;
   const [, y, mo, d, h = '00', mi = '00', se = '00', frac = '', zone] = m;
   const nums = [y, mo, d, h, mi, se].map(Number) as [number, number, number, number, number, number];
-  if (nums[1] < 1 || nums[1] > 12 || nums[2] < 1 || nums[2] > 31 || nums[3] > 23 || nums[4] > 59 || nums[5] > 60) return undefined;
+  // Days past the month's end (2026-02-31) are refused, not rolled over, with or without a zone.
+  const monthDays = new Date(Date.UTC(nums[0], nums[1], 0)).getUTCDate();
+  if (nums[1] < 1 || nums[1] > 12 || nums[2] < 1 || nums[2] > monthDays || nums[3] > 23 || nums[4] > 59 || nums[5] > 60) return undefined;
   const ms = frac ? Math.round(Number(frac) * 1000) : 0;
   let date: Date;
   if (zone) {

@@ -6,6 +6,7 @@
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { RUN_NAME_RE } from '../run.js';
 
 export interface GpuReading {
   index: number;
@@ -94,7 +95,8 @@ export function listRuns(stateRoot: string): Array<{ run: string; dir: string }>
     return [];
   }
   return names
-    .filter((n) => fs.existsSync(path.join(stateRoot, n, 'tasklog.journal')))
+    // Only what could be a run: a stray directory ('x y', '.old') is not one, whatever it holds.
+    .filter((n) => RUN_NAME_RE.test(n) && fs.existsSync(path.join(stateRoot, n, 'tasklog.journal')))
     .sort()
     .map((n) => ({ run: n, dir: path.join(stateRoot, n) }));
 }

@@ -25,7 +25,7 @@ import {
   verifyCheckpoints,
   type Checkpoint,
 } from '../state/index.js';
-import { TaskLog, type Snapshot } from '../tasklog/index.js';
+import { TaskLog, describeCorrupt, type Snapshot } from '../tasklog/index.js';
 import { systemdUnit } from '../notify.js';
 import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
 import { openLocked, readJournalFd, unlock } from '../tasklog/journal.js';
@@ -212,7 +212,7 @@ async function openHistory(paths: RunPaths, res: RecoverResult, dryRun: boolean)
   }
   try {
     if (snap.torn) res.notes.push('task log: a torn last record (from the crash) was dropped');
-    for (const c of snap.corrupt) res.problems.push(`${paths.tasklogJournal}: record at position ${c.pos}: ${c.reason}; skipped`);
+    for (const c of snap.corrupt) res.problems.push(`${describeCorrupt(paths.tasklogJournal, c)}; skipped`);
     res.notes.push(...snap.warnings);
     return readHistory(snap);
   } finally {

@@ -8,13 +8,20 @@ import type { ReportConfig } from '../config/schema.js';
 import type { Thresholds } from '../governor/config.js';
 import { formatDuration } from '../units.js';
 import type { Alert, Report, Status } from './types.js';
+import { windowMs } from './window.js';
 
 /** Step statuses that count as errors: a tool that failed, an answer that was not a valid action, a model call that failed. */
 export const ERROR_STEPS = ['failed', 'invalid', 'llm_error'];
 
 export const STATUS_CODE: Record<Status, number> = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 };
 /** For the worst of several: a CRITICAL is never hidden by an UNKNOWN. */
-const ORDER: Status[] = ['OK', 'WARNING', 'UNKNOWN', 'CRITICAL'];
+/** Statuses from best to worst (the Monitoring Plugins' order of precedence). */
+export const ORDER: Status[] = ['OK', 'WARNING', 'UNKNOWN', 'CRITICAL'];
+
+/** The text of a check line: a | would start the performance data, so it becomes ¦. */
+export function pluginText(s: string): string {
+  return s.replace(/\|/g, '¦').replace(/[\r\n]+/g, ' ');
+}
 
 export interface CheckContext {
   config: ReportConfig['check'];
@@ -233,7 +240,7 @@ export function checkLine(reports: Report[], opts: { all?: boolean } = {}): { st
   const bad = reports.flatMap((r) => problems(r.alerts).map((a) => ({ r, a }))).sort((x, y) => ORDER.indexOf(y.a.status) - ORDER.indexOf(x.a.status));
   const text = bad.length
     ? bad.map(({ r, a }) => `${many ? `${r.run}: ` : ''}${a.message}`).join(', ')
-    : reports.map((r) => `${many ? `${r.run}: ` : ''}${r.summary} in ${formatDuration(r.hours * 3_600_000)}`).join(', ');
+    : reports.map((r) => `${many ? `${r.run}: ` : ''}${r.summary} in ${formatDuration(windowMs(r))}`).join(', ');
   const perf = reports.flatMap((r) => r.alerts.map((a) => perfdata(a, many ? `${r.run}_` : ''))).join(' ');
-  return { status, line: `SELFWARE ${status} - ${text || 'no runs'}${perf ? ` | ${perf}` : ''}` };
+  return { status, line: `SELFWARE ${status} - ${pluginText(text || 'no runs')}${perf ? ` | ${perf}` : ''}` };
 }

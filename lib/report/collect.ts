@@ -12,7 +12,7 @@ import type { RunConfig } from '../config/index.js';
 import { workspaceDir } from '../config/index.js';
 import { agentProcess, listApprovals, listTasks, readAgentState } from '../agent/state.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
-import { TaskLog } from '../tasklog/index.js';
+import { TaskLog, describeCorrupt } from '../tasklog/index.js';
 import type { RunPaths } from '../run.js';
 import { diskUsage } from '../fsutil.js';
 import { noInputError } from '../exit.js';
@@ -115,7 +115,7 @@ export async function collect(paths: RunPaths, config: RunConfig, win: Window, o
     return await fromSnapshot(snap.db, paths, config, win, opts, systemd, [
       ...snap.warnings,
       ...(snap.torn ? [`${paths.tasklogJournal}: a torn last record was ignored`] : []),
-      ...snap.corrupt.map((c) => `${paths.tasklogJournal}: the record at position ${c.pos} was skipped: ${c.reason}`),
+      ...snap.corrupt.map((c) => `${describeCorrupt(paths.tasklogJournal, c)}; skipped`),
     ]);
   } finally {
     snap.db.close();

@@ -4,6 +4,7 @@
 
 import { checkpointsChart, escapeXml as esc, resourcesChart, tasksChart, tokensChart } from './svg.js';
 import type { Alert, Report, Status, Tier } from './types.js';
+import { windowMs } from './window.js';
 
 // ---- Numbers for humans ----
 
@@ -148,7 +149,7 @@ function alertThreshold(a: Alert, v: number | null): string {
 }
 
 function header(r: Report): string {
-  const window = `${esc(when(r.since))} → ${esc(when(r.until))} UTC (${esc(humanDuration(r.hours * 3600))})`;
+  const window = `${esc(when(r.since))} → ${esc(when(r.until))} UTC (${esc(humanDuration(windowMs(r) / 1000))})`;
   return (
     `<table style="width:100%"><tr><td style="vertical-align:middle"><h2>${esc(r.run)}</h2></td>` +
     `<td style="text-align:right;vertical-align:middle">${badge(r.verdict)}</td></tr></table>` +

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { createTransport } from 'nodemailer';
 import { SwError, EXIT } from '../exit.js';
-import { problems } from './check.js';
+import { ORDER, problems } from './check.js';
 import { renderHtml } from './html.js';
 import { headline, renderText } from './text.js';
 import type { Report } from './types.js';
@@ -14,8 +14,7 @@ import type { Report } from './types.js';
 /** "[selfware run1] OK: 41 tasks, 95% success"; for several runs the worst first. */
 export function subject(reports: Report[]): string {
   if (reports.length === 1) return `[selfware ${(reports[0] as Report).run}] ${headline(reports[0] as Report)}`;
-  const order = ['OK', 'WARNING', 'CRITICAL', 'UNKNOWN'];
-  const sorted = [...reports].sort((a, b) => order.indexOf(b.verdict) - order.indexOf(a.verdict) || a.run.localeCompare(b.run));
+  const sorted = [...reports].sort((a, b) => ORDER.indexOf(b.verdict) - ORDER.indexOf(a.verdict) || a.run.localeCompare(b.run));
   const worst = sorted[0]?.verdict ?? 'UNKNOWN';
   const bad = sorted.filter((r) => r.verdict !== 'OK');
   const what = bad.length

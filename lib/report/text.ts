@@ -3,7 +3,9 @@
 
 import { formatBytes, formatDuration } from '../units.js';
 import { problems } from './check.js';
+import { humanMs } from './html.js';
 import type { Report } from './types.js';
+import { windowMs } from './window.js';
 
 /** "2026-11-21 08:00 UTC" from an ISO time. */
 export function when(iso: string | null): string {
@@ -68,7 +70,7 @@ export function sections(r: Report): Section[] {
     rows: [
       ['calls', `${l.calls}${l.errors ? ` (${l.errors} failed)` : ''}`],
       ['tokens', `${num(l.tokens_in)} in, ${num(l.tokens_out)} out, ${l.tokens_per_s === null ? '-' : `${l.tokens_per_s} tokens/s`} average`],
-      ['latency', l.latency_ms ? `${formatDuration(l.latency_ms.p50)} median, ${formatDuration(l.latency_ms.p99)} p99` : '-'],
+      ['latency', l.latency_ms ? `${humanMs(l.latency_ms.p50)} median, ${humanMs(l.latency_ms.p99)} p99` : '-'],
       ...(l.by_quantization.length > 1 ? ([['by level', l.by_quantization.map((q) => `${q.quantization} ${q.calls} calls${q.tokens_per_s === null ? '' : ` at ${q.tokens_per_s} tokens/s`}`).join(', ')]] as Array<[string, string]>) : []),
     ],
   });
@@ -110,7 +112,9 @@ export function sections(r: Report): Section[] {
     title: 'Queue now',
     rows: [
       ['tasks', `${q.pending} pending, ${q.in_progress} in progress, ${q.completed} completed, ${q.failed} failed, ${q.cancelled} cancelled${q.invalid ? `, ${q.invalid} unreadable` : ''}`],
-      ...r.approvals.pending.map((ap, i): [string, string] => [i === 0 ? 'approvals' : '', `${ap.id} for ${ap.task}, since ${when(ap.requested)}: ${ap.action}`]),
+      ...(r.approvals.pending.length
+        ? r.approvals.pending.map((ap, i): [string, string] => [i === 0 ? 'approvals' : '', `${ap.id} for ${ap.task}, since ${when(ap.requested)}: ${ap.action}`])
+        : ([['approvals', 'none waiting']] as Array<[string, string]>)),
     ],
   });
   out.push({ title: 'Alerts', rows: r.alerts.map((al): [string, string] => [al.status, al.message]) });
@@ -126,7 +130,7 @@ export function headline(r: Report): string {
 export function renderText(reports: Report[]): string {
   return reports
     .map((r) => {
-      const lines = [`selfware ${r.run} on ${r.host}, ${when(r.since)} to ${when(r.until)} (${formatDuration(r.hours * 3_600_000)})`, headline(r)];
+      const lines = [`selfware ${r.run} on ${r.host}, ${when(r.since)} to ${when(r.until)} (${formatDuration(windowMs(r))})`, headline(r)];
       for (const s of sections(r)) {
         lines.push('', s.title);
         const w = Math.max(...s.rows.map(([k]) => k.length), 0);
@@ -142,7 +146,7 @@ const mdEscape = (x: string): string => x.replace(/([\\`*_{}[\]<>|#])/g, '\\$1')
 export function renderMarkdown(reports: Report[]): string {
   return reports
     .map((r) => {
-      const lines = [`## selfware ${mdEscape(r.run)}: ${r.verdict}`, '', `${mdEscape(headline(r))}  `, `${mdEscape(r.host)}, ${when(r.since)} to ${when(r.until)} (${formatDuration(r.hours * 3_600_000)})`];
+      const lines = [`## selfware ${mdEscape(r.run)}: ${r.verdict}`, '', `${mdEscape(headline(r))}  `, `${mdEscape(r.host)}, ${when(r.since)} to ${when(r.until)} (${formatDuration(windowMs(r))})`];
       for (const s of sections(r)) {
         lines.push('', `**${s.title}**`, '');
         // A key over several rows (governor changes, approvals) becomes a nested list.

@@ -10,6 +10,7 @@ import { dataError } from '../exit.js';
 import { writeFileAtomic } from '../fsutil.js';
 import {
   appendRecords,
+  describeCorrupt,
   journalEnd,
   openLocked,
   parseJournal,
@@ -23,6 +24,7 @@ import { EventApplier, SCHEMA_VERSION, getMeta, migrate, schemaVersion, setMeta 
 
 export { SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './schema.js';
 export type { CorruptRecord } from './journal.js';
+export { describeCorrupt } from './journal.js';
 
 export interface TaskEvent {
   /** Event type: session_start, task_outcome, checkpoint, ... */
@@ -267,7 +269,7 @@ export class TaskLog {
       const msg = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `${this.journalFile}: missing` : (e as Error).message;
       return { ok: false, position: 0, events: 0, problems: [msg], notes };
     }
-    for (const c of journal.corrupt) problems.push(`${this.journalFile}: record at position ${c.pos}: ${c.reason}`);
+    for (const c of journal.corrupt) problems.push(describeCorrupt(this.journalFile, c));
     if (journal.torn) notes.push(`${this.journalFile}: a torn last record (from a killed writer) is ignored`);
     if (bytes) {
       const sha = sha256(bytes);

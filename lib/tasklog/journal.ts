@@ -34,7 +34,14 @@ export interface JournalRecord {
 
 export interface CorruptRecord {
   pos: number;
+  /** The line of the journal file (1 is the header). */
+  line: number;
   reason: string;
+}
+
+/** "FILE:LINE: record at position POS: REASON", for every message about a corrupt record. */
+export function describeCorrupt(file: string, c: CorruptRecord): string {
+  return `${file}:${c.line}: record at position ${c.pos}: ${c.reason}`;
 }
 
 export interface JournalContents {
@@ -107,8 +114,10 @@ export function parseJournal(file: string, buf: Buffer): JournalContents {
   const records: JournalRecord[] = [];
   const corrupt: CorruptRecord[] = [];
   let off = headerLen;
+  let line = 1;
   let torn = false;
   while (off < buf.length) {
+    line++;
     const e = buf.indexOf(0x0a, off);
     if (e < 0) {
       torn = true;
@@ -116,7 +125,7 @@ export function parseJournal(file: string, buf: Buffer): JournalContents {
     }
     const pos = header.base + (off - headerLen);
     const d = decodeLine(buf.subarray(off, e));
-    if ('error' in d) corrupt.push({ pos, reason: d.error });
+    if ('error' in d) corrupt.push({ pos, line, reason: d.error });
     else records.push({ pos, event: d.value });
     off = e + 1;
   }

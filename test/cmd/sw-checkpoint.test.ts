@@ -347,7 +347,7 @@ test('verify: valid checkpoints exit 0; flipped bytes in objects and task log ar
     fs.writeFileSync(journal, jb);
     const v2 = await cp(['verify', 'run1', ids[0] as string], t);
     assert.equal(v2.exitCode, 1);
-    assert.match(String(v2.stdout), /tasklog   invalid: .*tasklog\.journal: record at position \d+: CRC mismatch/);
+    assert.match(String(v2.stdout), /tasklog   invalid: .*tasklog\.journal:\d+: record at position \d+: CRC mismatch/);
     assert.match(String(v2.stderr), /1 invalid: the task log/);
   } finally {
     t.cleanup();

@@ -257,6 +257,25 @@ test('--check: UNKNOWN (3) with one line for a missing run, a broken config, no 
     r = await sw('sw-report', ['x', '--check', '--json'], t);
     assert.equal(r.exitCode, 3);
     assert.match(String(r.stdout), /^SELFWARE UNKNOWN - --check prints one line: it does not take --mail, --format, --json or --output \(exit 64\)$/);
+    // Even what commander finds (an unknown option, a missing value, two runs): UNKNOWN, one line on stdout.
+    for (const [args, re] of [
+      [['x', '--check', '--bogus'], /^SELFWARE UNKNOWN - unknown option '--bogus' \(exit 64\)$/],
+      [['x', '--check', '--since'], /^SELFWARE UNKNOWN - option '--since <when>' argument missing \(exit 64\)$/],
+      [['x', 'y', '--check'], /^SELFWARE UNKNOWN - too many arguments\. Expected 1 argument but got 2\. \(exit 64\)$/],
+    ] as Array<[string[], RegExp]>) {
+      r = await sw('sw-report', args, t);
+      assert.equal(r.exitCode, 3, args.join(' '));
+      assert.match(String(r.stdout), re);
+      assert.equal(String(r.stderr), '', 'nothing on stderr');
+    }
+    // A | would start the performance data: it is shown as ¦.
+    r = await sw('sw-report', ['a|b', '--check'], t);
+    assert.equal(r.exitCode, 3);
+    assert.match(String(r.stdout), /^SELFWARE UNKNOWN - invalid run name 'a¦b': [^|]*\(exit 64\)$/);
+    // Without --check, the usual usage error.
+    r = await sw('sw-report', ['x', '--bogus'], t);
+    assert.equal(r.exitCode, 64);
+    assert.match(String(r.stderr), /^sw-report: unknown option '--bogus'$/m);
     r = await sw('sw-report', ['--all', '--check'], t);
     assert.equal(r.exitCode, 3);
     assert.match(String(r.stdout), /^SELFWARE UNKNOWN - no runs under .*\(exit 66\)$/);
@@ -283,6 +302,9 @@ test('--format prometheus passes promtool check metrics; --all gives each family
       await createRun(t, run);
       events(t, [{ t: 'task_outcome', task: 'a', attempt: 1, outcome: 'completed', ts: iso(Date.now() - 1000) }, { t: 'llm_call', task: 'a', tokens_in: 10, tokens_out: 5, latency_ms: 100, tokens_per_s: 50, ts: iso(Date.now() - 2000) }], run);
     }
+    // A stray directory holding a journal is not a run, and does not spoil --all.
+    fs.mkdirSync(path.join(t.stateDir, 'x y'));
+    fs.copyFileSync(path.join(t.stateDir, 'alpha', 'tasklog.journal'), path.join(t.stateDir, 'x y', 'tasklog.journal'));
     const out = path.join(t.dir, 'selfware.prom');
     const r = await sw('sw-report', ['--all', '--format', 'prometheus', '-o', out], t);
     assert.equal(r.exitCode, 0, String(r.stderr));
@@ -297,6 +319,7 @@ test('--format prometheus passes promtool check metrics; --all gives each family
     assert.match(text, /^selfware_tasks_total\{run="beta",outcome="completed"\} 1$/m);
     assert.match(text, /^selfware_llm_tokens_total\{run="alpha",direction="out"\} 5$/m);
     assert.match(text, /^selfware_check_status\{run="beta",check="success_rate"\} 0$/m);
+    assert.deepEqual([...new Set([...text.matchAll(/run="([^"]*)"/g)].map((m) => m[1]))].sort(), ['alpha', 'beta'], 'only the runs');
     // promtool does catch a broken exposition: the check above can fail.
     const broken = await execa('promtool', ['check', 'metrics'], { input: text.replace('# TYPE selfware_tasks_total counter', '# TYPE selfware_tasks_total counter\n# TYPE selfware_tasks_total gauge'), reject: false });
     assert.notEqual(broken.exitCode, 0);

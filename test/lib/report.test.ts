@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { collect } from '../../lib/report/collect.js';
 import { RUN_SCHEMA, type RunConfig } from '../../lib/config/index.js';
 import { defaultsOf } from '../../lib/config/spec.js';
@@ -91,6 +93,9 @@ test('the window: durations back from --until, ISO times, and bad values named',
     [{ since: 'yesterday' }, /^invalid --since 'yesterday': expected a duration such as 30m, 24h or 7d, or an ISO 8601 time/],
     [{ since: '24h', until: '2026-13-01' }, /^invalid --until '2026-13-01'/],
     [{ since: '2026-11-22T00:00:00Z' }, /^--since 2026-11-22T00:00:00Z \(2026-11-22T00:00:00Z\) is not before --until now/],
+    [{ since: '2026-02-31T00:00:00Z' }, /^invalid --since '2026-02-31T00:00:00Z'/],
+    [{ since: '999999999d' }, /^invalid --since '999999999d': it reaches back before 1970$/],
+    [{ since: '24h', until: '99999d' }, /^invalid --until '99999d': it reaches back before 1970$/],
   ] as const) {
     assert.throws(
       () => windowOf(o, now),
@@ -151,6 +156,13 @@ test('sw-report on the week log through the command: JSON as collected, text, an
       assert.match(String(bad.stderr), re);
       assert.equal(String(bad.stderr).trim().split('\n').length <= 2, true, String(bad.stderr));
     }
+    // A corrupt record: skipped, and the warning names the journal's file and line.
+    const journal = path.join(t.stateDir, 'week', 'tasklog.journal');
+    const lines = fs.readFileSync(journal, 'utf8').split('\n').length - 1;
+    fs.appendFileSync(journal, '0badc0de {"t":"task_outcome"}\n');
+    const warned = await sw('sw-report', ['week', '--since', since, '--until', until, '--json'], t);
+    assert.equal(warned.exitCode, 0, String(warned.stderr));
+    assert.match(String(warned.stderr), new RegExp(`^sw-report: warning: week: .*tasklog\\.journal:${lines + 1}: record at position \\d+: CRC mismatch; skipped$`, 'm'));
     const none = await sw('sw-report', ['nosuch'], t);
     assert.equal(none.exitCode, 66);
     assert.match(String(none.stderr), /^sw-report: no run 'nosuch': .*nosuch\/tasklog\.journal does not exist$/);

@@ -99,10 +99,10 @@ test('a corrupt record in the middle is reported by position and skipped', async
     fs.writeFileSync(log.journalFile, buf);
     const v = await log.verify();
     assert.equal(v.ok, false);
-    assert.deepEqual(v.problems, [`${log.journalFile}: record at position ${p1}: CRC mismatch`]);
+    assert.deepEqual(v.problems, [`${log.journalFile}:3: record at position ${p1}: CRC mismatch`], 'the line of the file: the header, n 0, then n 1');
     const s = await log.snapshot();
     assert.deepEqual(rows(s.db, "SELECT json_extract(data, '$.n') FROM events ORDER BY pos"), [[0], [2]]);
-    assert.deepEqual(s.corrupt, [{ pos: p1, reason: 'CRC mismatch' }]);
+    assert.deepEqual(s.corrupt, [{ pos: p1, line: 3, reason: 'CRC mismatch' }]);
     s.db.close();
   } finally {
     t.cleanup();

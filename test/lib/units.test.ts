@@ -43,7 +43,8 @@ test('parseTime takes ISO 8601 and restic style, rejects junk', () => {
   assert.equal(local?.getHours(), 9);
   assert.equal(local?.getMinutes(), 30);
   assert.equal(parseTime('2026-11-21')?.getDate(), 21);
-  for (const bad of ['', 'yesterday', '2026-13-01T00:00:00Z', '2026-02-31 10:00:00', '2026-11-21T25:00:00Z']) assert.equal(parseTime(bad), undefined, bad);
+  assert.equal(parseTime('2028-02-29T00:00:00Z')?.toISOString(), '2028-02-29T00:00:00.000Z', 'a leap day');
+  for (const bad of ['', 'yesterday', '2026-13-01T00:00:00Z', '2026-02-31 10:00:00', '2026-02-31T00:00:00Z', '2026-04-31T00:00:00+02:00', '2026-02-29T00:00:00Z', '2026-11-21T25:00:00Z']) assert.equal(parseTime(bad), undefined, bad);
 });
 
 test('isoUtc keeps milliseconds only when there are some', () => {

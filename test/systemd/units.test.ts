@@ -347,6 +347,16 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       const doc = JSON.parse(await sw('sw-report', `${RUN} --json`)) as { systemd: { unit: string; n_restarts: number } | null };
       assert.equal(doc.systemd?.unit, UNIT);
       assert.equal(doc.systemd?.n_restarts, Number((await c.show(UNIT, ['NRestarts'])).NRestarts));
+      // A run without report.mail: the morning's start is skipped with a notice, not failed.
+      try {
+        await c.sh(`cat > /etc/selfware/${RUN}.yaml <<'EOF'\n${config().replace('  mail: ops@localhost', '  check:\n    window: 1h')}\nEOF`);
+        await c.sh(`systemctl start selfware-report@${RUN}.service`);
+        const q = await c.show(`selfware-report@${RUN}.service`, ['Result', 'ActiveState']);
+        assert.deepEqual([q.Result, q.ActiveState], ['exec-condition', 'inactive'], 'skipped, not failed');
+        assert.match(await journal(`-u selfware-report@${RUN}.service -p notice`), /selfware-report: run run1 has no report\.mail, so no report was mailed/);
+      } finally {
+        await c.sh(`cat > /etc/selfware/${RUN}.yaml <<'EOF'\n${config()}\nEOF`);
+      }
     });
 
     // The figures for the issue's note.
