@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { collect } from '../../lib/report/collect.js';
 import { RUN_SCHEMA, type RunConfig } from '../../lib/config/index.js';
@@ -8,6 +9,8 @@ import { defaultsOf } from '../../lib/config/spec.js';
 import { runPaths } from '../../lib/run.js';
 import { windowOf } from '../../lib/report/window.js';
 import { checkLine, perfdata } from '../../lib/report/check.js';
+import { subject } from '../../lib/report/mail.js';
+import type { Alert } from '../../lib/report/types.js';
 import { SwError } from '../../lib/exit.js';
 import { makeEnv, sw } from '../helpers.js';
 import { DAY, T0, T1, truthFor, writeWeekLog } from '../fixtures/weeklog.js';
@@ -79,6 +82,14 @@ test('a seven-day task log: every figure matches the known truth, for the week a
     assert.deepEqual(week.recoveries.by_reason, { crash: 1, hang: 1 });
     assert.equal(week.recoveries.restored, 1);
     assert.equal(week.resources.samples, 120_000);
+    // A mail of several runs: its subject ranks them as the check does, CRITICAL worst.
+    const alert = (status: Alert['status'], message: string): Alert => ({ ...(week.alerts[0] as Alert), status, message });
+    const crit = { ...week, run: 'a', verdict: 'CRITICAL' as const, alerts: [alert('CRITICAL', 'success rate 20% over 1h')] };
+    const unknown = { ...week, run: 'b', verdict: 'UNKNOWN' as const, alerts: [alert('UNKNOWN', 'cannot read the disk')] };
+    const ok = { ...week, run: 'c', verdict: 'OK' as const, alerts: [alert('OK', 'fine')] };
+    assert.equal(subject([ok, unknown, crit]), `[selfware ${os.hostname()}] CRITICAL: 3 runs; a CRITICAL: success rate 20% over 1h; b UNKNOWN: cannot read the disk`);
+    assert.equal(subject([ok, unknown]), `[selfware ${os.hostname()}] UNKNOWN: 2 runs; b UNKNOWN: cannot read the disk`);
+    assert.match(subject([crit]), /^\[selfware a\] CRITICAL: success rate 20% over 1h; \d+ tasks, \d+% success$/);
   } finally {
     t.cleanup();
   }
