@@ -36,7 +36,7 @@ export const tempFailError = (msg: string): SwError => new SwError(msg, EXIT.TEM
 export const unavailableError = (msg: string): SwError => new SwError(msg, EXIT.UNAVAILABLE);
 export const ioError = (msg: string, cause?: unknown): SwError => new SwError(msg, EXIT.IOERR, [], { cause });
 
-const IO_CODES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE']);
+const IO_CODES = new Set(['ENOSPC', 'EDQUOT', 'EIO', 'EROFS', 'EFBIG', 'EMFILE', 'ENFILE', 'ENOTDIR', 'EISDIR', 'ELOOP', 'ENAMETOOLONG']);
 
 /** The exit status for any thrown value. */
 export function exitCodeFor(err: unknown): ExitCode {

@@ -149,14 +149,26 @@ export class Governor {
     }
     const t = known;
     const next = nextTier(r, v, this.cfg[r], t.tier, this.cfg.hysteresis);
+    // The dwell times an excursion: readings on one side of the current tier
+    // (all worse, or all better). A reading back in the tier, or on the other
+    // side, starts it again; readings that swing between the two tiers on the
+    // same side do not (84, 86, 84 % from normal with thresholds at 80 and 85
+    // is a warning, not a standstill), and the excursion settles on the tier
+    // nearest the current one that all its readings reached.
+    const dir = (x: Tier): number => Math.sign(RANK[x] - RANK[t.tier]);
     if (next === t.tier) {
       t.candidate = t.tier;
       t.since = now;
-    } else if (next !== t.candidate) {
+    } else if (t.candidate === t.tier || dir(next) !== dir(t.candidate)) {
       t.candidate = next;
       t.since = now;
+    } else if (Math.abs(RANK[next] - RANK[t.tier]) < Math.abs(RANK[t.candidate] - RANK[t.tier])) {
+      t.candidate = next;
     }
-    if (t.candidate !== t.tier && now - t.since >= this.cfg.dwell) t.tier = t.candidate;
+    if (t.candidate !== t.tier && now - t.since >= this.cfg.dwell) {
+      t.tier = t.candidate;
+      t.since = now;
+    }
     this.tracks.set(r, t);
     return t.tier;
   }

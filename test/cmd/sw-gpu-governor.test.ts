@@ -46,6 +46,13 @@ test('--help, usage errors 64, bad configuration 78 naming the key', async () =>
     const none = await gov(['status'], t);
     assert.equal(none.exitCode, 66);
     assert.match(String(none.stderr), /no decision at .*governor\.json: is sw-gpu-governor running\?/);
+    // A runtime directory that cannot be made (its parent is a file): 74, naming the path.
+    fs.rmSync(path.join(t.configDir, 'governor.yaml'));
+    const file = path.join(t.dir, 'afile');
+    fs.writeFileSync(file, '');
+    const bad = await gov(['run'], t, { SELFWARE_RUNTIME_DIR: path.join(file, 'sub') });
+    assert.equal(bad.exitCode, 74, String(bad.stderr));
+    assert.match(String(bad.stderr), /afile\/sub.*: not a directory/);
     const reserved = await sw('sw-checkpoint', ['create', 'governor'], t);
     assert.equal(reserved.exitCode, 64);
     assert.match(String(reserved.stderr), /'governor': it is reserved/);

@@ -66,6 +66,51 @@ test('a value hovering at a threshold never flaps (and without hysteresis and dw
   assert.ok(flappy > 50, `without: ${flappy} changes`);
 });
 
+test('readings swinging across the far threshold still move the tier, to the nearer one, within the dwell', () => {
+  const c = cfg({ calm: 86_400_000 });
+  const vramTier = (d: ReturnType<Governor['observe']>): string => (d.readings as Record<string, { tier: string }>).vram?.tier ?? '';
+  const { warning, critical } = c.vram;
+  // From normal: readings alternating just under and just over the critical threshold.
+  let g = new Governor(c, { now: 0 });
+  g.observe(sampleAt(0, warning - 20));
+  let at: number | null = null;
+  for (let i = 1; i <= 120 && at === null; i++) {
+    const d = g.observe(sampleAt(i * 5000, i % 2 ? critical - 1 : critical + 1));
+    if (vramTier(d) !== 'normal') {
+      assert.equal(vramTier(d), 'warning', 'the nearer tier: not every reading was critical');
+      at = i * 5000;
+    }
+  }
+  assert.ok(at !== null && at <= c.dwell + 5000, `warning after ${at} ms (dwell ${c.dwell} ms)`);
+  // From critical (unloaded): readings alternating in the normal and warning tiers, never critical.
+  g = new Governor(c, { now: 0 });
+  assert.equal(vramTier(g.observe(sampleAt(0, critical + 5))), 'critical');
+  at = null;
+  const low = warning - c.hysteresis - 5;
+  const mid = warning + 2;
+  for (let i = 1; i <= 120 && at === null; i++) {
+    const d = g.observe(sampleAt(i * 5000, i % 2 ? low : mid));
+    if (vramTier(d) !== 'critical') {
+      assert.equal(vramTier(d), 'warning', 'the nearer tier');
+      assert.notDeepEqual(d.actions, ['unload'], 'no longer unloaded');
+      at = i * 5000;
+    }
+  }
+  assert.ok(at !== null && at <= c.dwell + 5000, `out of critical after ${at} ms (dwell ${c.dwell} ms)`);
+  // Sustained readings in the far tier still go there in one move after the dwell.
+  g = new Governor(c, { now: 0 });
+  g.observe(sampleAt(0, warning - 20));
+  let tiers: string[] = [];
+  for (let i = 1; i <= 10; i++) tiers.push(vramTier(g.observe(sampleAt(i * 5000, critical + 2))));
+  assert.ok(!tiers.includes('warning') && tiers.includes('critical'), tiers.join(' '));
+  // And a reading back in the current tier starts the dwell again.
+  g = new Governor(c, { now: 0 });
+  g.observe(sampleAt(0, warning - 20));
+  tiers = [];
+  for (let i = 1; i <= 24; i++) tiers.push(vramTier(g.observe(sampleAt(i * 5000, i % 3 === 0 ? warning - 20 : warning + 2))));
+  assert.deepEqual([...new Set(tiers)], ['normal'], 'never two dwell-lengths of readings in a row');
+});
+
 test('quantization steps down under VRAM pressure, waits step_wait between steps, unloads when critical, and comes back one level after calm', () => {
   const c = cfg({ dwell: 10_000, step_wait: 30_000, calm: 60_000 });
   const g = new Governor(c, { now: 0 });
