@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ROOT, makeEnv } from '../helpers.js';
 import { Container, cannotBoot } from './container.js';
+import { fakeNvidiaSmi, vramSeries } from '../fixtures/nvidia.js';
 
 const RUN = 'run1';
 const UNIT = `selfware@${RUN}.service`;
@@ -362,6 +363,43 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       } finally {
         await c.sh(`cat > /etc/selfware/${RUN}.yaml <<'EOF'\n${config()}\nEOF`);
       }
+    });
+
+    await t.test('sw-gpu-governor.service: READY inside its sandbox, nvidia-smi runs, the decision is published, logged at err and recorded', async () => {
+      // No GPU here: a fake nvidia-smi (VRAM at 90%, critical), put where the sandbox can read it.
+      const host = path.join(env.dir, 'gpu');
+      fakeNvidiaSmi(host).set(vramSeries([90], 1000));
+      const GOV = 'sw-gpu-governor.service';
+      await c.sh(
+        [
+          `rm -rf /opt/selfware/fakegpu && cp -r ${host} /opt/selfware/fakegpu`,
+          `sed -i 's|${host}|/opt/selfware/fakegpu|g' /opt/selfware/fakegpu/bin-ok/nvidia-smi && chmod -R a+rX /opt/selfware/fakegpu`,
+          `mkdir -p /etc/systemd/system/${GOV}.d`,
+          `printf '[Service]\nEnvironment=PATH=/opt/selfware/fakegpu/bin-ok:/usr/bin:/bin\n' > /etc/systemd/system/${GOV}.d/fake-gpu.conf`,
+          'systemctl daemon-reload',
+        ].join(' && '),
+      );
+      const since = (await c.sh('date +%s')).trim();
+      // Type=notify: start returns once the first decision is published.
+      await c.sh(`systemctl start ${GOV}`);
+      const q = await c.show(GOV, ['ActiveState', 'StatusText', 'NRestarts']);
+      assert.equal(q.ActiveState, 'active');
+      assert.equal(q.NRestarts, '0');
+      assert.match(q.StatusText ?? '', /^critical, Q3_K_L, unload, vram 90(\.0)?%/);
+      const d = JSON.parse(await c.sh('cat /run/selfware/governor.json')) as { tier: string; quantization: string; actions: string[]; readings: { vram: { value: number } } };
+      assert.deepEqual([d.tier, d.quantization, d.actions], ['critical', 'Q3_K_L', ['unload']]);
+      assert.equal(Math.round(d.readings.vram.value), 90, 'the reading came from nvidia-smi, run inside the sandbox');
+      assert.equal((await c.sh('stat -c %U /run/selfware/governor.json')).trim(), 'selfware');
+      assert.match(await journal(`-u ${GOV} -p err --since @${since}`), /tier critical/);
+      // The run's task log has the decision (the governor writes as the run's user).
+      await waitFor(
+        'the decision in the task log',
+        async () => (JSON.parse(await sw('sw-report', `${RUN} --json`)) as { governor: { current: { tier: string } | null } }).governor.current?.tier === 'critical',
+        30_000,
+      );
+      await c.sh(`systemctl stop ${GOV}`);
+      const st = await c.show(GOV, ['ActiveState', 'Result']);
+      assert.deepEqual([st.ActiveState, st.Result], ['inactive', 'success']);
     });
 
     // The figures for the issue's note.
