@@ -73,7 +73,8 @@ function buildProgram(): Command {
         keepalive: watchdog,
         keepaliveMs: wd > 0 ? Math.floor(wd / 2) : 0,
         warn: (l) => out.warn(l),
-        transition: (d, line) => (d.tier === 'critical' ? out.error(line) : d.tier === 'warning' ? out.warn(line) : out.notice(line)),
+        // Each transition once, at err (into critical) or warning (the rest, the way back to normal too).
+        transition: (d, line) => (d.tier === 'critical' ? out.error(line) : out.warn(line)),
         tick: (d) => {
           if (first) {
             ready(statusLine(d));

@@ -162,7 +162,8 @@ test('run: publishes a decision each interval, logs each transition once, record
     assert.deepEqual(changes, ['normal->warning', 'warning->critical', 'critical->normal'], out);
     assert.match(out, /warning: tier normal -> warning; quantization Q4_K_M -> Q3_K_L/);
     assert.match(out, /sw-gpu-governor: tier warning -> critical;( quantization \w+ -> Q2_K;)? actions: unload/);
-    assert.match(out, /quantization Q2_K -> Q3_K_L/, 'back up one level after calm');
+    assert.match(out, /warning: tier critical -> normal;/, 'the way back at warning too');
+    assert.match(out, /warning: tier normal -> normal; quantization Q2_K -> Q3_K_L/, 'back up one level after calm, at warning');
     const decisions = await query(t, 'SELECT tier, quantization, actions FROM governor_decisions ORDER BY ts');
     assert.ok(decisions.length >= 3);
     assert.ok(decisions.some(([tier, , a]) => tier === 'critical' && String(a) === '["unload"]'));
