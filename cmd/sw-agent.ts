@@ -9,7 +9,7 @@ import { usageError } from '../lib/exit.js';
 import { readDecision } from '../lib/governor/decision.js';
 import { initNotify } from '../lib/notify.js';
 import { table } from '../lib/output.js';
-import { TASK_STATUSES, TASK_ID_RE, type Task } from '../lib/queue/task.js';
+import { TASK_STATUSES, TASK_ID_RE, byRunOrder, type Task } from '../lib/queue/task.js';
 import { runPaths, validateRunName, type RunPaths } from '../lib/run.js';
 import { requireRun } from '../lib/state/index.js';
 import { TaskLog } from '../lib/tasklog/index.js';
@@ -130,7 +130,7 @@ function cmdList(program: Command): void {
       const attempts = await attemptsStarted(paths);
       const shown = tasks
         .filter((t) => !o.status || t.status === o.status)
-        .sort((a, b) => b.priority - a.priority || Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id));
+        .sort(byRunOrder);
       if (o.json) {
         out.json({ tasks: shown.map((t) => taskJson(t, attempts.get(t.id) ?? 0)) });
         return;

@@ -8,6 +8,7 @@ import { EXIT, usageError } from '../lib/exit.js';
 import { table, type Output } from '../lib/output.js';
 import { runPaths, validateRunName } from '../lib/run.js';
 import {
+  CHECKPOINT_REF_RE,
   KINDS,
   createCheckpoint,
   diffState,
@@ -26,7 +27,7 @@ import { formatBytes, isoUtc, parseTime } from '../lib/units.js';
 
 /** Checkpoint ids are checked before anything is read: a usage error, not a missing run. */
 function checkIds(ids: Array<string | undefined>): void {
-  for (const id of ids) if (id !== undefined && !/^[0-9a-f]{1,64}$|^latest$/.test(id)) throw usageError(`invalid checkpoint id '${id}'`);
+  for (const id of ids) if (id !== undefined && !CHECKPOINT_REF_RE.test(id)) throw usageError(`invalid checkpoint id '${id}'`);
 }
 
 async function setup(runArg: string) {

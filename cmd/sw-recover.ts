@@ -10,6 +10,8 @@ import { extendTimeout, initNotify, status } from '../lib/notify.js';
 import { EXIT_ESCALATED, recordServiceExit, recover, type RecoverResult } from '../lib/recover/index.js';
 import { runPaths, validateRunName } from '../lib/run.js';
 import { formatDuration } from '../lib/units.js';
+import { sleep } from '../lib/sleep.js';
+import { CHECKPOINT_REF_RE } from '../lib/state/checkpoint.js';
 
 const cause = (r: RecoverResult): string => (r.reason === 'hang' ? 'a hang' : r.reason === 'crash' ? 'a crash' : 'an unexplained stop');
 
@@ -42,7 +44,7 @@ function buildProgram(): Command {
         const o = optsOf<{ checkpoint?: string; dryRun?: boolean; recordExit?: boolean }>(cmd);
         const out = outputFor(cmd);
         const run = validateRunName(runArg);
-        if (o.checkpoint !== undefined && !/^[0-9a-f]{1,64}$|^latest$/.test(o.checkpoint)) throw usageError(`option '--checkpoint <id>': invalid checkpoint id '${o.checkpoint}'`);
+        if (o.checkpoint !== undefined && !CHECKPOINT_REF_RE.test(o.checkpoint)) throw usageError(`option '--checkpoint <id>': invalid checkpoint id '${o.checkpoint}'`);
         if (o.recordExit && (o.checkpoint || o.dryRun)) throw usageError('--record-exit goes alone');
         const paths = runPaths(run);
         if (o.recordExit) {
@@ -72,7 +74,7 @@ function buildProgram(): Command {
           out.notice(`waiting ${formatDuration(res.backoff_ms)} before the agent starts (${res.crashes} crash${res.crashes === 1 ? '' : 'es'} in a row)`);
           extendTimeout(res.backoff_ms + 30_000);
           status(`backing off ${formatDuration(res.backoff_ms)} after ${res.crashes} crash${res.crashes === 1 ? '' : 'es'}`);
-          await new Promise((r) => setTimeout(r, res.backoff_ms));
+          await sleep(res.backoff_ms);
         }
         return EXIT.OK;
       }),

@@ -37,7 +37,6 @@ export interface GitRunOptions {
   env?: Record<string, string>;
   /** Resolve with the result instead of throwing on a non-zero exit. */
   allowFail?: boolean;
-  binary?: boolean;
   timeoutMs?: number;
 }
 
@@ -95,7 +94,6 @@ export class Git {
       cwd: this.dir,
       env: this.env(opts.env),
       input: opts.input,
-      binary: opts.binary,
       timeoutMs: opts.timeoutMs,
     });
     if (res.code !== 0 && !opts.allowFail) throw new GitError(args, res);
@@ -111,10 +109,6 @@ export class Git {
   async resolve(rev: string): Promise<string | null> {
     const res = await this.run(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`], { allowFail: true });
     return res.code === 0 ? res.stdout.trim() : null;
-  }
-
-  isRepo(): boolean {
-    return fs.existsSync(path.join(this.gitDir, 'HEAD'));
   }
 
   /**

@@ -7,6 +7,7 @@ import path from 'node:path';
 import fsExt from 'fs-ext';
 import { tempFailError } from './exit.js';
 import { mkdirDurable } from './fsutil.js';
+import { sleep } from './sleep.js';
 
 export interface Lock {
   readonly file: string;
@@ -26,6 +27,18 @@ export function defaultLockWaitMs(env: NodeJS.ProcessEnv = process.env): number 
   const v = env.SELFWARE_LOCK_TIMEOUT;
   if (v !== undefined && v !== '' && Number.isFinite(Number(v)) && Number(v) >= 0) return Math.round(Number(v) * 1000);
   return 10_000;
+}
+
+/**
+ * The fds of the locks this process holds. Programs it runs (git) inherit
+ * them (lib/proc.ts), so a holder SIGKILLed while git works for it keeps the
+ * lock until that git has exited too: the next holder never races an
+ * orphaned git over the same repository.
+ */
+const held = new Set<number>();
+
+export function heldLockFds(): number[] {
+  return [...held];
 }
 
 /** Try once, without waiting; null if someone else holds it. */
@@ -51,12 +64,14 @@ export function tryLock(file: string, shared = false): Lock | null {
     }
   }
   let released = false;
+  held.add(fd);
   return {
     file,
     fd,
     release() {
       if (released) return;
       released = true;
+      held.delete(fd);
       try {
         fsExt.flockSync(fd, 'un');
       } finally {
@@ -77,7 +92,6 @@ export function lockHolder(file: string): { pid: number; program: string } | nul
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Take the lock, waiting up to waitMs; a live holder past that gives exit 75. */
 export async function acquireLock(file: string, opts: LockOptions = {}): Promise<Lock> {

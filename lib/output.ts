@@ -61,10 +61,6 @@ export class Output {
     this.colors = pc.createColors(colour);
   }
 
-  get colorEnabled(): boolean {
-    return this.colors.isColorSupported;
-  }
-
   private line(priority: number, text: string, tag?: string): void {
     for (const one of text.split('\n')) {
       let s: string;
@@ -118,22 +114,6 @@ export class Output {
   /** One JSON document on stdout. */
   json(value: unknown): void {
     this.streams.stdout.write(JSON.stringify(value) + '\n');
-  }
-
-  bold(s: string): string {
-    return this.colors.bold(s);
-  }
-  dim(s: string): string {
-    return this.colors.dim(s);
-  }
-  green(s: string): string {
-    return this.colors.green(s);
-  }
-  red(s: string): string {
-    return this.colors.red(s);
-  }
-  yellow(s: string): string {
-    return this.colors.yellow(s);
   }
 }
 

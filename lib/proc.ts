@@ -3,6 +3,7 @@
 // the start-up cost of a larger library.
 
 import { spawn, type SpawnOptions } from 'node:child_process';
+import { heldLockFds } from './lock.js';
 
 export interface RunOptions {
   cwd?: string;
@@ -10,22 +11,20 @@ export interface RunOptions {
   input?: string | Buffer;
   /** Kill the process (and its group) after this many ms. */
   timeoutMs?: number;
-  /** Collect stdout as a Buffer rather than a string. */
-  binary?: boolean;
 }
 
 export interface RunResult {
   code: number | null;
   signal: NodeJS.Signals | null;
   stdout: string;
-  stdoutBuffer: Buffer;
   stderr: string;
   timedOut: boolean;
 }
 
 export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const so: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe'] };
+    // The locks held go along (as fds 3 and up): see heldLockFds.
+    const so: SpawnOptions = { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['pipe', 'pipe', 'pipe', ...heldLockFds()] };
     const child = spawn(cmd, args, so);
     const out: Buffer[] = [];
     const err: Buffer[] = [];
@@ -49,8 +48,7 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       resolve({
         code,
         signal,
-        stdout: opts.binary ? '' : buf.toString('utf8'),
-        stdoutBuffer: buf,
+        stdout: buf.toString('utf8'),
         stderr: Buffer.concat(err).toString('utf8'),
         timedOut,
       });

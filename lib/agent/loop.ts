@@ -16,11 +16,11 @@ import { readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
 import type { Output } from '../output.js';
-import { readQueue, taskFile, writeTask, type Task } from '../queue/task.js';
+import { queueDir, readQueue, runOrder, taskFile, writeTask, type Task } from '../queue/task.js';
 import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
 import { restoreWorkspace } from '../recover/restore.js';
 import type { RunPaths } from '../run.js';
-import { agentLockFile, createCheckpoint, initRun, lockState, snapshotWorkspace, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
+import { agentLockFile, createCheckpoint, initRun, lockState, snapshotWorkspace, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
 import { TaskLog } from '../tasklog/index.js';
 import { formatBytes, formatDuration } from '../units.js';
 import { version } from '../version.js';
@@ -29,18 +29,20 @@ import { TransientLlmError } from './llm/openai.js';
 import { evaluate } from './policy.js';
 import { ACTION_SCHEMA, describeAction, parseAction, type Action } from './schema.js';
 import {
+  addTask,
   decideApproval,
   listApprovals,
   logTaskAdded,
   readAgentState,
   readApproval,
+  readTask,
   requestApproval,
   setPaused,
   taskDefaults,
   updateAgentState,
   type Approval,
 } from './state.js';
-import { actionEnv, readFileAction, runShell, writeFileAction, type Observation } from './tools.js';
+import { actionEnv, failedObservation, readFileAction, runShell, writeFileAction, type Observation } from './tools.js';
 import { appendLine, attemptView, buildMessages, readTranscript, transcriptFile, INTERRUPTED_NOTE } from './transcript.js';
 import { sleep } from '../sleep.js';
 
@@ -372,7 +374,6 @@ export class Agent {
     }
     const idleTask = this.config.agent.idle_task;
     if (idleTask && now - this.idleSince >= this.config.agent.idle_task_after) {
-      const { addTask } = await import('./state.js');
       const t = await addTask(this.paths, this.config, { prompt: idleTask, title: 'idle task', source: 'idle' });
       this.out.info(`queued the idle task ${t.id}`);
       this.idleSince = now;
@@ -381,7 +382,7 @@ export class Agent {
 
   /** The queue, read again only when its directory changed. New dropped-in files are adopted. */
   private async queue(): Promise<Task[]> {
-    const dir = path.join(this.paths.stateDir, 'queue');
+    const dir = queueDir(this.paths.stateDir);
     let st: fs.Stats;
     try {
       st = fs.statSync(dir);
@@ -439,17 +440,13 @@ export class Agent {
     if (resume) return resume;
     const inProgress = tasks.find((t) => t.status === 'in_progress');
     if (inProgress) return inProgress;
-    const pending = tasks
-      .filter((t) => t.status === 'pending')
-      .sort((a, b) => b.priority - a.priority || Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id));
-    return pending[0] ?? null;
+    return runOrder(tasks)[0] ?? null;
   }
 
   /** Read the task again under the lock and change it; null if it was cancelled meanwhile. */
   private async changeTask(id: string, change: (t: Task) => Task | null): Promise<Task | null> {
     const lock = await lockState(this.paths);
     try {
-      const { readTask } = await import('./state.js');
       const t = await readTask(this.paths, this.config, id);
       if (t.status === 'cancelled') return null;
       const next = change(t);
@@ -475,7 +472,7 @@ export class Agent {
     if (view.interrupted) {
       // The action was running when the agent stopped: say so, as the step's result.
       const i = view.interrupted;
-      appendLine(file, { type: 'step', attempt: task.attempt, step: i.step, ts: new Date().toISOString(), action: i.action, observation: { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: INTERRUPTED_NOTE } });
+      appendLine(file, { type: 'step', attempt: task.attempt, step: i.step, ts: new Date().toISOString(), action: i.action, observation: failedObservation(INTERRUPTED_NOTE) });
       this.out.notice(`task ${task.id}: resuming after step ${i.step}, whose effect is unknown`);
       view = attemptView(readTranscript(file), task.attempt);
     } else if (view.steps.length > 0) this.out.notice(`task ${task.id}: resuming at step ${view.steps.length + 1} of attempt ${task.attempt}`);
@@ -542,9 +539,7 @@ export class Agent {
     if (!existing) {
       // The first attempt (or a task dropped in at a later attempt): the workspace as it is now.
       const snap = await snapshotWorkspace(this.ws);
-      const epoch = Math.floor(Date.now() / 1000);
-      const who = `selfware <selfware@localhost> ${epoch} +0000`;
-      const body = `tree ${snap.tree}\n${snap.head ? `parent ${snap.head}\n` : ''}author ${who}\ncommitter ${who}\n\nselfware: the workspace before task ${t.id}\n\nSelfware-Branch: ${snap.branch ?? 'none'}\n`;
+      const body = workspaceCommitObject(snap.tree, snap.head, Math.floor(Date.now() / 1000), `selfware: the workspace before task ${t.id}\n\nSelfware-Branch: ${snap.branch ?? 'none'}\n`);
       writeRef(ws.gitDir, ref, await ws.out(['hash-object', '-t', 'commit', '-w', '--stdin'], { input: body }));
       return null;
     }
@@ -616,7 +611,7 @@ export class Agent {
       const wait = Math.min(60_000, 1000 * 2 ** Math.min(this.llmErrors - 1, 6));
       this.out.warn(`task ${task.id} step ${step}: ${error}; next try in ${formatDuration(wait)}`);
       this.log.append({ t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, ok: false, error });
-      appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, observation: { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: timedOut, duration_ms: 0, error } });
+      appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, observation: failedObservation(error, { timedOut }) });
       this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: 'none', status: 'llm_error' });
       await sleep(wait, this.stopCtrl.signal);
       return null;
@@ -636,7 +631,7 @@ export class Agent {
     const llm = { tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS };
     const parsed = parseAction(result.text);
     if ('error' in parsed) {
-      appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, answer: result.text.slice(0, 2000), llm, observation: { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: `your answer was not a valid action: ${parsed.error}` } });
+      appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, answer: result.text.slice(0, 2000), llm, observation: failedObservation(`your answer was not a valid action: ${parsed.error}`) });
       this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: 'invalid', status: 'invalid' });
       return null;
     }
@@ -650,7 +645,7 @@ export class Agent {
     let decision: string = verdict.decision;
     let obs: Observation;
     if (verdict.decision === 'deny') {
-      obs = { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: `refused by the policy (deny rule '${verdict.rule}')` };
+      obs = failedObservation(`refused by the policy (deny rule '${verdict.rule}')`);
       this.out.warn(`task ${task.id} step ${step}: ${describeAction(action)} refused by the deny rule '${verdict.rule}'`);
     } else {
       if (verdict.decision === 'approve') {
@@ -658,7 +653,7 @@ export class Agent {
         if (answer === 'stop') return 'stop';
         decision = answer.status;
         if (answer.status !== 'approved') {
-          obs = { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0, error: `a human rejected this action${answer.reason ? `: ${answer.reason}` : ''}${answer.by === 'timeout' ? ' (no answer in time)' : ''}` };
+          obs = failedObservation(`a human rejected this action${answer.reason ? `: ${answer.reason}` : ''}${answer.by === 'timeout' ? ' (no answer in time)' : ''}`);
           appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs });
           this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: action.action, status: 'rejected' });
           return null;
@@ -771,7 +766,6 @@ export class Agent {
     const lock = await lockState(this.paths);
     let next: Task | null = null;
     try {
-      const { readTask } = await import('./state.js');
       const cur = await readTask(this.paths, this.config, task.id);
       if (cur.status !== 'cancelled') {
         this.log.append({ t: 'task_outcome', task: task.id, attempt: task.attempt, outcome, reason, steps, session: this.session });

@@ -10,7 +10,7 @@ import type { RunConfig } from '../config/schema.js';
 import { EXIT, SwError, noInputError, usageError } from '../exit.js';
 import { exists, mkdirDurable, pidAlive, writeFileAtomic } from '../fsutil.js';
 import { lockHolder } from '../lock.js';
-import { parseTask, readQueue, taskFile, taskSpec, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
+import { MAX_TASK_TIMEOUT_MS, parseTask, queueDir, readQueue, taskFile, taskSpec, titleOf, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
 import { INITIAL_AGENT_STATE, agentLockFile, initRun, lockState, runExists } from '../state/layout.js';
 import { workspaceDir } from '../config/index.js';
@@ -113,7 +113,7 @@ function slug(text: string): string {
 /** A task's --timeout, checked before anything is touched. */
 export function parseTaskTimeout(text: string): number {
   const ms = parseDuration(text);
-  if (ms === undefined || ms <= 0 || ms > 4 * 3_600_000) throw usageError(`option '--timeout <duration>': expected a duration up to 4h such as 30m, got '${text}'`);
+  if (ms === undefined || ms <= 0 || ms > MAX_TASK_TIMEOUT_MS) throw usageError(`option '--timeout <duration>': expected a duration up to 4h such as 30m, got '${text}'`);
   return ms;
 }
 
@@ -132,11 +132,10 @@ export async function addTask(paths: RunPaths, config: RunConfig, opts: AddOptio
   const prompt = opts.prompt.trim();
   if (prompt === '') throw usageError('the prompt is empty');
   const timeout = opts.timeout === undefined ? config.agent.task_timeout : parseTaskTimeout(opts.timeout);
-  const firstLine = prompt.split('\n')[0]?.trim() ?? '';
-  const title = opts.title ?? (firstLine.length > 72 ? firstLine.slice(0, 69) + '...' : firstLine);
+  const title = opts.title ?? titleOf(prompt);
   const lock = await lockState(paths);
   try {
-    mkdirDurable(path.join(paths.stateDir, 'queue'));
+    mkdirDurable(queueDir(paths.stateDir));
     let id: string;
     do id = `${slug(title)}-${crypto.randomBytes(2).toString('hex')}`;
     while (exists(taskFile(paths.stateDir, id)));

@@ -20,6 +20,11 @@ export interface Observation {
   error?: string;
 }
 
+/** An action that did not run (or did not get to its output): the error the model is told. */
+export function failedObservation(error: string, opts: { durationMs?: number; timedOut?: boolean } = {}): Observation {
+  return { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: opts.timedOut ?? false, duration_ms: opts.durationMs ?? 0, error };
+}
+
 /** Keep the head and the tail of text within budget bytes. */
 export function cutOutput(buf: Buffer, budget: number): { text: string; cut: number } {
   if (buf.length <= budget) return { text: buf.toString('utf8'), cut: 0 };
@@ -56,7 +61,7 @@ export function confine(workspace: string, p: string, opts: { write?: boolean } 
 export async function readFileAction(workspace: string, p: string, budget: number): Promise<Observation> {
   const started = Date.now();
   const c = confine(workspace, p);
-  const fail = (error: string): Observation => ({ ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: Date.now() - started, error });
+  const fail = (error: string): Observation => failedObservation(error, { durationMs: Date.now() - started });
   if ('error' in c) return fail(c.error);
   try {
     const st = fs.statSync(c.path);
@@ -92,14 +97,14 @@ export async function readFileAction(workspace: string, p: string, budget: numbe
 export async function writeFileAction(workspace: string, p: string, content: string): Promise<Observation> {
   const started = Date.now();
   const c = confine(workspace, p, { write: true });
-  if ('error' in c) return { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: Date.now() - started, error: c.error };
+  if ('error' in c) return failedObservation(c.error, { durationMs: Date.now() - started });
   try {
     if (fs.existsSync(c.path) && fs.statSync(c.path).isDirectory()) throw new Error(`'${p}' is a directory`);
     mkdirDurable(path.dirname(c.path));
     writeFileAtomic(c.path, content);
     return { ok: true, exit_code: null, signal: null, output: `wrote ${Buffer.byteLength(content)} bytes to ${p}`, cut: 0, timed_out: false, duration_ms: Date.now() - started };
   } catch (e) {
-    return { ok: false, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: Date.now() - started, error: (e as Error).message };
+    return failedObservation((e as Error).message, { durationMs: Date.now() - started });
   }
 }
 

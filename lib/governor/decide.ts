@@ -9,11 +9,11 @@
 
 import os from 'node:os';
 import type { Quant } from '../config/schema.js';
+import { QUANT_LEVELS } from '../agent/llm/types.js';
 import type { GovernorConfig, Thresholds } from './config.js';
 import type { Decision, GovernorAction, Tier } from './decision.js';
 import type { Sample } from './sample.js';
 
-export const LEVELS: readonly Quant[] = ['Q4_K_M', 'Q3_K_L', 'Q2_K'];
 export const RESOURCES = ['vram', 'ram', 'disk', 'cpu', 'gpu_temp'] as const;
 export type Resource = (typeof RESOURCES)[number];
 
@@ -83,7 +83,7 @@ function build(s: Sample, v: Record<Resource, number | null>, tiers: Record<Reso
     time: new Date(s.time).toISOString(),
     host: os.hostname(),
     tier,
-    quantization: LEVELS[level] as Quant,
+    quantization: QUANT_LEVELS[level] as Quant,
     actions,
     context_limit: actions.includes('throttle') ? cfg.throttle_context : null,
     reasons,
@@ -129,7 +129,7 @@ export class Governor {
     private readonly cfg: GovernorConfig,
     start: { level?: Quant; unloaded?: boolean; now: number },
   ) {
-    this.level = Math.max(0, LEVELS.indexOf(start.level ?? 'Q4_K_M'));
+    this.level = Math.max(0, QUANT_LEVELS.indexOf(start.level ?? 'Q4_K_M'));
     this.unloaded = start.unloaded ?? false;
     // Restarted at a lower level: that level gets its step_wait too.
     if (this.level > 0) this.lastStepDown = start.now;
@@ -183,14 +183,14 @@ export class Governor {
         // Unload, and come back one level smaller.
         this.unloaded = true;
         this.lastStepDown = now;
-        if (this.level < LEVELS.length - 1) this.level++;
+        if (this.level < QUANT_LEVELS.length - 1) this.level++;
         this.lastLevelChange = now;
       }
     } else {
       this.unloaded = false;
       // One level down, then wait `step_wait` for the agents to reload at it
       // (they do between model calls) before judging whether it was enough.
-      if (vram === 'warning' && this.level < LEVELS.length - 1 && now - this.lastStepDown >= this.cfg.step_wait) {
+      if (vram === 'warning' && this.level < QUANT_LEVELS.length - 1 && now - this.lastStepDown >= this.cfg.step_wait) {
         this.lastStepDown = now;
         this.level++;
         this.lastLevelChange = now;

@@ -95,6 +95,8 @@ export class Recorder {
   ) {}
 
   record(events: Array<Record<string, unknown> & { t: string }>): void {
+    // Most ticks have nothing to record: no need to look for runs then.
+    if (!events.length && !this.pending.size) return;
     for (const r of listRuns(this.stateRoot)) {
       const queue = [...(this.pending.get(r.run) ?? []), ...events];
       if (!queue.length) continue;

@@ -48,6 +48,12 @@ export function taskSpec(t: Task): TaskSpec {
   return { id: t.id, title: t.title, prompt: t.prompt, verify: t.verify, priority: t.priority, max_attempts: t.max_attempts, timeout: t.timeout, created: t.created, source: t.source };
 }
 
+/** A task's default title: the prompt's first line, cut to 72 characters. */
+export function titleOf(prompt: string): string {
+  const firstLine = prompt.split('\n')[0]?.trim() ?? '';
+  return firstLine.length > 72 ? firstLine.slice(0, 69) + '...' : firstLine;
+}
+
 export function queueDir(stateDir: string): string {
   return path.join(stateDir, 'queue');
 }
@@ -127,10 +133,9 @@ export async function parseTask(file: string, text: string, defaults: TaskDefaul
     if (v && v.value !== null && (typeof v.value !== 'string' || Number.isNaN(Date.parse(v.value)))) fail(v.line, v.col, `${k}: expected an ISO 8601 time, got ${JSON.stringify(v.value)}`);
   }
   const now = new Date().toISOString();
-  const firstLine = (prompt ?? '').split('\n')[0]?.trim() ?? '';
   return {
     id,
-    title: title ?? (firstLine.length > 72 ? firstLine.slice(0, 69) + '...' : firstLine),
+    title: title ?? titleOf(prompt ?? ''),
     prompt: prompt ?? (title as string),
     verify: str('verify') ?? null,
     priority: int('priority', -1_000_000, 1_000_000) ?? 0,
@@ -206,9 +211,12 @@ export async function readQueue(stateDir: string, defaults: TaskDefaults): Promi
   return { tasks, invalid };
 }
 
-/** Pending tasks in the order the agent takes them: priority, then age, then id. */
+/** The agent's order: higher priority first, then older, then by id. */
+export function byRunOrder(a: Task, b: Task): number {
+  return b.priority - a.priority || Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id);
+}
+
+/** Pending tasks in the order the agent takes them. */
 export function runOrder(tasks: Task[]): Task[] {
-  return tasks
-    .filter((t) => t.status === 'pending')
-    .sort((a, b) => b.priority - a.priority || Date.parse(a.created) - Date.parse(b.created) || a.id.localeCompare(b.id));
+  return tasks.filter((t) => t.status === 'pending').sort(byRunOrder);
 }

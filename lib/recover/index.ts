@@ -28,7 +28,7 @@ import {
 import { TaskLog, describeCorrupt, type Snapshot } from '../tasklog/index.js';
 import { systemdUnit } from '../notify.js';
 import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
-import { openLocked, readJournalFd, unlock } from '../tasklog/journal.js';
+import { readJournalLocked } from '../tasklog/journal.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
 import { freshState, keepForensics, restoreStateFiles, restoreWorkspace, stamp } from './restore.js';
@@ -155,13 +155,7 @@ function emptyResult(run: string, dryRun: boolean): RecoverResult {
 function quickCheck(paths: RunPaths): string | null {
   let records: Array<{ event: Record<string, unknown> }>;
   try {
-    const fd = openLocked(paths.tasklogJournal, 'sh', fs.constants.O_RDONLY);
-    try {
-      records = readJournalFd(fd, paths.tasklogJournal).records;
-    } finally {
-      unlock(fd);
-      fs.closeSync(fd);
-    }
+    records = readJournalLocked(paths.tasklogJournal, (j) => j.records);
   } catch {
     return null;
   }

@@ -61,8 +61,6 @@ export interface ReconcilePlan {
   changes: ReconcileChange[];
   /** Tasks to write: changed ones and ones restored from the log. */
   write: Task[];
-  /** Tasks looked at. */
-  examined: number;
   /** Tasks the log knows without a definition, that the queue lacks: cannot be restored. */
   lost: string[];
 }
@@ -98,5 +96,5 @@ export function planReconcile(tasks: Task[], log: Map<string, LogTask>, now: str
     write.push({ ...spec, status: after.status, attempt: after.attempt, updated: now, reason: entry.latest?.reason ?? null });
   }
   changes.sort((a, b) => a.task.localeCompare(b.task));
-  return { changes, write, examined: tasks.length + changes.filter((c) => c.before === null).length, lost };
+  return { changes, write, lost };
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { exists, mkdirDurable } from '../fsutil.js';
 import type { RunPaths } from '../run.js';
 import { isoUtc } from '../units.js';
-import { snapshotWorkspace, writeRef, type Checkpoint } from '../state/checkpoint.js';
+import { snapshotWorkspace, workspaceCommitObject, writeRef, type Checkpoint } from '../state/checkpoint.js';
 import { initRun, stateGit, stateRepoDir, workspaceGit } from '../state/layout.js';
 
 export const FORENSICS_PREFIX = 'refs/forensics/';
@@ -95,8 +95,7 @@ export async function restoreWorkspace(wsDir: string, c: Checkpoint, now: Date):
   if (!c.workspace.tree) throw new Error(`checkpoint ${c.id} has no workspace snapshot`);
   // Forensics for the workspace: a snapshot of it as it is, on its own ref.
   const snap = await snapshotWorkspace(wsDir);
-  const fWho = `selfware <selfware@localhost> ${Math.floor(now.getTime() / 1000)} +0000`;
-  const fBody = `tree ${snap.tree}\n${snap.head ? `parent ${snap.head}\n` : ''}author ${fWho}\ncommitter ${fWho}\n\nforensics: workspace before rollback to checkpoint ${c.id}\n`;
+  const fBody = workspaceCommitObject(snap.tree, snap.head, Math.floor(now.getTime() / 1000), `forensics: workspace before rollback to checkpoint ${c.id}\n`);
   const fCommit = await ws.out(['hash-object', '-t', 'commit', '-w', '--stdin'], { input: fBody });
   const fRef = `refs/selfware/forensics/${stamp(now)}`;
   writeRef(ws.gitDir, fRef, fCommit);

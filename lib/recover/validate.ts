@@ -8,6 +8,7 @@ import path from 'node:path';
 import { exists, removeStaleTemps, writeFileAtomic } from '../fsutil.js';
 import { readQueue, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
+import { GITFILE } from '../state/layout.js';
 
 export interface Validation {
   ok: boolean;
@@ -17,8 +18,6 @@ export interface Validation {
   repairs: string[];
   tasks: Task[];
 }
-
-const GITFILE = 'gitdir: ../state.git\n';
 
 /** Check one JSON-lines transcript; returns the byte length of its complete, valid lines, or a problem. */
 function checkTranscript(file: string): { keep: number; torn: boolean } | { problem: string } {

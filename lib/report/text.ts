@@ -3,7 +3,7 @@
 
 import { formatBytes, formatDuration } from '../units.js';
 import { problems } from './check.js';
-import { humanMs } from './html.js';
+import { humanMs } from './human.js';
 import type { Report } from './types.js';
 import { windowMs } from './window.js';
 
@@ -150,11 +150,12 @@ export function renderMarkdown(reports: Report[]): string {
       for (const s of sections(r)) {
         lines.push('', `**${s.title}**`, '');
         // A key over several rows (governor changes, approvals) becomes a nested list.
+        let keyed = false;
         s.rows.forEach(([k, v], i) => {
-          const more = k !== '' && s.rows[i + 1]?.[0] === '';
-          if (more) lines.push(`- ${mdEscape(k)}:`, `  - ${mdEscape(v)}`);
-          else if (k === '' && i > 0 && s.rows[i - 1] !== undefined && s.rows.slice(0, i).some(([x]) => x !== '')) lines.push(`  - ${mdEscape(v)}`);
-          else lines.push(`- ${k ? `${mdEscape(k)}: ` : ''}${mdEscape(v)}`);
+          if (k === '') lines.push(`${keyed ? '  ' : ''}- ${mdEscape(v)}`);
+          else if (s.rows[i + 1]?.[0] === '') lines.push(`- ${mdEscape(k)}:`, `  - ${mdEscape(v)}`);
+          else lines.push(`- ${mdEscape(k)}: ${mdEscape(v)}`);
+          keyed ||= k !== '';
         });
       }
       return lines.join('\n') + '\n';

@@ -15,7 +15,7 @@ import { TaskLog } from '../tasklog/index.js';
 import { isoUtc } from '../units.js';
 import { requireRun, stateGit, workspaceGit } from './layout.js';
 import { indexTotals } from './gitindex.js';
-import { checkObjects, readObjects } from './objects.js';
+import { checkObjects, gitObjectId, readObjects } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -196,9 +196,12 @@ export function sortNewestFirst(list: Checkpoint[]): Checkpoint[] {
   return list.sort((a, b) => Date.parse(b.time) - Date.parse(a.time) || b.seq - a.seq);
 }
 
+/** What may name a checkpoint: an id, a prefix of one, or "latest". */
+export const CHECKPOINT_REF_RE = /^[0-9a-f]{1,64}$|^latest$/;
+
 /** Resolve an id, a unique prefix of one, or "latest". */
 export function resolveId(list: Checkpoint[], id: string): Checkpoint {
-  if (!/^[0-9a-f]{1,64}$|^latest$/.test(id)) throw usageError(`invalid checkpoint id '${id}'`);
+  if (!CHECKPOINT_REF_RE.test(id)) throw usageError(`invalid checkpoint id '${id}'`);
   if (id === 'latest') {
     const c = list[0];
     if (!c) throw noInputError('no checkpoints yet');
@@ -307,13 +310,8 @@ export function writeRef(gitDir: string, ref: string, oid: string): void {
   fsyncDir(path.dirname(file));
 }
 
-/** A git object's id: sha1 of "<type> <size>\0<content>". */
-export function gitObjectId(type: string, content: string | Buffer): string {
-  const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
-  return crypto.createHash('sha1').update(`${type} ${body.length}\0`).update(body).digest('hex');
-}
-
-function workspaceCommitObject(tree: string, parent: string | null, epoch: number, message: string): string {
+/** A commit object's text by selfware's identity (IDENTITY), for hash-object. */
+export function workspaceCommitObject(tree: string, parent: string | null, epoch: number, message: string): string {
   const who = `${IDENTITY.name} <${IDENTITY.email}> ${epoch} +0000`;
   return `tree ${tree}\n${parent ? `parent ${parent}\n` : ''}author ${who}\ncommitter ${who}\n\n${message}`;
 }

@@ -54,7 +54,8 @@ export async function lockState(paths: RunPaths, waitMs?: number): Promise<Lock>
   return acquireLock(stateLockFile(paths), { what: `run '${paths.run}'`, waitMs });
 }
 
-const GITFILE = 'gitdir: ../state.git\n';
+/** state/.git: a file pointing at the checkpoints' repository. */
+export const GITFILE = 'gitdir: ../state.git\n';
 
 function initialRunYaml(run: string): string {
   return [

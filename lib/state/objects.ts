@@ -15,15 +15,18 @@ export interface BadObject {
  * can make git die mid-stream; the object it died on is reported and the rest
  * are read by a new process.
  */
+/** A git object's id: sha1 of "<type> <size>\0<content>". */
+export function gitObjectId(type: string, content: string | Buffer): string {
+  const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
+  return crypto.createHash('sha1').update(`${type} ${body.length}\0`).update(body).digest('hex');
+}
+
 export async function checkObjects(git: Git, oids: string[]): Promise<BadObject[]> {
   const bad: BadObject[] = [];
   let rest = oids;
   while (rest.length > 0) {
     const { done, error } = await catFileBatch(git, rest, (oid, type, content) => {
-      const h = crypto.createHash('sha1');
-      h.update(`${type} ${content.length}\0`);
-      h.update(content);
-      if (h.digest('hex') !== oid) bad.push({ oid, reason: 'content does not match its id' });
+      if (gitObjectId(type, content) !== oid) bad.push({ oid, reason: 'content does not match its id' });
     }, (oid) => bad.push({ oid, reason: 'missing' })); // prettier-ignore
     if (done >= rest.length) break;
     const failed = rest[done] as string;

@@ -15,6 +15,7 @@ import {
   openLocked,
   parseJournal,
   readJournalFd,
+  readJournalLocked,
   unlock,
   writeJournal,
   type CorruptRecord,
@@ -198,18 +199,14 @@ export class TaskLog {
     return { replayed, position };
   }
 
+  /** The database file's bytes and the journal, read together under the journal's shared lock. */
+  private readBoth(): { bytes: Buffer | null; journal: JournalContents } {
+    return readJournalLocked(this.journalFile, (journal) => ({ bytes: this.readDbBytes(), journal }));
+  }
+
   /** The whole log as one in-memory database (snapshot plus journal tail). */
   async snapshot(): Promise<Snapshot> {
-    const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
-    let bytes: Buffer | null;
-    let journal: JournalContents;
-    try {
-      bytes = this.readDbBytes();
-      journal = readJournalFd(fd, this.journalFile);
-    } finally {
-      unlock(fd);
-      fs.closeSync(fd);
-    }
+    const { bytes, journal } = this.readBoth();
     const { db, position: dbPos, warnings } = await this.loadDb(bytes, journal);
     try {
       const { replayed, position } = TaskLog.replay(db, journal, dbPos);
@@ -257,14 +254,7 @@ export class TaskLog {
     let journal: JournalContents;
     let bytes: Buffer | null;
     try {
-      const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
-      try {
-        bytes = this.readDbBytes();
-        journal = readJournalFd(fd, this.journalFile);
-      } finally {
-        unlock(fd);
-        fs.closeSync(fd);
-      }
+      ({ bytes, journal } = this.readBoth());
     } catch (e) {
       const msg = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `${this.journalFile}: missing` : (e as Error).message;
       return { ok: false, position: 0, events: 0, problems: [msg], notes };

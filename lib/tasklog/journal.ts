@@ -7,11 +7,9 @@
 // compactions (DESIGN.md invariants 1 and 3).
 
 import fs from 'node:fs';
-import path from 'node:path';
-import crypto from 'node:crypto';
 import fsExt from 'fs-ext';
 import { dataError, tempFailError } from '../exit.js';
-import { fsyncDir } from '../fsutil.js';
+import { writeFileAtomic } from '../fsutil.js';
 
 export const JOURNAL_VERSION = 1;
 
@@ -223,26 +221,21 @@ export function journalEnd(fd: number, file: string): { position: number; log: s
 
 export interface AppendResult {
   positions: number[];
-  /** Bytes of a torn record from a killed writer that were cut off first. */
-  truncated: number;
 }
 
-/** Append events durably; returns once they are on disk. */
-/** Append under the journal's lock; `waitMs` bounds the wait for it (default 30 s). */
+/** Append events durably, under the journal's lock (a torn record a killed writer left is cut off first); returns once they are on disk; `waitMs` bounds the wait for it (default 30 s). */
 export function appendRecords(file: string, events: Record<string, unknown>[], waitMs?: number): AppendResult {
   const lines = events.map((e) => encodeLine(e));
   const fd = openLocked(file, 'ex', undefined, waitMs);
   try {
     const { header, len } = readHeader(fd, file);
     let size = fs.fstatSync(fd).size;
-    let truncated = 0;
     if (size > len) {
       const last = Buffer.alloc(1);
       fs.readSync(fd, last, 0, 1, size - 1);
       if (last[0] !== 0x0a) {
         const keep = Math.max(len, lastCompleteEnd(fd, size));
         fs.ftruncateSync(fd, keep);
-        truncated = size - keep;
         size = keep;
       }
     }
@@ -256,7 +249,7 @@ export function appendRecords(file: string, events: Record<string, unknown>[], w
       positions.push(p);
       p += l.length;
     }
-    return { positions, truncated };
+    return { positions };
   } finally {
     try {
       unlock(fd);
@@ -268,18 +261,22 @@ export function appendRecords(file: string, events: Record<string, unknown>[], w
 
 /** Write a fresh journal with just its header, atomically (temp, fsync, rename, fsync dir). */
 export function writeJournal(file: string, header: Omit<JournalHeader, 'selfware_tasklog' | 'created'>): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${crypto.randomBytes(4).toString('hex')}.tmp`);
   const full: JournalHeader = { selfware_tasklog: JOURNAL_VERSION, log: header.log, base: header.base, db_sha256: header.db_sha256, created: new Date().toISOString() };
-  const fd = fs.openSync(tmp, 'wx', 0o644);
+  writeFileAtomic(file, encodeLine(full));
+}
+
+/**
+ * Read the whole journal under a shared lock taken here; `also` runs while
+ * the lock is held (for what must be read consistently with it).
+ */
+export function readJournalLocked<T>(file: string, also: (journal: JournalContents) => T): T {
+  const fd = openLocked(file, 'sh', fs.constants.O_RDONLY);
   try {
-    fs.writeSync(fd, encodeLine(full));
-    fs.fsyncSync(fd);
+    return also(readJournalFd(fd, file));
   } finally {
+    unlock(fd);
     fs.closeSync(fd);
   }
-  fs.renameSync(tmp, file);
-  fsyncDir(dir);
 }
 
 /** Read the whole journal under a shared lock held by the caller or taken here. */

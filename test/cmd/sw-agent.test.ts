@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { makeEnv, sw, treeSnapshot, type TestEnv } from '../helpers.js';
 import { addTask, query, scriptedRun, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
+import { notifySocket } from '../fixtures/notify.js';
 import { runPaths } from '../../lib/run.js';
 import { pidAlive } from '../../lib/fsutil.js';
 
@@ -341,9 +342,14 @@ test("the endpoint's API key is not in the actions' environment", async () => {
     const cfg = path.join(t.configDir, 'run1.yaml');
     fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('llm:\n', 'llm:\n  api_key_env: SW_SECRET_KEY\n'));
     const id = await addTask(t, 'env');
-    const a = startAgent(t, 'run1', { SW_SECRET_KEY: 'hunter2', SW_OTHER: 'visible' });
+    // The agent has a NOTIFY_SOCKET (as under systemd); its actions must not.
+    const n = notifySocket(t);
+    await n.ready;
+    const a = startAgent(t, 'run1', { SW_SECRET_KEY: 'hunter2', SW_OTHER: 'visible', NOTIFY_SOCKET: n.sock });
     await waitFor('the task completed', async () => (await tasks(t)).find((x) => x.id === id)?.status === 'completed', 20_000, a);
     await a.stop();
+    assert.ok(n.messages().some((m) => m.msg === 'READY=1'), 'the agent itself had the socket');
+    n.stop();
     const env = fs.readFileSync(path.join(ws(t), 'env.txt'), 'utf8');
     assert.match(env, /^SW_OTHER=visible$/m);
     assert.doesNotMatch(env, /hunter2/);

@@ -12,14 +12,18 @@ import { execa } from 'execa';
 import { DIST, git, makeEnv, rng, sleep, sw, type TestEnv } from '../helpers.js';
 import { TaskLog } from '../../lib/tasklog/index.js';
 import { runPaths } from '../../lib/run.js';
+import { lockState } from '../../lib/state/layout.js';
 
 const CMD = path.join(DIST, 'bin', 'sw-checkpoint.cjs');
 
 async function healthy(t: TestEnv, round: string): Promise<string[]> {
+  // As the next selfware command would: wait for the run's lock, which a killed
+  // create's git children hold until they have exited.
+  (await lockState(runPaths('run1', t.env), 30_000)).release();
   const repo = path.join(t.stateDir, 'run1', 'state.git');
   const st = path.join(t.stateDir, 'run1', 'state');
   const fsck = await git(st, ['fsck', '--strict', '--no-dangling'], repo);
-  assert.equal(fsck.exitCode, 0, `${round}: git fsck state: ${fsck.stderr}`);
+  assert.equal(fsck.exitCode, 0, `${round}: git fsck state: ${fsck.stdout}${fsck.stderr}`);
   const wfsck = await git(path.join(t.stateDir, 'run1', 'workspace'), ['fsck', '--no-dangling']);
   assert.equal(wfsck.exitCode, 0, `${round}: git fsck workspace: ${wfsck.stderr}`);
   const snap = await TaskLog.forRun(runPaths('run1', t.env)).snapshot();
@@ -65,8 +69,7 @@ test('SIGKILL during create at random instants, many rounds', async () => {
     }
     const next = await sw('sw-checkpoint', ['create', 'run1'], t);
     assert.equal(next.exitCode, 0, `the next create works: ${next.stderr}`);
-    assert.ok(killed >= 5, `only ${killed} of 24 rounds were killed mid-way`);
-    assert.ok(completed >= 1 || killed === 24);
+    assert.ok(killed >= 5, `only ${killed} of 24 rounds were killed mid-way (${completed} completed)`);
   } finally {
     t.cleanup();
   }

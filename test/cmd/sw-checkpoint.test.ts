@@ -383,6 +383,9 @@ test('prune: policy, the two protections, dry run, JSON, and measured space free
     const listAfterDry = JSON.parse(String((await cp(['list', 'run1', '--json'], t)).stdout)) as { checkpoints: unknown[] };
     assert.equal(listAfterDry.checkpoints.length, 9, 'dry run changed nothing');
 
+    const repo = path.join(t.stateDir, 'run1', 'state.git');
+    const blobOf = async (id: string, n: number): Promise<string> => String((await git(st, ['rev-parse', `refs/checkpoints/${id}:memory/blob${n}.bin`], repo)).stdout).trim();
+    const removedBlob = await blobOf(ids[2] as string, 2);
     const real = await cp(['prune', 'run1', '--keep-last', '3', '--json'], t);
     assert.equal(real.exitCode, 0, String(real.stderr));
     const res = JSON.parse(String(real.stdout)) as { bytes_before: number; bytes_after: number; bytes_freed: number; remove: unknown[] };
@@ -397,10 +400,9 @@ test('prune: policy, the two protections, dry run, JSON, and measured space free
     assert.equal(fsck.exitCode, 0, String(fsck.stderr));
     const v = await cp(['verify', 'run1'], t);
     assert.equal(v.exitCode, 0, String(v.stdout));
-    // The removed blobs are gone from disk.
-    const repo = path.join(t.stateDir, 'run1', 'state.git');
-    const cat = await git(st, ['cat-file', '-e', `${String((await git(st, ['rev-parse', `refs/checkpoints/${ids[5]}:memory/blob5.bin`], repo)).stdout).trim()}`], repo);
-    assert.equal(cat.exitCode, 0);
+    // The removed blobs are gone from disk; the kept ones are still there.
+    assert.notEqual((await git(st, ['cat-file', '-e', removedBlob], repo)).exitCode, 0, `blob2 (only in a removed checkpoint) is gone`);
+    assert.equal((await git(st, ['cat-file', '-e', await blobOf(ids[5] as string, 5)], repo)).exitCode, 0);
     // keep-last 0 with nothing else: the newest valid one still stays.
     const all = await cp(['prune', 'run1', '--keep-hourly', '1', '--json'], t);
     const r2 = JSON.parse(String(all.stdout)) as { keep: Array<{ id: string; reasons: string[] }> };

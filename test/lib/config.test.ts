@@ -6,7 +6,8 @@ import { loadConfigFile, loadRunConfig, parseConfigText, RUN_SCHEMA, workspaceDi
 import { defaultsOf, didYouMean, levenshtein } from '../../lib/config/spec.js';
 import { EXIT, SwError } from '../../lib/exit.js';
 import { runPaths } from '../../lib/run.js';
-import { makeEnv } from '../helpers.js';
+import { execa } from 'execa';
+import { ROOT, makeEnv } from '../helpers.js';
 
 const parse = (text: string) => parseConfigText<RunConfig>(text, RUN_SCHEMA);
 
@@ -92,6 +93,16 @@ test('loadConfigFile throws exit 78 with file:line:col: key: message', async () 
     fs.chmodSync(f, 0o000);
     if (process.getuid?.() !== 0) {
       await assert.rejects(loadConfigFile(f, RUN_SCHEMA), /cannot read: permission denied/);
+    } else {
+      // Root reads anything: check as nobody, through the command.
+      fs.chmodSync(t.dir, 0o755);
+      fs.chmodSync(path.dirname(f), 0o755);
+      const r = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.join(ROOT, 'dist/bin/sw-agent.cjs'), 'config', 'run1'], {
+        reject: false,
+        env: { ...process.env, ...t.env },
+      });
+      assert.equal(r.exitCode, 78, String(r.stderr));
+      assert.match(String(r.stderr), /run1\.yaml: cannot read: permission denied/);
     }
   } finally {
     t.cleanup();

@@ -9,7 +9,8 @@ import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import { execa } from 'execa';
-import { humanBytes, humanCount, humanDuration, humanMs, renderHtml } from '../../lib/report/html.js';
+import { renderHtml } from '../../lib/report/html.js';
+import { humanBytes, humanCount, humanDuration, humanMs } from '../../lib/report/human.js';
 import { COLORS, PLOT, checkpointsChart, niceTicks, resourcesChart, tasksChart, timeTicks, tokensChart } from '../../lib/report/svg.js';
 import type { Report, Tier } from '../../lib/report/types.js';
 

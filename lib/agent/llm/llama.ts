@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { ChatHistoryItem, GbnfJsonSchema, Llama, LlamaContext, LlamaGrammar, LlamaModel, Token, TokenBias } from 'node-llama-cpp';
 import type { LlmConfig } from '../../config/schema.js';
-import type { ChatMessage, CompleteRequest, CompleteResult, LlmBackend, Quant } from './types.js';
+import { abortError, type ChatMessage, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
 
 export interface LlamaBackendOptions {
   /** Where llama.cpp's own errors go (default: stderr); nothing else is logged. */
@@ -21,12 +21,6 @@ type NodeLlamaCpp = typeof import('node-llama-cpp');
 let nodeLlamaCpp: Promise<NodeLlamaCpp> | null = null;
 const lib = (): Promise<NodeLlamaCpp> => (nodeLlamaCpp ??= import('node-llama-cpp'));
 
-/** The error an aborted request rejects with (the agent tells it from a failure by name). */
-function abortError(reason: unknown): Error {
-  const e = new Error('the request was aborted', { cause: reason });
-  e.name = 'AbortError';
-  return e;
-}
 
 /**
  * llm.threads as a count: 0 means all cores but one. More threads than cores

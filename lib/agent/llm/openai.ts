@@ -6,7 +6,7 @@
 // longer than `patience` makes the agent exit 69 so systemd restarts it.
 
 import type { LlmConfig } from '../../config/schema.js';
-import { LlmUnavailableError, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
+import { LlmUnavailableError, abortError, sleepOrAbort, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
 
 /** A failure worth retrying later (network, 5xx, 429, a timeout, an open breaker). */
 export class TransientLlmError extends Error {
@@ -27,26 +27,6 @@ export interface OpenAiOptions {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
-function abortError(): Error {
-  const e = new Error('the request was aborted');
-  e.name = 'AbortError';
-  return e;
-}
-
-function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError());
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(abortError());
-    };
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
 
 export class OpenAiBackend implements LlmBackend {
   readonly name = 'openai' as const;
@@ -66,7 +46,7 @@ export class OpenAiBackend implements LlmBackend {
   ) {
     this.fetchFn = opts.fetch ?? fetch;
     this.now = opts.now ?? Date.now;
-    this.sleep = opts.sleep ?? defaultSleep;
+    this.sleep = opts.sleep ?? sleepOrAbort;
   }
 
   get loaded(): boolean {

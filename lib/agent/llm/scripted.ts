@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { configError } from '../../exit.js';
 import { LIMITS } from '../schema.js';
-import type { CompleteRequest, CompleteResult, LlmBackend, Quant } from './types.js';
+import { abortError, sleepOrAbort, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
 
 interface Entry {
   answer: Record<string, unknown>;
@@ -60,26 +60,6 @@ export async function loadScript(file: string): Promise<Script> {
   return { tasks };
 }
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError());
-    const t = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    const onAbort = (): void => {
-      clearTimeout(t);
-      reject(abortError());
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-function abortError(): Error {
-  const e = new Error('the request was aborted');
-  e.name = 'AbortError';
-  return e;
-}
 
 export class ScriptedBackend implements LlmBackend {
   readonly name = 'scripted' as const;
@@ -127,12 +107,12 @@ export class ScriptedBackend implements LlmBackend {
     if (entry.stallMs > 0) {
       // One token, then nothing: an inference that hangs mid-answer.
       req.onToken?.(1);
-      await sleep(entry.stallMs, req.signal);
+      await sleepOrAbort(entry.stallMs, req.signal);
     }
     if (entry.delayMs > 0) {
       // Tokens "flow" in ten chunks over the delay.
       for (let i = 0; i < 10; i++) {
-        await sleep(entry.delayMs / 10, req.signal);
+        await sleepOrAbort(entry.delayMs / 10, req.signal);
         req.onToken?.(Math.ceil(tokensOut / 10));
       }
     } else req.onToken?.(tokensOut);

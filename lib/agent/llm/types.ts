@@ -3,6 +3,7 @@
 // runs and tests.
 
 import type { Quant } from '../../config/schema.js';
+import { sleep } from '../../sleep.js';
 
 export type { Quant } from '../../config/schema.js';
 
@@ -57,4 +58,17 @@ export class LlmUnavailableError extends Error {
     super(message);
     this.name = 'LlmUnavailableError';
   }
+}
+
+/** The error an aborted request rejects with (the agent tells it from a failure by name). */
+export function abortError(reason?: unknown): Error {
+  const e = new Error('the request was aborted', reason === undefined ? undefined : { cause: reason });
+  e.name = 'AbortError';
+  return e;
+}
+
+/** Wait ms; an abort of signal rejects at once with abortError. */
+export async function sleepOrAbort(ms: number, signal?: AbortSignal): Promise<void> {
+  await sleep(ms, signal);
+  if (signal?.aborted) throw abortError(signal.reason);
 }
