@@ -804,8 +804,11 @@ export class Agent {
   private async shutdown(): Promise<number> {
     const reason = this.stopReason ?? 'clean';
     this.setStatus(reason === 'rss' ? 'stopping: memory above the limit' : 'stopping');
-    const id = await this.checkpoint('shutdown', reason === 'rss' ? 'memory above the limit' : 'stop');
+    // The stopped state first, so the shutdown checkpoint holds the run as it
+    // stays: a routine checkpoint that ends after it (its timer fired as the
+    // run was stopped) finds nothing new and is skipped.
     await this.updateState({ status: 'stopped', pid: null, model_loaded: false });
+    const id = await this.checkpoint('shutdown', reason === 'rss' ? 'memory above the limit' : 'stop');
     const code = reason === 'rss' ? EXIT_RSS : EXIT.OK;
     await this.endSession(reason, code);
     this.out.info(`stopped${id ? ` after shutdown checkpoint ${id}` : ''}`);

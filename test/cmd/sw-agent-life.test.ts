@@ -33,6 +33,11 @@ test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes a
     assert.deepEqual(sessions, [['clean']]);
     const last = await query(t, 'SELECT kind FROM checkpoints ORDER BY ts DESC LIMIT 1');
     assert.deepEqual(last, [['shutdown']]);
+    // The shutdown checkpoint holds the state as it stays: a routine one after
+    // it (its timer fired as the run stopped) has nothing to add.
+    const routine = await sw('sw-checkpoint', ['create', 'run1', '--kind', 'routine', '--json'], t);
+    assert.equal(routine.exitCode, 0, String(routine.stderr));
+    assert.equal(JSON.parse(String(routine.stdout)).skipped, true, String(routine.stdout));
     assert.equal((await tasks(t))[0]?.status, 'in_progress');
     assert.equal(transcript(t, id).filter((l) => l.type === 'step').length, 1, 'step 2 was not recorded: it never finished');
     // Start again: nothing to recover, the task resumes at step 2.
