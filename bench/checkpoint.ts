@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { median } from './stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CMD = path.join(ROOT, 'dist/bin/sw-checkpoint.cjs');
@@ -29,10 +30,6 @@ function time(cmd: string, args: string[], cwd = dir): number {
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')}: ${r.stderr}`);
   return ms;
 }
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 function fill(target: string): void {
   fs.mkdirSync(target, { recursive: true });
   for (let i = 0; i < FILES; i++) fs.writeFileSync(path.join(target, `f${String(i).padStart(3, '0')}.bin`), crypto.randomBytes(SIZE));

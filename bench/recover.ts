@@ -12,14 +12,11 @@ import { fileURLToPath } from 'node:url';
 import { TaskLog, type TaskEvent } from '../lib/tasklog/index.js';
 import { runPaths } from '../lib/run.js';
 import { writeTask, type Task } from '../lib/queue/task.js';
+import { median } from './stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const rounds = Number(process.argv[2] ?? 7);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-rec-'));
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 function envFor(root: string): NodeJS.ProcessEnv {
   return { ...process.env, SELFWARE_STATE_DIR: path.join(root, 'state'), SELFWARE_CONFIG_DIR: path.join(root, 'etc'), SELFWARE_RUNTIME_DIR: path.join(root, 'run') };
 }

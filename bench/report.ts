@@ -17,14 +17,11 @@ import { runPaths } from '../lib/run.js';
 import { renderHtml } from '../lib/report/html.js';
 import { renderText } from '../lib/report/text.js';
 import { T0, T1, writeWeekLog } from '../test/fixtures/weeklog.js';
+import { median } from './stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const rounds = Number(process.argv[2] ?? 7);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-report-'));
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 const env = { ...process.env, SELFWARE_STATE_DIR: path.join(dir, 'state'), SELFWARE_CONFIG_DIR: path.join(dir, 'etc'), SELFWARE_RUNTIME_DIR: path.join(dir, 'run') };
 
 try {

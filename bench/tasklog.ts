@@ -12,13 +12,10 @@ import { writeFileAtomic } from '../lib/fsutil.js';
 import { writeJournal } from '../lib/tasklog/journal.js';
 import { TaskLog, migrate, sqljs } from '../lib/tasklog/index.js';
 import { setMeta } from '../lib/tasklog/schema.js';
+import { median } from './stats.js';
 
 const appends = Number(process.argv[2] ?? 400);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-tl-'));
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 
 /** A task log whose database already holds `rows` LLM-call rows. */
 async function build(name: string, rows: number): Promise<{ log: TaskLog; exportMs: number; dbBytes: number }> {

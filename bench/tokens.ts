@@ -14,6 +14,7 @@ import { ACTION_SCHEMA } from '../lib/agent/schema.js';
 import { LlamaBackend, resolveThreads } from '../lib/agent/llm/llama.js';
 import type { CompleteRequest } from '../lib/agent/llm/types.js';
 import { tinyModels } from '../test/fixtures/gguf.js';
+import { median } from './stats.js';
 
 const requests = Number(process.argv[2] ?? 5);
 // An oversubscribed setting runs at a few tokens/s: a request is cut after
@@ -22,10 +23,6 @@ const REQUEST_MS = 3000;
 const MAX_TOKENS = 64;
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-tokens-'));
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? (s[(s.length - 1) / 2] as number) : ((s[s.length / 2 - 1] as number) + (s[s.length / 2] as number)) / 2;
-};
 const ms = (t0: number): number => performance.now() - t0;
 
 const defaults = (defaultsOf(RUN_SCHEMA) as RunConfig).llm;

@@ -23,7 +23,7 @@ import {
   type PruneResult,
 } from '../lib/state/index.js';
 import { TaskLog } from '../lib/tasklog/index.js';
-import { formatBytes, isoUtc, parseTime } from '../lib/units.js';
+import { formatBytes, isoUtc, parseTime, plural } from '../lib/units.js';
 
 /** Checkpoint ids are checked before anything is read: a usage error, not a missing run. */
 function checkIds(ids: Array<string | undefined>): void {
@@ -100,7 +100,7 @@ function cmdList(program: Command): void {
       const rows = [['ID', 'TIME', 'KIND', 'SIZE', 'MESSAGE']];
       for (const c of shown) rows.push([c.id, shortTime(c.time), c.kind, formatBytes(c.size.state + c.size.workspace), c.message.split('\n')[0] ?? '']);
       out.print(table(rows));
-      out.info(`${shown.length} checkpoint${shown.length === 1 ? '' : 's'}`);
+      out.info(plural(shown.length, 'checkpoint'));
     }),
   );
 }
@@ -209,7 +209,7 @@ function cmdVerify(program: Command): void {
         out.error(`${names.length} invalid: ${names.join(', ')}`);
         return EXIT.FAIL;
       }
-      out.info(`${reports.length} checkpoint${reports.length === 1 ? '' : 's'} and the task log are valid`);
+      out.info(`${plural(reports.length, 'checkpoint')} and the task log are valid`);
     }),
   );
 }

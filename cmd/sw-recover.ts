@@ -9,7 +9,7 @@ import { EXIT, usageError } from '../lib/exit.js';
 import { extendTimeout, initNotify, status } from '../lib/notify.js';
 import { EXIT_ESCALATED, recordServiceExit, recover, type RecoverResult } from '../lib/recover/index.js';
 import { runPaths, validateRunName } from '../lib/run.js';
-import { formatDuration } from '../lib/units.js';
+import { formatDuration, plural } from '../lib/units.js';
 import { sleep } from '../lib/sleep.js';
 import { CHECKPOINT_REF_RE } from '../lib/state/checkpoint.js';
 
@@ -17,7 +17,7 @@ const cause = (r: RecoverResult): string => (r.reason === 'hang' ? 'a hang' : r.
 
 function summary(r: RecoverResult): string {
   const n = r.reconciled.length;
-  const tasks = `${n} task${n === 1 ? '' : 's'} reconciled`;
+  const tasks = `${plural(n, 'task')} reconciled`;
   switch (r.action) {
     case 'none':
       return r.detail;
@@ -69,11 +69,11 @@ function buildProgram(): Command {
         }
         if (res.backoff_ms > 0 && !o.dryRun && process.env.SELFWARE_BACKOFF === 'systemd') {
           // systemd 254+ spaces the restarts itself (RestartSteps=, see restart-steps.conf).
-          out.notice(`not waiting ${formatDuration(res.backoff_ms)} (${res.crashes} crash${res.crashes === 1 ? '' : 'es'} in a row): systemd spaces the restarts (RestartSteps=)`);
+          out.notice(`not waiting ${formatDuration(res.backoff_ms)} (${plural(res.crashes, 'crash', 'crashes')} in a row): systemd spaces the restarts (RestartSteps=)`);
         } else if (res.backoff_ms > 0 && !o.dryRun) {
-          out.notice(`waiting ${formatDuration(res.backoff_ms)} before the agent starts (${res.crashes} crash${res.crashes === 1 ? '' : 'es'} in a row)`);
+          out.notice(`waiting ${formatDuration(res.backoff_ms)} before the agent starts (${plural(res.crashes, 'crash', 'crashes')} in a row)`);
           extendTimeout(res.backoff_ms + 30_000);
-          status(`backing off ${formatDuration(res.backoff_ms)} after ${res.crashes} crash${res.crashes === 1 ? '' : 'es'}`);
+          status(`backing off ${formatDuration(res.backoff_ms)} after ${plural(res.crashes, 'crash', 'crashes')}`);
           await sleep(res.backoff_ms);
         }
         return EXIT.OK;

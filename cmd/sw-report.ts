@@ -6,7 +6,7 @@
 import { Command, Option } from 'commander';
 import { action, choiceArg, createProgram, main, optsOf, outputFor, withCommonOptions } from '../lib/cli.js';
 import { loadRunConfig, type RunConfig } from '../lib/config/index.js';
-import { EXIT, SwError, describeError, exitCodeFor, usageError } from '../lib/exit.js';
+import { EXIT, configError, describeError, errnoText, exitCodeFor, ioError, noInputError, usageError } from '../lib/exit.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import { loadGovernorConfig } from '../lib/governor/config.js';
 import { listRuns } from '../lib/governor/sample.js';
@@ -105,7 +105,7 @@ function buildProgram(): Command {
         try {
           const { run, win } = setup();
           const got = await gather(run, win);
-          if (!got.length) throw new SwError(`no runs under ${roots().stateDir}`, EXIT.NOINPUT);
+          if (!got.length) throw noInputError(`no runs under ${roots().stateDir}`);
           ({ line, status } = checkLine(got.map((g) => g.report), { all: o.all === true }));
         } catch (e) {
           line = unknownLine(describeError(e).split('\n')[0] ?? '', exitCodeFor(e));
@@ -134,7 +134,7 @@ function buildProgram(): Command {
         }
         if (!byAddr.size) {
           const where = run !== undefined ? runPaths(run).configFile : `the runs' configurations`;
-          throw new SwError(`no address to mail to: give --mail ADDRESS or set report.mail in ${where}`, EXIT.CONFIG);
+          throw configError(`no address to mail to: give --mail ADDRESS or set report.mail in ${where}`);
         }
         for (const { to, reports: rs, config } of byAddr.values()) {
           const sent = await mailReport(rs, { to, from: config.report.from, sendmail: config.report.sendmail });
@@ -149,7 +149,7 @@ function buildProgram(): Command {
         try {
           writeFileAtomic(o.output, text, { mode: 0o644 });
         } catch (e) {
-          throw new SwError(`cannot write ${o.output}: ${describeError(e).replace(/^cannot \w+ '[^']*': /, '')}`, EXIT.IOERR);
+          throw ioError(`cannot write '${o.output}': ${errnoText(e)}`, e);
         }
       }
       else process.stdout.write(text);

@@ -6,7 +6,6 @@ import { EXIT, SwError, describeError, exitCodeFor } from './exit.js';
 import { Output, type OutputOptions } from './output.js';
 import { version } from './version.js';
 
-
 export type CommonOptions = OutputOptions;
 
 /** --json, --quiet, --verbose, --debug on a command. */

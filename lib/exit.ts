@@ -55,11 +55,17 @@ export function describeError(err: unknown): string {
   if (err instanceof SwError) return err.message;
   const e = err as NodeJS.ErrnoException | undefined;
   if (e && typeof e.code === 'string' && e.syscall) {
-    const what = ERRNO_TEXT[e.code] ?? e.code.toLowerCase();
+    const what = errnoText(e);
     return e.path ? `cannot ${e.syscall} '${e.path}': ${what}` : `${e.syscall}: ${what}`;
   }
   if (e instanceof Error) return e.message.split('\n')[0] ?? String(e);
   return String(err);
+}
+
+/** Why a system call failed, alone: "no space left on device" (else as describeError). */
+export function errnoText(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' ? (ERRNO_TEXT[code] ?? code.toLowerCase()) : describeError(err);
 }
 
 const ERRNO_TEXT: Record<string, string> = {

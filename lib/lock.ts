@@ -30,8 +30,8 @@ export function defaultLockWaitMs(env: NodeJS.ProcessEnv = process.env): number 
 }
 
 /**
- * The fds of the locks this process holds. Programs it runs (git) inherit
- * them (lib/proc.ts), so a holder SIGKILLed while git works for it keeps the
+ * The fds of the locks this process holds. Programs it runs through
+ * lib/proc.ts (git, for the changes it makes) inherit them, so a holder SIGKILLed while git works for it keeps the
  * lock until that git has exited too: the next holder never races an
  * orphaned git over the same repository.
  */
@@ -91,7 +91,6 @@ export function lockHolder(file: string): { pid: number; program: string } | nul
     return null;
   }
 }
-
 
 /** Take the lock, waiting up to waitMs; a live holder past that gives exit 75. */
 export async function acquireLock(file: string, opts: LockOptions = {}): Promise<Lock> {

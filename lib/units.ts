@@ -32,6 +32,9 @@ export function parseDuration(text: string | number): number | undefined {
   return Math.round(total);
 }
 
+/** "1 task", "3 tasks"; `many` for an irregular plural. */
+export const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
+
 export function formatDuration(ms: number): string {
   if (ms < 1000) return `${Math.round(ms)}ms`;
   let s = Math.round(ms / 1000);

@@ -22,7 +22,7 @@ import { restoreWorkspace } from '../recover/restore.js';
 import type { RunPaths } from '../run.js';
 import { agentLockFile, createCheckpoint, initRun, lockState, snapshotWorkspace, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
 import { TaskLog } from '../tasklog/index.js';
-import { formatBytes, formatDuration } from '../units.js';
+import { formatBytes, formatDuration, plural } from '../units.js';
 import { version } from '../version.js';
 import { LlmUnavailableError, QUANT_LEVELS, type ChatMessage, type CompleteResult, type LlmBackend, type Quant } from './llm/types.js';
 import { TransientLlmError } from './llm/openai.js';
@@ -784,7 +784,7 @@ export class Agent {
     }
     if (!next) return;
     if (next.status !== 'pending') await this.dropPretask(task.id);
-    const msg = outcome === 'completed' ? `completed in ${steps} step${steps === 1 ? '' : 's'}` : `attempt ${task.attempt} of ${task.max_attempts} failed: ${reason}${next.status === 'pending' ? '; it will be retried' : ''}`;
+    const msg = outcome === 'completed' ? `completed in ${plural(steps, 'step')}` : `attempt ${task.attempt} of ${task.max_attempts} failed: ${reason}${next.status === 'pending' ? '; it will be retried' : ''}`;
     if (outcome === 'completed') this.out.notice(`task ${task.id} ${msg}`);
     else this.out.warn(`task ${task.id} ${msg}`);
     await this.updateState({ task: null, attempt: null, step: null });
@@ -807,7 +807,12 @@ export class Agent {
     // The stopped state first, so the shutdown checkpoint holds the run as it
     // stays: a routine checkpoint that ends after it (its timer fired as the
     // run was stopped) finds nothing new and is skipped.
-    await this.updateState({ status: 'stopped', pid: null, model_loaded: false });
+    try {
+      await this.updateState({ status: 'stopped', pid: null, model_loaded: false });
+    } catch (e) {
+      // The checkpoint and the end of the session matter more: go on to them.
+      this.out.warn(`cannot record the stop in agent.json: ${(e as Error).message}`);
+    }
     const id = await this.checkpoint('shutdown', reason === 'rss' ? 'memory above the limit' : 'stop');
     const code = reason === 'rss' ? EXIT_RSS : EXIT.OK;
     await this.endSession(reason, code);

@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { mkdirDurable } from '../fsutil.js';
+import { plural } from '../units.js';
 import type { ChatMessage } from './llm/types.js';
 import { describeAction, type Action } from './schema.js';
 import { observationText, type Observation } from './tools.js';
@@ -173,7 +174,7 @@ export function buildMessages(head: ChatMessage[], view: AttemptView, budgetToke
   const messages = head.map((m) => ({ ...m }));
   if (lines.length > 0 || dropped > 0) {
     // Added to the task's own message, so turns keep alternating.
-    const note = dropped > 0 ? `(${dropped} earlier step${dropped === 1 ? '' : 's'} omitted to fit the context)\n` : '';
+    const note = dropped > 0 ? `(${plural(dropped, 'earlier step')} omitted to fit the context)\n` : '';
     const last = messages[messages.length - 1] as ChatMessage;
     last.content += `\n\n${note}Earlier steps of this attempt, in short:\n${lines.join('\n')}`;
   }

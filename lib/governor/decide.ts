@@ -18,6 +18,7 @@ export const RESOURCES = ['vram', 'ram', 'disk', 'cpu', 'gpu_temp'] as const;
 export type Resource = (typeof RESOURCES)[number];
 
 const RANK: Record<Tier, number> = { normal: 0, warning: 1, critical: 2 };
+const TIER_BY_RANK: Tier[] = ['normal', 'warning', 'critical'];
 const worst = (a: Tier, b: Tier): Tier => (RANK[a] >= RANK[b] ? a : b);
 
 /** The value each resource is judged by; null when there is nothing to judge (no GPU). */
@@ -111,8 +112,10 @@ export function decideOnce(s: Sample, cfg: GovernorConfig): Decision {
 
 interface Track {
   tier: Tier;
-  candidate: Tier;
-  since: number;
+  /** By tier rank: since when every reading has been at least that bad (null: the last one was better). */
+  worse: Array<number | null>;
+  /** By tier rank: since when every reading has been at least that good. */
+  better: Array<number | null>;
 }
 
 /** `run`: decisions over time, with hysteresis, dwell and calm. */
@@ -140,35 +143,27 @@ export class Governor {
   /** The tier a resource is in now, after hysteresis and dwell. */
   private settle(r: Resource, v: number | null, now: number): Tier {
     const known = this.tracks.get(r);
-    if (!known) {
-      // The first reading counts at once: dwell guards against flapping, and
-      // a governor (re)started under pressure must not publish "normal" first.
-      const tier = rawTier(r, v, this.cfg[r]);
-      this.tracks.set(r, { tier, candidate: tier, since: now });
-      return tier;
+    // The first reading counts at once: dwell guards against flapping, and
+    // a governor (re)started under pressure must not publish "normal" first.
+    const t = known ?? { tier: rawTier(r, v, this.cfg[r]), worse: [null, null, null], better: [null, null, null] };
+    const k = RANK[known ? nextTier(r, v, this.cfg[r], t.tier, this.cfg.hysteresis) : t.tier];
+    // The dwell times how long the readings have stayed at or beyond each
+    // tier, whatever the tier in force: readings that swing between two tiers
+    // on the same side (84, 86, 84 % from normal with thresholds at 80 and 85)
+    // hold the nearer one, and move the tier there after the dwell; a rising
+    // reading that passes through warning into critical reaches critical one
+    // dwell after its first critical reading, not a dwell after the warning.
+    for (let x = 0; x < 3; x++) {
+      t.worse[x] = k >= x ? (t.worse[x] ?? now) : null;
+      t.better[x] = k <= x ? (t.better[x] ?? now) : null;
     }
-    const t = known;
-    const next = nextTier(r, v, this.cfg[r], t.tier, this.cfg.hysteresis);
-    // The dwell times an excursion: readings on one side of the current tier
-    // (all worse, or all better). A reading back in the tier, or on the other
-    // side, starts it again; readings that swing between the two tiers on the
-    // same side do not (84, 86, 84 % from normal with thresholds at 80 and 85
-    // is a warning, not a standstill), and the excursion settles on the tier
-    // nearest the current one that all its readings reached.
-    const dir = (x: Tier): number => Math.sign(RANK[x] - RANK[t.tier]);
-    if (next === t.tier) {
-      t.candidate = t.tier;
-      t.since = now;
-    } else if (t.candidate === t.tier || dir(next) !== dir(t.candidate)) {
-      t.candidate = next;
-      t.since = now;
-    } else if (Math.abs(RANK[next] - RANK[t.tier]) < Math.abs(RANK[t.candidate] - RANK[t.tier])) {
-      t.candidate = next;
-    }
-    if (t.candidate !== t.tier && now - t.since >= this.cfg.dwell) {
-      t.tier = t.candidate;
-      t.since = now;
-    }
+    const held = (since: number | null | undefined): boolean => since !== null && since !== undefined && now - since >= this.cfg.dwell;
+    const c = RANK[t.tier];
+    // The farthest tier held for the dwell (both sides cannot hold at once).
+    let to: number | null = null;
+    for (let x = 2; x > c && to === null; x--) if (held(t.worse[x])) to = x;
+    for (let x = 0; x < c && to === null; x++) if (held(t.better[x])) to = x;
+    if (to !== null) t.tier = TIER_BY_RANK[to] as Tier;
     this.tracks.set(r, t);
     return t.tier;
   }

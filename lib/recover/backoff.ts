@@ -6,6 +6,7 @@
 // escalates instead.
 
 import type { RecoveryConfig } from '../config/schema.js';
+import { plural } from '../units.js';
 
 export interface SessionInfo {
   id: string;
@@ -67,6 +68,6 @@ export function checkEscalation(
   return {
     failures,
     escalate: failures >= cfg.max_failures,
-    why: `${crashes} crash${crashes === 1 ? '' : 'es'} and ${failed} failed recover${failed === 1 ? 'y' : 'ies'} in the last ${minutes} min (limit ${cfg.max_failures})`,
+    why: `${plural(crashes, 'crash', 'crashes')} and ${plural(failed, 'failed recovery', 'failed recoveries')} in the last ${minutes} min (limit ${cfg.max_failures})`,
   };
 }

@@ -2,9 +2,9 @@
 // ended, each task's definition and newest attempt, earlier recoveries and
 // escalations, and how systemd saw the last service end.
 
-import type { Database } from 'sql.js';
 import type { TaskSpec } from '../queue/task.js';
 import type { Snapshot } from '../tasklog/index.js';
+import { queryRows } from '../tasklog/schema.js';
 import type { SessionInfo } from './backoff.js';
 import type { LogTask } from './reconcile.js';
 
@@ -27,18 +27,6 @@ export interface History {
   tasks: Map<string, LogTask>;
 }
 
-function all(db: Database, sql: string, params: Array<string | number> = []): Array<Array<unknown>> {
-  const stmt = db.prepare(sql);
-  try {
-    stmt.bind(params);
-    const out: unknown[][] = [];
-    while (stmt.step()) out.push(stmt.get());
-    return out;
-  } finally {
-    stmt.free();
-  }
-}
-
 // Signs of the agent's life (timers' routine checkpoints and a human's are not).
 const ACTIVITY = `
   SELECT max(t) FROM (
@@ -54,14 +42,14 @@ const ACTIVITY = `
 export function readHistory(snap: Snapshot | null): History {
   if (!snap) return { sessions: [], recovered: new Set(), failedRecoveries: [], lastEscalation: null, serviceExit: null, tasks: new Map() };
   const db = snap.db;
-  const rows = all(db, 'SELECT id, started_at, ended_at, end_state FROM sessions ORDER BY started_at DESC, rowid DESC');
+  const rows = queryRows(db, 'SELECT id, started_at, ended_at, end_state FROM sessions ORDER BY started_at DESC, rowid DESC');
   const sessions: SessionInfo[] = [];
   let nextStart = Number.MAX_SAFE_INTEGER;
   for (const [id, started, ended, endState] of rows) {
     const startedAt = Number(started);
     let lastSeen = ended === null ? null : Number(ended);
     if (lastSeen === null) {
-      const act = all(db, ACTIVITY, [startedAt, nextStart])[0]?.[0];
+      const act = queryRows(db, ACTIVITY, [startedAt, nextStart])[0]?.[0];
       lastSeen = act === null || act === undefined ? startedAt : Number(act);
     }
     sessions.push({ id: String(id), startedAt, lastSeen, endState: ended === null ? null : endState === null ? null : String(endState) });
@@ -69,14 +57,14 @@ export function readHistory(snap: Snapshot | null): History {
   }
   const recovered = new Set<string>();
   const failedRecoveries: number[] = [];
-  for (const [sid, ok, ts] of all(db, 'SELECT session_id, ok, ts FROM recoveries')) {
+  for (const [sid, ok, ts] of queryRows(db, 'SELECT session_id, ok, ts FROM recoveries')) {
     if (Number(ok) === 1 && sid !== null) recovered.add(String(sid));
     if (Number(ok) === 0) failedRecoveries.push(Number(ts));
   }
-  const esc = all(db, 'SELECT max(ts) FROM escalations')[0]?.[0];
-  const ex = all(db, 'SELECT ts, result, exit_code, exit_status FROM service_exits ORDER BY ts DESC, pos DESC LIMIT 1')[0];
+  const esc = queryRows(db, 'SELECT max(ts) FROM escalations')[0]?.[0];
+  const ex = queryRows(db, 'SELECT ts, result, exit_code, exit_status FROM service_exits ORDER BY ts DESC, pos DESC LIMIT 1')[0];
   const tasks = new Map<string, LogTask>();
-  for (const [id, spec] of all(db, 'SELECT id, spec FROM tasks')) {
+  for (const [id, spec] of queryRows(db, 'SELECT id, spec FROM tasks')) {
     let parsed: TaskSpec | null = null;
     try {
       parsed = spec === null ? null : (JSON.parse(String(spec)) as TaskSpec);
@@ -85,7 +73,7 @@ export function readHistory(snap: Snapshot | null): History {
     }
     tasks.set(String(id), { spec: parsed, latest: null });
   }
-  const latest = all(
+  const latest = queryRows(
     db,
     `SELECT task_id, attempt, outcome, reason FROM task_attempts a
      WHERE attempt = (SELECT max(attempt) FROM task_attempts b WHERE b.task_id = a.task_id)`,

@@ -6,16 +6,17 @@ import fs from 'node:fs';
 import type { Database } from 'sql.js';
 import type { ReportConfig } from '../config/schema.js';
 import type { Thresholds } from '../governor/config.js';
-import { formatDuration } from '../units.js';
+import { queryRows } from '../tasklog/schema.js';
+import { formatDuration, plural } from '../units.js';
+import { pct } from './human.js';
 import type { Alert, Report, Status } from './types.js';
 import { windowMs } from './window.js';
 
 /** Step statuses that count as errors: a tool that failed, an answer that was not a valid action, a model call that failed. */
-export const ERROR_STEPS = ['failed', 'invalid', 'llm_error'];
+const ERROR_STEPS = ['failed', 'invalid', 'llm_error'];
 
 export const STATUS_CODE: Record<Status, number> = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 };
-/** For the worst of several: a CRITICAL is never hidden by an UNKNOWN. */
-/** Statuses from best to worst (the Monitoring Plugins' order of precedence). */
+/** Statuses from best to worst (the Monitoring Plugins' order of precedence): a CRITICAL is never hidden by an UNKNOWN. */
 export const ORDER: Status[] = ['OK', 'WARNING', 'UNKNOWN', 'CRITICAL'];
 
 /** The text of a check line: a | would start the performance data, so it becomes ¦. */
@@ -36,19 +37,9 @@ export interface CheckContext {
 }
 
 function scalar(db: Database, sql: string, params: Array<string | number>): number | null {
-  const stmt = db.prepare(sql);
-  try {
-    stmt.bind(params);
-    if (!stmt.step()) return null;
-    const v = stmt.get()[0];
-    return v === null || v === undefined ? null : Number(v);
-  } finally {
-    stmt.free();
-  }
+  const v = queryRows(db, sql, params)[0]?.[0];
+  return v === null || v === undefined ? null : Number(v);
 }
-
-const pct = (x: number): string => `${Math.round(x * 1000) / 10}%`;
-const window = (ms: number): string => formatDuration(ms);
 
 /** Higher is worse unless `worse` is "below". */
 function judge(value: number | null, warning: number, critical: number, worse: 'above' | 'below'): Status {
@@ -71,7 +62,7 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
   out.push({
     name: 'success_rate',
     status: sr,
-    message: rate === null ? `no task finished in the last ${window(c.window)}` : `success rate ${pct(rate)} over ${window(c.window)} (${ok} of ${done})`,
+    message: rate === null ? `no task finished in the last ${formatDuration(c.window)}` : `success rate ${pct(rate)} over ${formatDuration(c.window)} (${ok} of ${done})`,
     value: rate,
     warning: c.success_rate.warning,
     critical: c.success_rate.critical,
@@ -102,10 +93,10 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
       waiting === 0
         ? 'no task waiting'
         : humanPause
-          ? `paused by a human with ${waiting} task${waiting === 1 ? '' : 's'} waiting`
+          ? `paused by a human with ${plural(waiting, 'task')} waiting`
           : age === null
-            ? `${waiting} task${waiting === 1 ? '' : 's'} waiting`
-            : `last progress ${formatDuration(age * 1000)} ago with ${waiting} task${waiting === 1 ? '' : 's'} waiting${r.approvals.pending.length ? ` (${r.approvals.pending.length} approval${r.approvals.pending.length === 1 ? '' : 's'} pending)` : ''}`,
+            ? `${plural(waiting, 'task')} waiting`
+            : `last progress ${formatDuration(age * 1000)} ago with ${plural(waiting, 'task')} waiting${r.approvals.pending.length ? ` (${plural(r.approvals.pending.length, 'approval')} pending)` : ''}`,
     value: age,
     warning: c.progress.warning / 1000,
     critical: c.progress.critical / 1000,
@@ -123,7 +114,7 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
   out.push({
     name: 'error_rate',
     status: judge(er, c.error_rate.warning, c.error_rate.critical, 'above'),
-    message: er === null ? `no step in the last ${window(c.window)}` : `error rate ${pct(er)} over ${window(c.window)} (${bad} of ${steps} steps)`,
+    message: er === null ? `no step in the last ${formatDuration(c.window)}` : `error rate ${pct(er)} over ${formatDuration(c.window)} (${bad} of ${steps} steps)`,
     value: er,
     warning: c.error_rate.warning,
     critical: c.error_rate.critical,
@@ -210,8 +201,8 @@ export function verdictOf(alerts: Alert[]): Status {
 /** "41 tasks, 95% success", or what there is to say when no task finished. */
 export function summaryOf(r: Report): string {
   const done = r.tasks.completed + r.tasks.failed;
-  if (done === 0) return r.iterations ? `no task finished, ${r.iterations} step${r.iterations === 1 ? '' : 's'}` : 'no task finished';
-  return `${done} task${done === 1 ? '' : 's'}, ${Math.round((r.tasks.success_rate ?? 0) * 100)}% success`;
+  if (done === 0) return r.iterations ? `no task finished, ${plural(r.iterations, 'step')}` : 'no task finished';
+  return `${plural(done, 'task')}, ${Math.round((r.tasks.success_rate ?? 0) * 100)}% success`;
 }
 
 /** The alerts that are not OK, worst first. */

@@ -13,6 +13,7 @@ import { workspaceDir } from '../config/index.js';
 import { agentProcess, listApprovals, listTasks, readAgentState } from '../agent/state.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
 import { TaskLog, describeCorrupt } from '../tasklog/index.js';
+import { queryRows } from '../tasklog/schema.js';
 import type { RunPaths } from '../run.js';
 import { diskUsage } from '../fsutil.js';
 import { noInputError } from '../exit.js';
@@ -35,17 +36,7 @@ export interface CollectOptions {
 type Val = string | number | null;
 type Row = Val[];
 
-function rows(db: Database, sql: string, params: Val[] = []): Row[] {
-  const stmt = db.prepare(sql);
-  try {
-    stmt.bind(params);
-    const out: Row[] = [];
-    while (stmt.step()) out.push(stmt.get() as Row);
-    return out;
-  } finally {
-    stmt.free();
-  }
-}
+const rows = (db: Database, sql: string, params: Val[] = []): Row[] => queryRows<Val>(db, sql, params);
 
 function one(db: Database, sql: string, params: Val[] = []): Row {
   return rows(db, sql, params)[0] ?? [];
@@ -73,9 +64,8 @@ function quantiles(db: Database, table: string, col: string, where: string, para
 const TIERS: Tier[] = ['normal', 'warning', 'critical'];
 const asTier = (v: Val | undefined): Tier | null => (v === 'normal' || v === 'warning' || v === 'critical' ? v : null);
 
-
 /** An hour, or a whole number of hours so that a long window has at most 336 buckets. */
-export function bucketSeconds(win: Window): number {
+function bucketSeconds(win: Window): number {
   const hours = Math.max(1, Math.ceil((win.until - win.since) / 3_600_000 / 336));
   return hours * 3600;
 }
@@ -98,7 +88,7 @@ function askSystemd(unit: string): Promise<Report['systemd']> {
 }
 
 /** The first line of a failure reason, cut to 120 characters, for grouping. */
-export function reasonKey(r: string | null): string {
+function reasonKey(r: string | null): string {
   if (!r) return '(no reason recorded)';
   const line = r.split('\n')[0]?.trim() ?? '';
   return line.length > 120 ? `${line.slice(0, 117)}...` : line;

@@ -4,7 +4,7 @@
 
 import { checkpointsChart, escapeXml as esc, resourcesChart, tasksChart, tokensChart } from './svg.js';
 import type { Alert, Report, Status, Tier } from './types.js';
-import { humanBytes, humanCount, humanDuration, humanMs, trim1 } from './human.js';
+import { bucketWords, humanBytes, humanCount, humanDuration, humanMs, trim1 } from './human.js';
 import { windowMs } from './window.js';
 
 const mib = (mb: number | null): string => (mb === null ? '–' : humanBytes(mb * 1048576));
@@ -227,16 +227,10 @@ function figures(r: Report): string {
   return `<h3>Key figures</h3><div class="cards">${cards.join('')}</div>`;
 }
 
-function bucketWord(s: number): string {
-  if (s > 0 && s % 86400 === 0) return s === 86400 ? 'day' : `${s / 86400} days`;
-  if (s > 0 && s % 3600 === 0) return s === 3600 ? 'hour' : `${s / 3600} hours`;
-  return humanDuration(s);
-}
-
 function charts(r: Report): string {
   return [
-    `<h3>Tasks finished per ${esc(bucketWord(r.series.bucket_s))}</h3>${tasksChart(r)}`,
-    `<h3>Model speed <span class="sub">tokens/s, mean of each ${esc(bucketWord(r.series.bucket_s))}</span></h3>${tokensChart(r)}`,
+    `<h3>Tasks finished per ${esc(bucketWords(r.series.bucket_s))}</h3>${tasksChart(r)}`,
+    `<h3>Model speed <span class="sub">tokens/s, mean of each ${esc(bucketWords(r.series.bucket_s))}</span></h3>${tokensChart(r)}`,
     `<h3>VRAM and RAM used <span class="sub">over the governor's tier</span></h3>${resourcesChart(r)}`,
     `<h3>Checkpoints</h3>${checkpointsChart(r)}`,
   ].join('\n');

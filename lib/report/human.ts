@@ -1,7 +1,18 @@
-// Numbers for humans, as the HTML page and the text's latencies show them:
+// Numbers and words for humans, as the report's text, HTML and charts show them:
 // 1.2k, 3h 20m, 4.2 s, 58 MiB. (lib/units.ts formats for the command line.)
 
 export const trim1 = (v: number): string => String(Math.round(v * 10) / 10);
+
+/** A ratio from 0 to 1 as "95.2%", for the text and the check line. */
+export const pct = (x: number | null): string => (x === null ? '-' : `${Math.round(x * 1000) / 10}%`);
+
+/** A chart's bucket length in words: "hour", "6 hours", "day", "2 days". */
+export function bucketWords(s: number): string {
+  if (s % 86400 === 0) return s === 86400 ? 'day' : `${s / 86400} days`;
+  if (s % 3600 === 0) return s === 3600 ? 'hour' : `${s / 3600} hours`;
+  if (s % 60 === 0) return s === 60 ? 'minute' : `${s / 60} minutes`;
+  return `${s} s`;
+}
 
 /** 950, 1.2k, 12k, 3.4M. */
 export function humanCount(n: number): string {

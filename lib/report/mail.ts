@@ -4,9 +4,8 @@
 
 import fs from 'node:fs';
 import os from 'node:os';
-import { createTransport } from 'nodemailer';
-import { SwError, EXIT } from '../exit.js';
-import { ORDER, problems } from './check.js';
+import { unavailableError } from '../exit.js';
+import { ORDER, problems, worst } from './check.js';
 import { renderHtml } from './html.js';
 import { headline, renderText } from './text.js';
 import type { Report } from './types.js';
@@ -15,12 +14,11 @@ import type { Report } from './types.js';
 export function subject(reports: Report[]): string {
   if (reports.length === 1) return `[selfware ${(reports[0] as Report).run}] ${headline(reports[0] as Report)}`;
   const sorted = [...reports].sort((a, b) => ORDER.indexOf(b.verdict) - ORDER.indexOf(a.verdict) || a.run.localeCompare(b.run));
-  const worst = sorted[0]?.verdict ?? 'UNKNOWN';
   const bad = sorted.filter((r) => r.verdict !== 'OK');
   const what = bad.length
     ? bad.map((r) => `${r.run} ${r.verdict}: ${problems(r.alerts)[0]?.message ?? r.summary}`).join('; ')
     : reports.map((r) => `${r.run}: ${r.summary}`).join('; ');
-  return `[selfware ${os.hostname()}] ${worst}: ${reports.length} runs; ${what}`;
+  return `[selfware ${os.hostname()}] ${worst(reports.map((r) => r.verdict))}: ${reports.length} runs; ${what}`;
 }
 
 export interface MailOptions {
@@ -34,8 +32,10 @@ export async function mailReport(reports: Report[], opts: MailOptions): Promise<
   try {
     fs.accessSync(opts.sendmail, fs.constants.X_OK);
   } catch {
-    throw new SwError(`cannot mail the report: ${opts.sendmail} is missing or not executable (install an MTA, such as exim4-daemon-light, or a relay, such as msmtp-mta; or set report.sendmail)`, EXIT.UNAVAILABLE);
+    throw unavailableError(`cannot mail the report: ${opts.sendmail} is missing or not executable (install an MTA, such as exim4-daemon-light, or a relay, such as msmtp-mta; or set report.sendmail)`);
   }
+  // Loaded here, not at start-up: every --check and report would pay for it.
+  const { createTransport } = await import('nodemailer');
   const transport = createTransport({ sendmail: true, path: opts.sendmail, newline: 'unix', args: ['-odi', ...(opts.from ? ['-f', opts.from] : [])] });
   const subj = subject(reports);
   try {
@@ -45,10 +45,10 @@ export async function mailReport(reports: Report[], opts: MailOptions): Promise<
       subject: subj,
       text: renderText(reports),
       html: renderHtml(reports, { title: subj }),
-      headers: { 'X-Selfware-Verdict': reports.length === 1 ? (reports[0] as Report).verdict : subj.split(']')[1]?.trim().split(':')[0] ?? '' },
+      headers: { 'X-Selfware-Verdict': worst(reports.map((r) => r.verdict)) },
     });
     return { messageId: String(info.messageId), subject: subj };
   } catch (e) {
-    throw new SwError(`cannot mail the report to ${opts.to}: ${opts.sendmail}: ${(e as Error).message.trim()}`, EXIT.UNAVAILABLE);
+    throw unavailableError(`cannot mail the report to ${opts.to}: ${opts.sendmail}: ${(e as Error).message.trim()}`);
   }
 }

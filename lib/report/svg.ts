@@ -2,6 +2,7 @@
 // an SVG string, every chart spanning since → until. No scripts, no external
 // references; every text from data escaped.
 
+import { bucketWords } from './human.js';
 import type { Report, Tier } from './types.js';
 
 /** The part of a Report the charts read. */
@@ -22,7 +23,7 @@ export const COLORS = {
 } as const;
 
 /** Marker shape and colour of each checkpoint kind; other kinds get `other`. */
-export const CHECKPOINT_KINDS: Record<string, { color: string; shape: 'tick' | 'square' | 'triangle' | 'diamond' | 'circle' }> = {
+const CHECKPOINT_KINDS: Record<string, { color: string; shape: 'tick' | 'square' | 'triangle' | 'diamond' | 'circle' }> = {
   routine: { color: '#868e96', shape: 'tick' },
   shutdown: { color: '#1971c2', shape: 'square' },
   recovery: { color: '#e8590c', shape: 'triangle' },
@@ -115,7 +116,7 @@ export function niceTicks(max: number, integer = false, count = 4): number[] {
 }
 
 /** Short labels for axis values: 950, 1.2k, 12k, 3.4M. */
-export function shortNumber(v: number): string {
+function shortNumber(v: number): string {
   const a = Math.abs(v);
   if (a >= 1e6) return `${trim(v / 1e6)}M`;
   if (a >= 1e3) return `${trim(v / 1e3)}k`;
@@ -222,20 +223,12 @@ function marker(kind: string, x: number, y: number, legendSize = false): string 
 }
 
 /** The stand-in for a chart with nothing to draw: a note rather than empty or broken axes. */
-export function noData(kind: string, title: string): string {
+function noData(kind: string, title: string): string {
   return (
     open(kind, 44, `${title}: no data in this window`).replace('class="chart"', 'class="chart empty"') +
     `<rect x="0.5" y="0.5" width="${W - 1}" height="43" rx="4" fill="#f8f9fa" stroke="${COLORS.grid}"/>` +
     `<text x="${W / 2}" y="26" text-anchor="middle" fill="#868e96" font-size="12">no data in this window</text></svg>`
   );
-}
-
-/** Bucket length in words for titles: "hour", "6 hours", "day". */
-function bucketName(bucket_s: number): string {
-  if (bucket_s % 86400 === 0) return bucket_s === 86400 ? 'day' : `${bucket_s / 86400} days`;
-  if (bucket_s % 3600 === 0) return bucket_s === 3600 ? 'hour' : `${bucket_s / 3600} hours`;
-  if (bucket_s % 60 === 0) return bucket_s === 60 ? 'minute' : `${bucket_s / 60} minutes`;
-  return `${bucket_s} s`;
 }
 
 function bucketMs(input: ChartInput): number {
@@ -253,7 +246,7 @@ export function tasksChart(input: ChartInput): string {
   const { svg: yAxis, y } = valueAxis(f, niceTicks(Math.max(...buckets.map(total)), true), shortNumber);
   const done = buckets.reduce((a, b) => a + Math.max(0, b.completed || 0), 0);
   const failed = buckets.reduce((a, b) => a + Math.max(0, b.failed || 0), 0);
-  let s = open('tasks', f.h, `Tasks finished per ${bucketName(bms / 1000)}, ${input.since} to ${input.until}: ${done} completed, ${failed} failed`);
+  let s = open('tasks', f.h, `Tasks finished per ${bucketWords(bms / 1000)}, ${input.since} to ${input.until}: ${done} completed, ${failed} failed`);
   s += yAxis + `<g shape-rendering="crispEdges">`;
   buckets.forEach((b, i) => {
     const start = ms(b.start);
@@ -287,7 +280,7 @@ export function tokensChart(input: ChartInput): string {
   const f = frame(input, 170);
   const { svg: yAxis, y } = valueAxis(f, niceTicks(Math.max(...vals)), shortNumber);
   const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
-  let s = open('tokens', f.h, `Tokens per second, mean of each ${bucketName(bms / 1000)}, ${input.since} to ${input.until}: from ${trim(Math.min(...vals))} to ${trim(Math.max(...vals))}, ${trim(mean)} on average`);
+  let s = open('tokens', f.h, `Tokens per second, mean of each ${bucketWords(bms / 1000)}, ${input.since} to ${input.until}: from ${trim(Math.min(...vals))} to ${trim(Math.max(...vals))}, ${trim(mean)} on average`);
   s += yAxis + timeAxis(f);
   // Consecutive buckets are bms apart; anything further apart is a gap.
   s += polylines(f, pts, y, COLORS.tokens, bms * 1.5, 'tokens_per_s');

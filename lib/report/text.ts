@@ -1,22 +1,20 @@
 // The report as plain text (the terminal, the mail's text part) and as
 // Markdown (chat tools). Both come from the same sections.
 
-import { formatBytes, formatDuration } from '../units.js';
+import { formatBytes, formatDuration, plural } from '../units.js';
 import { problems } from './check.js';
-import { humanMs } from './human.js';
+import { humanMs, pct } from './human.js';
 import type { Report } from './types.js';
 import { windowMs } from './window.js';
 
 /** "2026-11-21 08:00 UTC" from an ISO time. */
-export function when(iso: string | null): string {
+function when(iso: string | null): string {
   if (!iso) return '-';
   return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
 }
 
-export const pct = (x: number | null): string => (x === null ? '-' : `${Math.round(x * 1000) / 10}%`);
-export const num = (x: number): string => (x >= 1e6 ? `${(x / 1e6).toFixed(1)}M` : x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : String(x));
+const num = (x: number): string => (x >= 1e6 ? `${(x / 1e6).toFixed(1)}M` : x >= 1e4 ? `${(x / 1e3).toFixed(1)}k` : String(x));
 const ago = (s: number | null): string => (s === null ? '-' : `${formatDuration(s * 1000)} ago`);
-const plural = (n: number, one: string, many = `${one}s`): string => `${n} ${n === 1 ? one : many}`;
 const list = (o: Record<string, number>, unit: (v: number) => string = String): string =>
   Object.entries(o)
     .filter(([, v]) => v > 0)
@@ -24,13 +22,13 @@ const list = (o: Record<string, number>, unit: (v: number) => string = String): 
     .join(', ') || 'none';
 const mb = (x: number | null): string => (x === null ? '-' : formatBytes(x * 1048576));
 
-export interface Section {
+interface Section {
   title: string;
   rows: Array<[string, string]>;
 }
 
 /** The report's content, format-neutral. */
-export function sections(r: Report): Section[] {
+function sections(r: Report): Section[] {
   const out: Section[] = [];
   const a = r.agent;
   out.push({
@@ -43,7 +41,7 @@ export function sections(r: Report): Section[] {
           ? `running since ${when(a.session_started)} (${formatDuration((a.uptime_s ?? 0) * 1000)}), pid ${a.pid}, ${a.status ?? '?'}${a.task ? ` on ${a.task}` : ''}${a.paused ? ', paused' : ''}`
           : `not running${a.last_seen ? `; last seen ${when(a.last_seen)}` : ''}`,
       ],
-      ['sessions', `${plural(r.sessions.started, 'start')}, ${plural(r.restarts, 'restart')}${r.systemd ? ` (systemd: ${r.systemd.n_restarts ?? '?'} since the unit started; ${r.systemd.active_state})` : ''}, ${r.sessions.unclean_ends} unclean end${r.sessions.unclean_ends === 1 ? '' : 's'}`],
+      ['sessions', `${plural(r.sessions.started, 'start')}, ${plural(r.restarts, 'restart')}${r.systemd ? ` (systemd: ${r.systemd.n_restarts ?? '?'} since the unit started; ${r.systemd.active_state})` : ''}, ${plural(r.sessions.unclean_ends, 'unclean end')}`],
       [
         'recoveries',
         r.recoveries.count

@@ -28,7 +28,6 @@ export function windowOf(o: { since: string; until?: string | undefined }, now: 
   return { since, until };
 }
 
-
 /** A report's window length in ms, exact (its `hours` field is rounded). */
 export function windowMs(r: Pick<Report, 'since' | 'until'>): number {
   return Date.parse(r.until) - Date.parse(r.since);

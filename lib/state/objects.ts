@@ -10,17 +10,17 @@ export interface BadObject {
   reason: string;
 }
 
-/**
- * Read each object with `git cat-file --batch` and re-hash it. A corrupt object
- * can make git die mid-stream; the object it died on is reported and the rest
- * are read by a new process.
- */
 /** A git object's id: sha1 of "<type> <size>\0<content>". */
 export function gitObjectId(type: string, content: string | Buffer): string {
   const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
   return crypto.createHash('sha1').update(`${type} ${body.length}\0`).update(body).digest('hex');
 }
 
+/**
+ * Read each object with `git cat-file --batch` and re-hash it. A corrupt object
+ * can make git die mid-stream; the object it died on is reported and the rest
+ * are read by a new process.
+ */
 export async function checkObjects(git: Git, oids: string[]): Promise<BadObject[]> {
   const bad: BadObject[] = [];
   let rest = oids;

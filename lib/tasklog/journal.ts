@@ -279,7 +279,7 @@ export function readJournalLocked<T>(file: string, also: (journal: JournalConten
   }
 }
 
-/** Read the whole journal under a shared lock held by the caller or taken here. */
+/** Read the whole journal; the caller holds a lock on it (see readJournalLocked). */
 export function readJournalFd(fd: number, file: string): JournalContents {
   const size = fs.fstatSync(fd).size;
   const buf = Buffer.alloc(size);

@@ -5,6 +5,19 @@
 import type { Database } from 'sql.js';
 import { dataError } from '../exit.js';
 
+/** Every row of a query, each an array of its values (the report's and recovery's reads). */
+export function queryRows<T = string | number | Uint8Array | null>(db: Database, sql: string, params: Array<string | number | null> = []): T[][] {
+  const stmt = db.prepare(sql);
+  try {
+    stmt.bind(params);
+    const out: T[][] = [];
+    while (stmt.step()) out.push(stmt.get() as T[]);
+    return out;
+  } finally {
+    stmt.free();
+  }
+}
+
 /** Migration N takes a database from version N to N+1. */
 export const MIGRATIONS: string[] = [
   // 1: the tables.

@@ -324,6 +324,12 @@ test('--format prometheus passes promtool check metrics; --all gives each family
     const broken = await execa('promtool', ['check', 'metrics'], { input: text.replace('# TYPE selfware_tasks_total counter', '# TYPE selfware_tasks_total counter\n# TYPE selfware_tasks_total gauge'), reject: false });
     assert.notEqual(broken.exitCode, 0);
     assert.deepEqual(fs.readdirSync(t.dir).filter((n) => n.startsWith('selfware.prom')), ['selfware.prom'], 'no temp file left');
+    // An output that cannot be written: exit 74, one line naming it, and the old file untouched.
+    const missing = path.join(t.dir, 'no-such-dir', 'selfware.prom');
+    const w = await sw('sw-report', ['alpha', '--format', 'prometheus', '-o', missing], t);
+    assert.equal(w.exitCode, 74, String(w.stderr));
+    assert.equal(String(w.stderr), `sw-report: cannot write '${missing}': no such file or directory`);
+    assert.equal(fs.readFileSync(out, 'utf8'), text);
   } finally {
     t.cleanup();
   }
@@ -351,6 +357,7 @@ test('--mail: no sendmail exits 69, no address exits 78, and the message is mult
     const msg = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
     assert.match(msg, /^Subject: \[selfware run1\] OK: no task finished$/m);
     assert.match(msg, /^From: selfware <selfware@gpu-box\.example>$/m);
+    assert.match(msg, /^X-Selfware-Verdict: OK$/m);
     assert.match(msg, /^Content-Type: multipart\/alternative;/m);
     assert.match(msg, /^Content-Type: text\/plain; charset=utf-8$/m);
     assert.match(msg, /^Content-Type: text\/html; charset=utf-8$/m);

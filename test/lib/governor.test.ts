@@ -109,6 +109,15 @@ test('readings swinging across the far threshold still move the tier, to the nea
   tiers = [];
   for (let i = 1; i <= 24; i++) tiers.push(vramTier(g.observe(sampleAt(i * 5000, i % 3 === 0 ? warning - 20 : warning + 2))));
   assert.deepEqual([...new Set(tiers)], ['normal'], 'never two dwell-lengths of readings in a row');
+  // A rising reading: one warning, then critical from the next sample on. The
+  // warning tier comes after the dwell, and critical one dwell after the first
+  // critical reading, not a dwell after the move to warning.
+  g = new Governor(c, { now: 0 });
+  g.observe(sampleAt(0, warning - 20));
+  g.observe(sampleAt(5000, warning + 2));
+  at = null;
+  for (let i = 2; i <= 40 && at === null; i++) if (vramTier(g.observe(sampleAt(i * 5000, critical + 2))) === 'critical') at = i * 5000;
+  assert.equal(at, 10_000 + Math.ceil(c.dwell / 5000) * 5000, `critical at ${at} ms (first critical reading at 10000 ms, dwell ${c.dwell} ms)`);
 });
 
 test('quantization steps down under VRAM pressure, waits step_wait between steps, unloads when critical, and comes back one level after calm', () => {

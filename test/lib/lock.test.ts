@@ -4,6 +4,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { EXIT, SwError } from '../../lib/exit.js';
 import { acquireLock, lockHolder, tryLock } from '../../lib/lock.js';
+import { run } from '../../lib/proc.js';
 import { DIST, makeEnv } from '../helpers.js';
 
 function holder(file: string, mode = 'exclusive') {
@@ -70,6 +71,21 @@ test('shared locks coexist and exclude an exclusive one', async () => {
     const x = tryLock(file, false);
     assert.ok(x);
     x.release();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('programs run while a lock is held inherit it: an orphan of a SIGKILLed holder keeps it until it exits', async () => {
+  const t = makeEnv();
+  try {
+    const file = path.join(t.dir, 'held.lock');
+    const lock = tryLock(file);
+    assert.ok(lock);
+    const fds = async () => (await run('sh', ['-c', 'ls -l /proc/$$/fd'])).stdout;
+    assert.match(await fds(), new RegExp(`-> ${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), 'the child holds the lock file open');
+    lock.release();
+    assert.doesNotMatch(await fds(), /held\.lock/, 'released: no longer passed on');
   } finally {
     t.cleanup();
   }

@@ -21,7 +21,6 @@ type NodeLlamaCpp = typeof import('node-llama-cpp');
 let nodeLlamaCpp: Promise<NodeLlamaCpp> | null = null;
 const lib = (): Promise<NodeLlamaCpp> => (nodeLlamaCpp ??= import('node-llama-cpp'));
 
-
 /**
  * llm.threads as a count: 0 means all cores but one. More threads than cores
  * make llama.cpp's workers spin-wait for each other (4 threads on 2 cores:

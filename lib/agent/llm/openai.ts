@@ -27,7 +27,6 @@ export interface OpenAiOptions {
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
 }
 
-
 export class OpenAiBackend implements LlmBackend {
   readonly name = 'openai' as const;
   private level: Quant | null = null;

@@ -60,7 +60,6 @@ export async function loadScript(file: string): Promise<Script> {
   return { tasks };
 }
 
-
 export class ScriptedBackend implements LlmBackend {
   readonly name = 'scripted' as const;
   private level: Quant | null = null;
