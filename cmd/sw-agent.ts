@@ -4,26 +4,29 @@
 
 import { Command, Option } from 'commander';
 import { action, choiceArg, createProgram, intArg, main, optsOf, outputFor, withCommonOptions } from '../lib/cli.js';
-import { loadRunConfig, type RunConfig } from '../lib/config/index.js';
 import { usageError } from '../lib/exit.js';
 import { readDecision } from '../lib/governor/decision.js';
 import { initNotify } from '../lib/notify.js';
-import { table } from '../lib/output.js';
+import { table, type Output } from '../lib/output.js';
 import { TASK_STATUSES, TASK_ID_RE, byRunOrder, type Task } from '../lib/queue/task.js';
-import { runPaths, validateRunName, type RunPaths } from '../lib/run.js';
-import { requireRun } from '../lib/state/index.js';
+import { validateRunName, type RunPaths } from '../lib/run.js';
+import { workspaceDir } from '../lib/config/index.js';
+import { setupRun, type SetupOptions } from '../lib/setup.js';
+import { requireRun, runExists } from '../lib/state/index.js';
 import { TaskLog } from '../lib/tasklog/index.js';
-import { formatDuration } from '../lib/units.js';
+import { formatDuration, plural } from '../lib/units.js';
+import { escalatedAt, protection, writability, type Escalated } from '../lib/health.js';
 import { Agent } from '../lib/agent/loop.js';
 import { createBackend } from '../lib/agent/llm/index.js';
 import { describeAction } from '../lib/agent/schema.js';
 import { addTask, agentProcess, cancelTask, ensureRun, parseTaskTimeout, decideApproval, listApprovals, listTasks, readAgentState, readTask, setPaused, type Approval } from '../lib/agent/state.js';
 import { readTranscript, transcriptFile } from '../lib/agent/transcript.js';
 
-async function setup(runArg: string): Promise<{ paths: RunPaths; config: RunConfig; file: string | null }> {
-  const paths = runPaths(validateRunName(runArg));
-  const { config, file } = await loadRunConfig(paths);
-  return { paths, config, file };
+/** The keys a task's defaults come from. */
+const TASK_KEYS = ['agent.max_attempts', 'agent.task_timeout'];
+
+function setup(runArg: string, out: Output, sub: string, opts: Omit<SetupOptions, 'out' | 'command'>) {
+  return setupRun(runArg, { ...opts, out, command: `sw-agent ${sub} ${runArg} ...` });
 }
 
 function checkTaskId(id: string): void {
@@ -65,7 +68,7 @@ function cmdRun(program: Command): void {
   withCommonOptions(program.command('run').description('the agent: work through the queue until stopped (the main process of selfware@RUN)').argument('<run>', 'run name'), { json: false }).action(
     action(async (runArg: string, _o: unknown, cmd: Command) => {
       const out = outputFor(cmd);
-      const { paths, config, file } = await setup(runArg);
+      const { paths, config, file } = await setup(runArg, out, 'run', { writes: true, creates: true, strict: true });
       await initNotify();
       const backend = await createBackend(config, file);
       return new Agent(paths, config, { out, backend }).run();
@@ -77,6 +80,21 @@ async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
   return Buffer.concat(chunks).toString('utf8');
+}
+
+function cmdInit(program: Command): void {
+  withCommonOptions(program.command('init').description('create a run (its state directory, checkpoint repository, task log and workspace); nothing else creates one but its first start').argument('<run>', 'run name')).action(
+    action(async (runArg: string, _o: unknown, cmd: Command) => {
+      const o = optsOf(cmd);
+      const out = outputFor(cmd);
+      const { paths, config, file } = await setup(runArg, out, 'init', { writes: true, creates: true, needs: ['workspace'] });
+      const existed = runExists(paths);
+      await ensureRun(paths, config);
+      if (o.json) out.json({ run: paths.run, created: !existed, state_dir: paths.runDir, config_file: file, workspace: workspaceDir(config, paths) });
+      else out.print(paths.runDir);
+      out.info(existed ? `run '${paths.run}' exists already in ${paths.runDir}` : `created run '${paths.run}' in ${paths.runDir}${file ? '' : ` (no ${paths.configFile}: every default applies)`}`);
+    }),
+  );
 }
 
 function cmdAdd(program: Command): void {
@@ -96,13 +114,17 @@ function cmdAdd(program: Command): void {
       const o = optsOf<{ title?: string; verify?: string; priority?: number; maxAttempts?: number; timeout?: string }>(cmd);
       const out = outputFor(cmd);
       if (o.timeout !== undefined) parseTaskTimeout(o.timeout);
-      const { paths, config } = await setup(runArg);
+      // Usage mistakes first: they are 64 whether or not the run exists.
+      const noPrompt = 'give a prompt (or - to read it from standard input)';
+      if ((promptArg === undefined || promptArg.trim() === '') && !o.title) throw usageError(noPrompt);
+      validateRunName(runArg);
       let prompt = promptArg;
       if (prompt === '-') prompt = await readStdin();
       if (prompt === undefined || prompt.trim() === '') {
-        if (!o.title) throw usageError('give a prompt (or - to read it from standard input)');
+        if (!o.title) throw usageError(noPrompt);
         prompt = o.title;
       }
+      const { paths, config } = await setup(runArg, out, 'add', { writes: true, needs: [...TASK_KEYS, 'workspace'] });
       await ensureRun(paths, config);
       const t = await addTask(paths, config, { prompt, title: o.title, verify: o.verify ?? null, priority: o.priority, maxAttempts: o.maxAttempts, timeout: o.timeout });
       if (o.json) out.json(taskJson(t, 0));
@@ -123,7 +145,7 @@ function cmdList(program: Command): void {
     action(async (runArg: string, _o: unknown, cmd: Command) => {
       const o = optsOf<{ status?: string }>(cmd);
       const out = outputFor(cmd);
-      const { paths, config } = await setup(runArg);
+      const { paths, config } = await setup(runArg, out, 'list', { writes: false });
       requireRun(paths);
       const { tasks, invalid } = await listTasks(paths, config);
       for (const bad of invalid) out.warn(`ignoring ${bad.error}`);
@@ -148,7 +170,7 @@ function cmdShow(program: Command): void {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
       checkTaskId(id);
-      const { paths, config } = await setup(runArg);
+      const { paths, config } = await setup(runArg, out, 'show', { writes: false });
       requireRun(paths);
       const t = await readTask(paths, config, id);
       const lines = readTranscript(transcriptFile(paths.stateDir, id));
@@ -191,7 +213,7 @@ function cmdCancel(program: Command): void {
     action(async (runArg: string, id: string, _o: unknown, cmd: Command) => {
       const out = outputFor(cmd);
       checkTaskId(id);
-      const { paths, config } = await setup(runArg);
+      const { paths, config } = await setup(runArg, out, 'cancel', { writes: true, needs: TASK_KEYS });
       requireRun(paths);
       await cancelTask(paths, config, id);
       out.info(`task ${id} cancelled`);
@@ -203,10 +225,11 @@ function cmdPause(program: Command): void {
   withCommonOptions(program.command('pause').description('pause the run: the agent starts no new step').argument('<run>', 'run name').option('--reason <text>', 'why, for status and the report'), { json: false }).action(
     action(async (runArg: string, _o: unknown, cmd: Command) => {
       const o = optsOf<{ reason?: string }>(cmd);
-      const { paths } = await setup(runArg);
+      const out = outputFor(cmd);
+      const { paths } = await setup(runArg, out, 'pause', { writes: true });
       requireRun(paths);
       await setPaused(paths, true, o.reason ?? 'paused by a human');
-      outputFor(cmd).info(`run '${paths.run}' paused`);
+      out.info(`run '${paths.run}' paused`);
     }),
   );
 }
@@ -214,55 +237,112 @@ function cmdPause(program: Command): void {
 function cmdResume(program: Command): void {
   withCommonOptions(program.command('resume').description('resume a paused run').argument('<run>', 'run name'), { json: false }).action(
     action(async (runArg: string, _o: unknown, cmd: Command) => {
-      const { paths } = await setup(runArg);
+      const out = outputFor(cmd);
+      const { paths } = await setup(runArg, out, 'resume', { writes: true });
       requireRun(paths);
       await setPaused(paths, false, null);
-      outputFor(cmd).info(`run '${paths.run}' resumed`);
+      out.info(`run '${paths.run}' resumed`);
     }),
   );
 }
 
+interface Problem {
+  severity: 'CRITICAL' | 'WARNING';
+  what: string;
+  message: string;
+}
+
 function cmdStatus(program: Command): void {
-  withCommonOptions(program.command('status').description("the agent's state, the queue, approvals and the governor's decision").argument('<run>', 'run name')).action(
+  withCommonOptions(
+    program.command('status').description("the agent's state, the queue, approvals, the governor's decision, checkpoints, and every problem that needs a human").argument('<run>', 'run name'),
+  ).action(
     action(async (runArg: string, _o: unknown, cmd: Command) => {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
-      const { paths, config } = await setup(runArg);
+      const { paths, config, file, problems: configProblems } = await setup(runArg, out, 'status', { writes: false });
       requireRun(paths);
+      const ws = workspaceDir(config, paths);
       const holder = agentProcess(paths);
       const running = holder !== null;
       const st = readAgentState(paths);
-      const { tasks } = await listTasks(paths, config);
+      const { tasks, invalid } = await listTasks(paths, config);
       const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, tasks.filter((t) => t.status === s).length]));
       const pending = listApprovals(paths).filter((a) => a.status === 'pending');
       const gov = readDecision(paths.roots.runtimeDir);
+      const [prot, escalated] = await Promise.all([protection(paths, ws), escalation(paths)]);
+      const { w, problem: unwritable } = writability(paths, ws);
+      const govPause = gov.decision && (gov.decision.actions.includes('pause') || gov.decision.actions.includes('unload')) ? gov.decision : null;
+      const now = Date.now();
+      const ago = (t: number | string): string => `${formatDuration(Math.max(0, now - (typeof t === 'string' ? Date.parse(t) : t)))} ago`;
+
+      const problems: Problem[] = [];
+      if (configProblems.length) problems.push({ severity: 'CRITICAL', what: 'config', message: `${configProblems[0]}${configProblems.length > 1 ? ` (and ${configProblems.length - 1} more)` : ''}: the agent will not start until it is fixed` });
+      if (unwritable) problems.push({ severity: 'CRITICAL', what: 'writable', message: unwritable });
+      if (prot.failing) {
+        const f = prot.failing;
+        problems.push({ severity: 'CRITICAL', what: 'checkpoints', message: `checkpoints failing since ${ago(f.since)} (${plural(f.count, 'attempt')}, the last ${f.last.kind}): ${f.last.reason}` });
+      }
+      if (prot.error) problems.push({ severity: 'WARNING', what: 'checkpoints', message: `cannot tell what the newest checkpoint protects: ${prot.error}` });
+      if (escalated) problems.push({ severity: 'CRITICAL', what: 'escalation', message: `escalated ${ago(escalated.time)}: ${escalated.reason ?? 'too many failures'}; systemd does not restart it until a human starts it again` });
+      for (const bad of invalid) problems.push({ severity: 'WARNING', what: 'queue', message: `ignored: ${bad.error.startsWith(bad.file) ? bad.error : `${bad.file}: ${bad.error}`}` });
+
+      const pend = prot.pending;
+      const checkpoints = {
+        last: pend?.checkpoint ?? null,
+        failing: prot.failing,
+        unprotected: pend ? { paths: pend.paths.length, since: pend.since === null ? null : new Date(pend.since).toISOString(), sample: pend.paths.slice(0, 5) } : null,
+      };
       const doc = {
         run: paths.run,
         agent: { ...st, running, pid: holder?.pid ?? null },
+        paused: st.paused ? { by: 'human', reason: st.pause_reason } : govPause ? { by: 'governor', reason: govPause.reasons.join('; ') } : null,
+        escalated: escalated ? { time: new Date(escalated.time).toISOString(), reason: escalated.reason } : null,
         queue: counts,
+        queue_invalid: invalid.map((b) => ({ file: b.file, error: b.error })),
         approvals_pending: pending.map((a) => a.id),
         governor: gov.decision ? { tier: gov.decision.tier, quantization: gov.decision.quantization, actions: gov.decision.actions, time: gov.decision.time } : null,
+        checkpoints,
+        config: { file, problems: configProblems },
+        writable: { ok: !unwritable, owner: w?.owner.name ?? null, count: w?.count ?? 0, problems: w?.problems ?? [] },
+        problems,
       };
       if (o.json) {
         out.json(doc);
         return;
       }
-      out.print(
-        table(
-          [
-            ['agent:', running ? `running (pid ${holder?.pid ?? '?'}), ${st.status}` : 'not running'],
-            ['paused:', st.paused ? `yes${st.pause_reason ? ` (${st.pause_reason})` : ''}` : 'no'],
-            ['task:', st.task ? `${st.task}, attempt ${st.attempt ?? '?'}, step ${st.step ?? 0}` : '-'],
-            ['model:', `${config.llm.backend}${st.quantization ? ` at ${st.quantization}` : ''}${st.model_loaded ? '' : ' (not loaded)'}`],
-            ['queue:', TASK_STATUSES.map((s) => `${counts[s]} ${s.replace('_', ' ')}`).join(', ')],
-            ['approvals:', pending.length ? pending.map((a) => a.id).join(', ') : 'none pending'],
-            ['governor:', gov.decision ? `${gov.decision.tier}, ${gov.decision.quantization}${gov.decision.actions.length ? `, ${gov.decision.actions.join(' ')}` : ''}` : gov.stale ? 'decision stale' : 'no decision'],
-          ],
-          1,
-        ),
-      );
+      const ckLine = (): string => {
+        if (!pend) return prot.error ? `cannot tell (${prot.error})` : '-';
+        const last = pend.checkpoint ? `last ${pend.checkpoint.id} (${pend.checkpoint.kind}) ${ago(pend.checkpoint.time)}` : 'none yet';
+        const state = pend.paths.length === 0 ? 'nothing changed since' : `${plural(pend.paths.length, 'change')} since${pend.since !== null ? `, the oldest ${ago(pend.since)}` : ''}`;
+        return `${last}; ${state}${prot.failing ? '; FAILING' : ''}`;
+      };
+      const rows = [
+        ['agent:', running ? `running (pid ${holder?.pid ?? '?'}), ${st.status}` : 'not running'],
+        ['paused:', st.paused ? `yes${st.pause_reason ? ` (${st.pause_reason})` : ''}` : govPause ? `by the governor (${govPause.reasons.join('; ')})` : 'no'],
+        ['task:', st.task ? `${st.task}, attempt ${st.attempt ?? '?'}, step ${st.step ?? 0}` : '-'],
+        ['model:', `${config.llm.backend}${st.quantization ? ` at ${st.quantization}` : ''}${st.model_loaded ? '' : ' (not loaded)'}`],
+        ['queue:', TASK_STATUSES.map((s) => `${counts[s]} ${s.replace('_', ' ')}`).join(', ') + (invalid.length ? `; ${plural(invalid.length, 'file')} ignored` : '')],
+        ['approvals:', pending.length ? pending.map((a) => a.id).join(', ') : 'none pending'],
+        ['governor:', gov.decision ? `${gov.decision.tier}, ${gov.decision.quantization}${gov.decision.actions.length ? `, ${gov.decision.actions.join(' ')}` : ''}` : gov.stale ? 'decision stale' : 'no decision'],
+        ['checkpoints:', ckLine()],
+        ['problems:', problems.length ? `${problems.length}` : 'none'],
+      ];
+      out.print(table(rows, 1));
+      for (const p of problems) out.print(`  ${p.severity} ${p.what}: ${p.message}`);
     }),
   );
+}
+
+/** The run's escalation, if it has not been started again since. */
+async function escalation(paths: RunPaths): Promise<Escalated | null> {
+  const log = TaskLog.forRun(paths);
+  if (!log.exists()) return null;
+  const snap = await log.snapshot();
+  try {
+    return escalatedAt(snap.db);
+  } finally {
+    snap.db.close();
+  }
 }
 
 function approvalJson(a: Approval): Record<string, unknown> {
@@ -274,7 +354,7 @@ function cmdApprovals(program: Command): void {
     action(async (runArg: string, _o: unknown, cmd: Command) => {
       const o = optsOf<{ all?: boolean }>(cmd);
       const out = outputFor(cmd);
-      const { paths } = await setup(runArg);
+      const { paths } = await setup(runArg, out, 'approvals', { writes: false });
       requireRun(paths);
       const list = listApprovals(paths).filter((a) => o.all || a.status === 'pending');
       if (o.json) {
@@ -295,10 +375,11 @@ function decide(program: Command, name: 'approve' | 'reject'): void {
     action(async (runArg: string, id: string, _o: unknown, cmd: Command) => {
       const o = optsOf<{ reason?: string }>(cmd);
       if (!/^[A-Za-z0-9][A-Za-z0-9_.-]{0,200}$/.test(id)) throw usageError(`invalid approval id '${id}'`);
-      const { paths } = await setup(runArg);
+      const out = outputFor(cmd);
+      const { paths } = await setup(runArg, out, name, { writes: true });
       requireRun(paths);
       await decideApproval(paths, id, name === 'approve' ? 'approved' : 'rejected', o.reason ?? null);
-      outputFor(cmd).info(`approval ${id} ${name === 'approve' ? 'approved' : 'rejected'}`);
+      out.info(`approval ${id} ${name === 'approve' ? 'approved' : 'rejected'}`);
     }),
   );
 }
@@ -315,7 +396,8 @@ function cmdConfig(program: Command): void {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
       if (key !== undefined && !/^[a-z_]+(\.[A-Za-z0-9_]+)*$/.test(key)) throw usageError(`invalid config key '${key}'`);
-      const { config, file } = await setup(runArg);
+      // One key is read exactly or not at all (scripts act on it: the report unit mails report.mail).
+      const { config, file } = await setup(runArg, out, 'config', { writes: false, needs: key ? [key] : [] });
       let value: unknown = config;
       if (key) {
         for (const part of key.split('.')) {
@@ -333,6 +415,7 @@ function cmdConfig(program: Command): void {
 function buildProgram(): Command {
   const program = createProgram('sw-agent', 'The selfware agent, and its queue and approvals.');
   cmdRun(program);
+  cmdInit(program);
   cmdAdd(program);
   cmdList(program);
   cmdShow(program);

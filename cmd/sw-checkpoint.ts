@@ -3,10 +3,10 @@
 
 import { Command, Option } from 'commander';
 import { action, choiceArg, createProgram, intArg, main, optsOf, outputFor, withCommonOptions } from '../lib/cli.js';
-import { loadRunConfig, workspaceDir } from '../lib/config/index.js';
+import { workspaceDir } from '../lib/config/index.js';
+import { setupRun } from '../lib/setup.js';
 import { EXIT, usageError } from '../lib/exit.js';
 import { table, type Output } from '../lib/output.js';
-import { runPaths, validateRunName } from '../lib/run.js';
 import {
   CHECKPOINT_REF_RE,
   KINDS,
@@ -23,6 +23,7 @@ import {
   type PruneResult,
 } from '../lib/state/index.js';
 import { TaskLog } from '../lib/tasklog/index.js';
+import { checkWritable, writableProblem } from '../lib/state/writable.js';
 import { formatBytes, isoUtc, parseTime, plural } from '../lib/units.js';
 
 /** Checkpoint ids are checked before anything is read: a usage error, not a missing run. */
@@ -30,10 +31,8 @@ function checkIds(ids: Array<string | undefined>): void {
   for (const id of ids) if (id !== undefined && !CHECKPOINT_REF_RE.test(id)) throw usageError(`invalid checkpoint id '${id}'`);
 }
 
-async function setup(runArg: string) {
-  const run = validateRunName(runArg);
-  const paths = runPaths(run);
-  const { config } = await loadRunConfig(paths);
+async function setup(runArg: string, out: Output, sub: string, opts: { writes: boolean; needs?: string[] }) {
+  const { paths, config } = await setupRun(runArg, { ...opts, out, command: `sw-checkpoint ${sub} ${runArg} ...` });
   return { paths, config, ws: workspaceDir(config, paths) };
 }
 
@@ -61,7 +60,7 @@ function cmdCreate(program: Command): void {
         time = parseTime(o.time);
         if (!time) throw usageError(`option '--time <iso8601>': expected a date and time such as 2026-11-21T09:30:00Z, got '${o.time}'`);
       }
-      const { paths, config } = await setup(runArg);
+      const { paths, config } = await setup(runArg, out, 'create', { writes: true, needs: ['workspace', 'tasklog.compact_bytes'] });
       const { result, initialised, compacted } = await createCheckpoint(paths, config, { kind: o.kind, message: o.message, time, force: o.force });
       if (initialised) out.info(`initialised run '${paths.run}' in ${paths.runDir}`);
       if (compacted !== null) out.verbose(`task log: folded ${compacted} events into ${paths.tasklogDb}`);
@@ -89,7 +88,7 @@ function cmdList(program: Command): void {
     action(async (runArg: string, _o: unknown, cmd: Command) => {
       const o = optsOf<{ kind?: Kind }>(cmd);
       const out = outputFor(cmd);
-      const { paths } = await setup(runArg);
+      const { paths } = await setup(runArg, out, 'list', { writes: false });
       const { checkpoints, broken } = await listCheckpoints(paths);
       const shown = checkpoints.filter((c) => !o.kind || c.kind === o.kind);
       for (const b of broken) out.warn(`checkpoint ${b.id} is unreadable: ${b.reason}`);
@@ -113,7 +112,7 @@ function cmdShow(program: Command): void {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
       checkIds([id]);
-      const { paths } = await setup(runArg);
+      const { paths } = await setup(runArg, out, 'show', { writes: false });
       const { checkpoints } = await listCheckpoints(paths);
       const c = resolveId(checkpoints, id);
       if (o.json) {
@@ -154,7 +153,7 @@ function cmdDiff(program: Command): void {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
       checkIds([id, id2]);
-      const { paths } = await setup(runArg);
+      const { paths } = await setup(runArg, out, 'diff', { writes: false });
       const { checkpoints } = await listCheckpoints(paths);
       const a = resolveId(checkpoints, id);
       const b = id2 === undefined ? null : resolveId(checkpoints, id2);
@@ -186,14 +185,22 @@ function cmdVerify(program: Command): void {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
       checkIds(ids);
-      const { paths, ws } = await setup(runArg);
+      const { paths, ws } = await setup(runArg, out, 'verify', { writes: false, needs: ['workspace'] });
       const { checkpoints, broken } = await listCheckpoints(paths);
       const chosen = ids.length > 0 ? [...new Map(ids.map((i) => resolveId(checkpoints, i)).map((c) => [c.id, c])).values()] : checkpoints;
       const reports = await verifyCheckpoints(paths, ws, chosen, ids.length > 0 ? [] : broken);
       const log = await TaskLog.forRun(paths).verify();
+      // Valid checkpoints are worth little if the next one cannot be made.
+      const w = checkWritable(paths, ws);
+      const unwritable = writableProblem(w, paths.runDir);
       const invalid = reports.filter((r) => !r.valid);
       if (o.json) {
-        out.json({ valid: invalid.length === 0 && log.ok, checkpoints: reports, tasklog: log });
+        out.json({
+          valid: invalid.length === 0 && log.ok && !unwritable,
+          checkpoints: reports,
+          tasklog: log,
+          writable: { ok: !unwritable, owner: w?.owner.name ?? null, count: w?.count ?? 0, problems: w?.problems ?? [] },
+        });
       } else {
         for (const r of reports) {
           if (r.valid) out.print(`${r.id}  valid`);
@@ -202,11 +209,16 @@ function cmdVerify(program: Command): void {
         out.print(`tasklog   ${log.ok ? 'valid' : 'invalid'}: ${log.events} events in the journal, position ${log.position}`);
         for (const p of log.problems) out.print(`tasklog   invalid: ${p}`);
         for (const n of log.notes) out.info(n);
+        out.print(`run       ${unwritable ? 'unwritable' : 'writable'} by its owner${w ? ` (${w.owner.name})` : ''}`);
+        for (const p of w?.problems ?? []) out.print(`run       unwritable: '${p.path}' is ${p.why}`);
+        if (w && w.count > w.problems.length) out.print(`run       unwritable: ${w.count - w.problems.length} more`);
       }
-      if (invalid.length > 0 || !log.ok) {
+      if (invalid.length > 0 || !log.ok || unwritable) {
         const names = invalid.map((r) => r.id);
         if (!log.ok) names.push('the task log');
+        if (unwritable) names.push(`the run (${plural(w?.count ?? 0, 'path')} its owner cannot write)`);
         out.error(`${names.length} invalid: ${names.join(', ')}`);
+        if (unwritable) out.error(unwritable);
         return EXIT.FAIL;
       }
       out.info(`${plural(reports.length, 'checkpoint')} and the task log are valid`);
@@ -229,7 +241,7 @@ function cmdPrune(program: Command): void {
     action(async (runArg: string, _o: unknown, cmd: Command) => {
       const o = optsOf<{ keepLast?: number; keepHourly?: number; keepDaily?: number; keepWeekly?: number; dryRun?: boolean }>(cmd);
       const out = outputFor(cmd);
-      const { paths, config } = await setup(runArg);
+      const { paths, config } = await setup(runArg, out, 'prune', { writes: true, needs: ['workspace', 'checkpoint.retention'] });
       requireRun(paths);
       const fromFlags = [o.keepLast, o.keepHourly, o.keepDaily, o.keepWeekly].some((v) => v !== undefined);
       const dflt = config.checkpoint.retention;

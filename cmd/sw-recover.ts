@@ -4,11 +4,14 @@
 
 import { Command } from 'commander';
 import { action, createProgram, main, optsOf, outputFor, withCommonOptions } from '../lib/cli.js';
-import { loadRunConfig } from '../lib/config/index.js';
 import { EXIT, usageError } from '../lib/exit.js';
 import { extendTimeout, initNotify, status } from '../lib/notify.js';
 import { EXIT_ESCALATED, recordServiceExit, recover, type RecoverResult } from '../lib/recover/index.js';
-import { runPaths, validateRunName } from '../lib/run.js';
+import { RUN_NAME_RE, runDefined, runPaths, validateRunName } from '../lib/run.js';
+import { actAsOwner } from '../lib/owner.js';
+import { setupRun } from '../lib/setup.js';
+import type { Output } from '../lib/output.js';
+import fs from 'node:fs';
 import { formatDuration, plural } from '../lib/units.js';
 import { sleep } from '../lib/sleep.js';
 import { CHECKPOINT_REF_RE } from '../lib/state/checkpoint.js';
@@ -32,6 +35,20 @@ function summary(r: RecoverResult): string {
   }
 }
 
+/** $STATE_DIRECTORY (set by systemd's StateDirectory=) removed when empty; a path systemd chose, not one made from the name. */
+function removeEmptyStateDirectory(out: Output): void {
+  const dir = process.env.STATE_DIRECTORY;
+  if (!dir || dir.includes(':') || !dir.startsWith('/')) return;
+  try {
+    if (fs.readdirSync(dir).length === 0) {
+      fs.rmdirSync(dir);
+      out.notice(`removed the empty state directory ${dir} that systemd made for an instance that is no run`);
+    }
+  } catch {
+    /* gone, not empty, or not ours to remove */
+  }
+}
+
 function buildProgram(): Command {
   const program = createProgram('sw-recover', 'Validate, restore and reconcile a selfware run after a crash; decide the restart backoff; escalate.');
   withCommonOptions(program)
@@ -43,16 +60,26 @@ function buildProgram(): Command {
       action(async (runArg: string, _o: unknown, cmd: Command) => {
         const o = optsOf<{ checkpoint?: string; dryRun?: boolean; recordExit?: boolean }>(cmd);
         const out = outputFor(cmd);
-        const run = validateRunName(runArg);
-        if (o.checkpoint !== undefined && !CHECKPOINT_REF_RE.test(o.checkpoint)) throw usageError(`option '--checkpoint <id>': invalid checkpoint id '${o.checkpoint}'`);
         if (o.recordExit && (o.checkpoint || o.dryRun)) throw usageError('--record-exit goes alone');
-        const paths = runPaths(run);
+        if (o.checkpoint !== undefined && !CHECKPOINT_REF_RE.test(o.checkpoint)) throw usageError(`option '--checkpoint <id>': invalid checkpoint id '${o.checkpoint}'`);
         if (o.recordExit) {
-          const done = recordServiceExit(paths, process.env);
+          // After a failed start of an instance whose name is no run's (selfware@bad\x20name): the
+          // empty state directory systemd made for it goes, and nothing else is touched.
+          if (!RUN_NAME_RE.test(runArg)) removeEmptyStateDirectory(out);
+          const paths = runPaths(validateRunName(runArg));
+          actAsOwner(paths, { writes: true });
+          const done = runDefined(paths) && recordServiceExit(paths, process.env);
           out.verbose(done ? `recorded the service's end: ${process.env.SERVICE_RESULT ?? 'unknown'}` : 'no task log yet: nothing recorded');
           return EXIT.OK;
         }
-        const { config } = await loadRunConfig(paths);
+        const dry = !!o.dryRun;
+        const { paths, config } = await setupRun(runArg, {
+          writes: !dry,
+          needs: ['workspace', 'recovery', 'agent.max_attempts', 'agent.task_timeout'],
+          out,
+          command: `sw-recover ${runArg}`,
+        });
+        const run = paths.run;
         await initNotify();
         status(o.checkpoint ? `rolling back to ${o.checkpoint}` : 'recovering');
         const res = await recover(paths, config, {

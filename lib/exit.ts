@@ -10,6 +10,7 @@ export const EXIT = {
   UNAVAILABLE: 69, // EX_UNAVAILABLE: LLM endpoint, sendmail
   IOERR: 74, // EX_IOERR: I/O error, disk full
   TEMPFAIL: 75, // EX_TEMPFAIL: locked, busy, try again
+  NOPERM: 77, // EX_NOPERM: the run belongs to another user (run as its owner or root)
   CONFIG: 78, // EX_CONFIG
 } as const;
 

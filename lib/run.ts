@@ -1,7 +1,9 @@
 // Run names and where a run's files live (DESIGN.md "A run").
 
+import fs from 'node:fs';
 import path from 'node:path';
-import { usageError } from './exit.js';
+import { didYouMean } from './config/spec.js';
+import { noInputError, usageError } from './exit.js';
 
 export const RUN_NAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
@@ -70,4 +72,39 @@ export function runPaths(run: string, env: NodeJS.ProcessEnv = process.env): Run
     defaultWorkspace: path.join(runDir, 'workspace'),
     lockDir: path.join(runDir, 'locks'),
   };
+}
+
+/** A run exists when its config file or its state directory does. */
+export function runDefined(paths: RunPaths): boolean {
+  return fs.existsSync(paths.configFile) || fs.existsSync(paths.runDir);
+}
+
+/** Every run of these roots: a config file (but the governor's) or a state directory with a run's name. */
+export function knownRuns(r: Roots): string[] {
+  const names = new Set<string>();
+  const list = (dir: string): string[] => {
+    try {
+      return fs.readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  for (const f of list(r.configDir)) {
+    const m = /^(.+)\.yaml$/.exec(f);
+    if (m && m[1] !== 'governor' && RUN_NAME_RE.test(m[1] as string)) names.add(m[1] as string);
+  }
+  for (const d of list(r.stateDir)) {
+    if (RUN_NAME_RE.test(d) && d !== 'governor' && fs.statSync(path.join(r.stateDir, d), { throwIfNoEntry: false })?.isDirectory()) names.add(d);
+  }
+  return [...names].sort();
+}
+
+/**
+ * Exit 66 for a run that does not exist, with a did-you-mean among those that
+ * do: a typo never creates a run (sw-agent init, or the first start, does).
+ */
+export function requireDefined(paths: RunPaths): void {
+  if (runDefined(paths)) return;
+  const hint = didYouMean(paths.run, knownRuns(paths.roots));
+  throw noInputError(`no such run '${paths.run}'${hint ? `: did you mean '${hint}'?` : ''} (neither ${paths.configFile} nor ${paths.runDir} exists; sw-agent init ${paths.run} creates it)`);
 }

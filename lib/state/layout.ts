@@ -10,7 +10,7 @@ import { noInputError } from '../exit.js';
 import { exists, fsyncDir, mkdirDurable, writeFileAtomic } from '../fsutil.js';
 import { Git } from '../git.js';
 import { acquireLock, type Lock } from '../lock.js';
-import type { RunPaths } from '../run.js';
+import { requireDefined, type RunPaths } from '../run.js';
 import { TaskLog } from '../tasklog/index.js';
 import { version } from '../version.js';
 
@@ -35,9 +35,10 @@ export function runExists(paths: RunPaths): boolean {
   return exists(path.join(stateRepoDir(paths), 'HEAD'));
 }
 
-/** Throw exit 66 for a run that was never created. */
+/** Throw exit 66 for a run whose state was never created (see requireDefined in lib/run.ts for a run that does not exist at all). */
 export function requireRun(paths: RunPaths): void {
-  if (!runExists(paths)) throw noInputError(`no such run '${paths.run}' (nothing at '${paths.runDir}')`);
+  requireDefined(paths);
+  if (!runExists(paths)) throw noInputError(`run '${paths.run}' has no state yet (nothing at '${stateRepoDir(paths)}'): its first start or sw-agent init ${paths.run} makes it`);
 }
 
 export function stateLockFile(paths: RunPaths): string {

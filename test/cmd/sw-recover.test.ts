@@ -54,8 +54,14 @@ test('usage errors exit 64 and name the value', async () => {
 test('no run, no session, a clean stop: nothing to do, exit 0', async () => {
   const t = makeEnv();
   try {
+    // No such run: 66 (a typo never creates one).
     let r = await rec(['run1'], t);
-    assert.equal(r.exitCode, 0);
+    assert.equal(r.exitCode, 66, String(r.stderr));
+    assert.match(String(r.stderr), /no such run 'run1'/);
+    // A run with a config and no state yet (its first start is to come): nothing to do.
+    writeConfig(t, 'run1', '');
+    r = await rec(['run1'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
     assert.match(String(r.stdout), /no state yet: nothing to recover/);
     assert.deepEqual(fs.readdirSync(t.stateDir), [], 'recover does not create a run');
     await createRun(t);

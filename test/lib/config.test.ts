@@ -97,7 +97,7 @@ test('loadConfigFile throws exit 78 with file:line:col: key: message', async () 
       // Root reads anything: check as nobody, through the command.
       fs.chmodSync(t.dir, 0o755);
       fs.chmodSync(path.dirname(f), 0o755);
-      const r = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.join(ROOT, 'dist/bin/sw-agent.cjs'), 'config', 'run1'], {
+      const r = await execa('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.join(ROOT, 'dist/bin/sw-agent.cjs'), 'config', 'run1', 'report.mail'], {
         reject: false,
         env: { ...process.env, ...t.env },
       });
