@@ -18,13 +18,17 @@ const CONFIG_FLAGS = [
   '-c', 'safe.directory=*',
   '-c', 'commit.gpgSign=false',
   '-c', 'advice.detachedHead=false',
+  // What a checkpoint holds must not depend on whose ~/.config/git/ignore git finds.
+  '-c', 'core.excludesFile=/dev/null',
 ]; // prettier-ignore
 
 export class GitError extends SwError {
   readonly stderr: string;
   readonly args: string[];
   constructor(args: string[], res: RunResult) {
-    const first = res.stderr.split('\n').find((l) => l.trim() !== '') ?? `exit status ${res.code ?? res.signal}`;
+    // git's own verdict (fatal:, error:), not a warning printed before it.
+    const lines = res.stderr.split('\n').filter((l) => l.trim() !== '');
+    const first = lines.find((l) => /^(fatal|error): /.test(l)) ?? lines[0] ?? `exit status ${res.code ?? res.signal}`;
     const full = /No space left|Disk quota/i.test(res.stderr);
     super(`git ${args[0]}: ${first.replace(/^(fatal|error): /, '')}`, full ? EXIT.IOERR : EXIT.FAIL);
     this.stderr = res.stderr;

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { workspaceDir, type RunConfig } from '../config/index.js';
-import { EXIT, SwError, configError, exitCodeFor, tempFailError, unavailableError } from '../exit.js';
+import { EXIT, SwError, configError, describeError, exitCodeFor, tempFailError, unavailableError } from '../exit.js';
 import { readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
@@ -796,7 +796,8 @@ export class Agent {
       const { result } = await createCheckpoint(this.paths, this.config, { kind, message });
       return result.skipped ? result.latest.id : result.checkpoint.id;
     } catch (e) {
-      this.out.warn(`${kind} checkpoint failed: ${(e as Error).message}`);
+      // At err: the run goes on unprotected until checkpoints work again (the task log, status and the report say so too).
+      this.out.error(`${kind} checkpoint failed: ${describeError(e)}`);
       return null;
     }
   }

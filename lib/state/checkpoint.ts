@@ -15,6 +15,7 @@ import { TaskLog } from '../tasklog/index.js';
 import { isoUtc } from '../units.js';
 import { requireRun, stateGit, workspaceGit } from './layout.js';
 import { indexTotals } from './gitindex.js';
+import { stageAll, withScratch } from './pending.js';
 import { checkObjects, gitObjectId, readObjects } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
@@ -506,26 +507,15 @@ export interface DiffEntry {
 /** What changed in state/ from checkpoint a to b (or to the files now). */
 export async function diffState(paths: RunPaths, from: Checkpoint, to: Checkpoint | null): Promise<DiffEntry[]> {
   const git = stateGit(paths);
-  let toTree: string;
-  if (to) toTree = to.tree;
-  else {
-    const tmpIndex = path.join(git.gitDir, `selfware-diff.index.${process.pid}`);
-    try {
-      try {
-        fs.copyFileSync(path.join(git.gitDir, 'index'), tmpIndex);
-      } catch {
-        /* no index yet */
-      }
-      const g = git.with({ GIT_INDEX_FILE: tmpIndex });
-      await g.run(['add', '--all', '--', '.']);
-      toTree = await g.out(['write-tree']);
-    } finally {
-      fs.rmSync(tmpIndex, { force: true });
-    }
-  }
+  // Against the files now: staged in a scratch index and object directory, so a diff writes nothing into the run.
+  if (!to) return withScratch(git, async (g) => diffTrees(g, from.tree, await stageAll(g)));
+  return diffTrees(git, from.tree, to.tree);
+}
+
+async function diffTrees(git: Git, fromTree: string, toTree: string): Promise<DiffEntry[]> {
   const [ns, num] = await Promise.all([
-    git.out(['diff-tree', '-r', '-z', '--no-renames', '--name-status', from.tree, toTree]),
-    git.out(['diff-tree', '-r', '-z', '--no-renames', '--numstat', from.tree, toTree]),
+    git.out(['diff-tree', '-r', '-z', '--no-renames', '--name-status', fromTree, toTree]),
+    git.out(['diff-tree', '-r', '-z', '--no-renames', '--numstat', fromTree, toTree]),
   ]);
   const counts = new Map<string, [number | null, number | null]>();
   const numParts = num.split('\0');

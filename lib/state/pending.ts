@@ -1,0 +1,118 @@
+// What a checkpoint now would hold that the newest one does not: the changes
+// to state/ and the workspace left unprotected. Staged the way a checkpoint
+// stages them, but into a scratch index and object directory outside the run
+// (the run's objects serve only as alternates), so asking writes nothing into
+// the run, whoever asks: `status`, the report and `--check`, and
+// `sw-checkpoint diff`.
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Git } from '../git.js';
+import type { RunPaths } from '../run.js';
+import { readTip, type Checkpoint } from './checkpoint.js';
+import { stateGit, workspaceGit } from './layout.js';
+
+/**
+ * Run fn with a handle on repo whose index is a scratch copy of its own and
+ * whose new objects go to a scratch directory; both are removed afterwards.
+ */
+export async function withScratch<T>(repo: Git, fn: (g: Git) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selfware-scratch-'));
+  try {
+    const index = path.join(dir, 'index');
+    try {
+      fs.copyFileSync(path.join(repo.gitDir, 'index'), index);
+    } catch {
+      /* no index yet: git starts an empty one */
+    }
+    fs.mkdirSync(path.join(dir, 'objects'));
+    const g = repo.with({
+      GIT_INDEX_FILE: index,
+      GIT_OBJECT_DIRECTORY: path.join(dir, 'objects'),
+      GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(repo.gitDir, 'objects'),
+    });
+    return await fn(g);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export interface PendingChanges {
+  /** The newest checkpoint (the tip of the state repository), or null when there is none. */
+  checkpoint: Pick<Checkpoint, 'id' | 'time' | 'kind'> | null;
+  /** Paths in state/ and in the workspace that differ from it ("state/queue/x.yaml", "workspace/src/a.ts"). */
+  paths: string[];
+  /**
+   * Since when the oldest of those changes has been left unprotected (ms): the
+   * oldest modification time among them, never before the checkpoint itself.
+   */
+  since: number | null;
+}
+
+/** What differs from the newest checkpoint now; throws when the repositories cannot be read. */
+export async function pendingChanges(paths: RunPaths, wsDir: string): Promise<PendingChanges> {
+  const git = stateGit(paths);
+  const tip = await readTip(git);
+  const changed: Array<{ where: string; path: string; status: string }> = [];
+  await withScratch(git, async (g) => {
+    const tree = await stageAll(g);
+    if (tip && tree === tip.tree) return;
+    for (const c of await diffTrees(g, tip?.tree ?? EMPTY_TREE, tree)) changed.push({ where: paths.stateDir, ...c });
+  });
+  if (fs.existsSync(path.join(wsDir, '.git'))) {
+    const ws = workspaceGit(wsDir);
+    await withScratch(ws, async (g) => {
+      const tree = await stageAll(g);
+      const before = tip?.workspace.tree ?? null;
+      if (before === tree) return;
+      // A snapshot tree the workspace repository no longer has (pruned, or a workspace
+      // moved in the config) cannot be compared: everything counts as changed.
+      const known = before !== null && (await g.run(['cat-file', '-e', `${before}^{tree}`], { allowFail: true })).code === 0;
+      for (const c of await diffTrees(g, known ? (before as string) : EMPTY_TREE, tree)) changed.push({ where: wsDir, ...c });
+    });
+  }
+  const ckTime = tip ? Date.parse(tip.time) : null;
+  let oldest: number | null = null;
+  for (const c of changed) {
+    const t = changeTime(c.where, c.path);
+    if (t !== null && (oldest === null || t < oldest)) oldest = t;
+  }
+  if (changed.length > 0 && oldest === null) oldest = Date.now();
+  const since = oldest === null ? null : ckTime === null ? oldest : Math.max(oldest, ckTime);
+  return {
+    checkpoint: tip ? { id: tip.id, time: tip.time, kind: tip.kind } : null,
+    paths: changed.map((c) => `${c.where === paths.stateDir ? 'state' : 'workspace'}/${c.path}`),
+    since,
+  };
+}
+
+/** git's empty tree, for "everything is new". */
+const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
+
+/** The tree of the work tree as `git add --all` sees it (g is a scratch handle). */
+export async function stageAll(g: Git): Promise<string> {
+  await g.run(['-c', 'core.untrackedCache=false', 'add', '--all', '--', '.']);
+  return g.out(['write-tree']);
+}
+
+async function diffTrees(g: Git, from: string, to: string): Promise<Array<{ status: string; path: string }>> {
+  const out = await g.out(['diff-tree', '-r', '-z', '--no-renames', '--name-status', from, to]);
+  const parts = out.split('\0').filter((p) => p !== '');
+  const list: Array<{ status: string; path: string }> = [];
+  for (let i = 0; i + 1 < parts.length; i += 2) list.push({ status: parts[i] as string, path: parts[i + 1] as string });
+  return list;
+}
+
+/** When a changed path changed: its mtime, or for a removed one its nearest remaining directory's. */
+function changeTime(root: string, rel: string): number | null {
+  let p = path.join(root, rel);
+  for (;;) {
+    try {
+      return fs.lstatSync(p).mtimeMs;
+    } catch {
+      if (p === root || path.dirname(p) === p) return null;
+      p = path.dirname(p);
+    }
+  }
+}

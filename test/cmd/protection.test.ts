@@ -1,0 +1,62 @@
+// Is the run protected? Judged on what a checkpoint now would add, not on the
+// age of the newest one: an idle run whose state has not changed since its
+// newest checkpoint is OK however long ago that was (every night), and only
+// changes left unprotected count, from when they were made.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ignoreHostDisk, makeEnv, sw, type TestEnv } from '../helpers.js';
+import { scriptedRun, startAgent, waitFor } from '../fixtures/agent.js';
+import { isoUtc } from '../../lib/units.js';
+
+async function check(t: TestEnv): Promise<{ code: number; line: string; alert: { status: string; message: string } | undefined }> {
+  const r = await sw('sw-report', ['run1', '--check'], t);
+  const rep = JSON.parse(String((await sw('sw-report', ['run1', '--json'], t)).stdout)) as { alerts: Array<{ name: string; status: string; message: string }> };
+  return { code: r.exitCode ?? -1, line: String(r.stdout), alert: rep.alerts.find((a) => a.name === 'checkpoints') };
+}
+
+test('an idle run unchanged since a checkpoint of two hours ago is OK; changes left unprotected count from when they were made', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    ignoreHostDisk(t);
+    scriptedRun(t, {});
+    assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
+    const a = startAgent(t);
+    await waitFor('the agent idle', async () => JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout)).agent.status === 'idle', 20_000, a);
+    // The routine checkpoint of the timer, made (as far as its clock says) two hours ago: nothing has changed since.
+    const twoHours = isoUtc(Date.now() - 2 * 3_600_000);
+    const ck = await sw('sw-checkpoint', ['create', 'run1', '--kind', 'routine', '--force', '--time', twoHours, '--json'], t);
+    assert.equal(ck.exitCode, 0, String(ck.stderr));
+    const idle = await check(t);
+    assert.equal(idle.code, 0, idle.line);
+    assert.equal(idle.alert?.status, 'OK');
+    assert.match(idle.alert?.message ?? '', /^nothing changed since checkpoint [0-9a-f]{8} \(routine, 2h ago\)$/);
+    const st = JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout));
+    assert.equal(st.checkpoints.unprotected.paths, 0);
+    assert.deepEqual(st.problems, []);
+
+    // A change made 20 minutes ago and not checkpointed: a warning; 90 minutes: critical.
+    const note = path.join(t.stateDir, 'run1', 'state', 'memory', 'note.md');
+    fs.writeFileSync(note, 'a lesson\n');
+    const at = (min: number): void => fs.utimesSync(note, new Date(Date.now() - min * 60_000), new Date(Date.now() - min * 60_000));
+    at(20);
+    const warn = await check(t);
+    assert.equal(warn.code, 1, warn.line);
+    assert.match(warn.alert?.message ?? '', /^1 change left unprotected for 20m \(state\/memory\/note\.md\), the newest checkpoint [0-9a-f]{8} is 2h old$/);
+    at(90);
+    const crit = await check(t);
+    assert.equal(crit.code, 2, crit.line);
+    assert.match(crit.line, /^SELFWARE CRITICAL - 1 change left unprotected for 1h30m/);
+    // The next routine checkpoint protects it: OK again.
+    assert.equal((await sw('sw-checkpoint', ['create', 'run1', '--kind', 'routine'], t)).exitCode, 0);
+    assert.equal((await check(t)).code, 0);
+    assert.equal(await a.stop(), 0);
+    // Stopped after its shutdown checkpoint: OK.
+    const stopped = await check(t);
+    assert.equal(stopped.code, 0, stopped.line);
+  } finally {
+    t.cleanup();
+  }
+});
