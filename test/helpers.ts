@@ -19,7 +19,20 @@ export interface TestEnv {
   configDir: string;
   stateDir: string;
   runtimeDir: string;
+  /** Kill this process (its group when it leads one) at cleanup, if it still runs. */
+  track(pid: number | undefined): void;
   cleanup(): void;
+}
+
+/** SIGKILL a process and, when it leads a process group, the group. */
+export function killHard(pid: number): void {
+  for (const target of [-pid, pid]) {
+    try {
+      process.kill(target, 'SIGKILL');
+    } catch {
+      /* gone, or not a group leader */
+    }
+  }
 }
 
 /** A fresh temp directory with selfware's three roots inside it. */
@@ -33,16 +46,24 @@ export function makeEnv(name = 'sw'): TestEnv {
     SELFWARE_CONFIG_DIR: configDir,
     SELFWARE_STATE_DIR: stateDir,
     SELFWARE_RUNTIME_DIR: runtimeDir,
-    SELFWARE_LOCK_TIMEOUT: '0.3',
+    // Short, so a test of a held lock is quick; long enough that a loaded machine's
+    // checkpoint (the agent holds the lock meanwhile) does not make a command give up.
+    SELFWARE_LOCK_TIMEOUT: '3',
     NO_COLOR: '1',
   };
+  const pids = new Set<number>();
   return {
     dir,
     env,
     configDir,
     stateDir,
     runtimeDir,
+    track(pid) {
+      if (pid) pids.add(pid);
+    },
     cleanup() {
+      // Whatever the test started and did not stop (it failed half-way) goes first.
+      for (const pid of pids) killHard(pid);
       if (process.env.SW_TEST_KEEP === '1') {
         process.stderr.write(`kept test directory ${dir}\n`);
         return;
@@ -52,12 +73,12 @@ export function makeEnv(name = 'sw'): TestEnv {
   };
 }
 
-/** Run a built command: sw('sw-checkpoint', ['list', 'run1'], t). Never rejects. */
+/** Run a built command: sw('sw-checkpoint', ['list', 'run1'], t). Never rejects; killed after a minute at most. */
 export async function sw(cmd: string, args: string[], t: { env: Record<string, string> }, opts: Options = {}): Promise<Result> {
   const env = { ...process.env, ...t.env, ...(opts.env ?? {}) } as Record<string, string>;
   delete env.JOURNAL_STREAM;
   delete env.NOTIFY_SOCKET;
-  return execa(process.execPath, [path.join(DIST, 'bin', `${cmd}.cjs`), ...args], { reject: false, ...opts, env }) as unknown as Promise<Result>;
+  return execa(process.execPath, [path.join(DIST, 'bin', `${cmd}.cjs`), ...args], { reject: false, timeout: 60_000, ...opts, env }) as unknown as Promise<Result>;
 }
 
 export function writeConfig(t: TestEnv, run: string, yaml: string): string {
@@ -97,4 +118,22 @@ export async function git(cwd: string, args: string[], gitDir?: string): Promise
   const env: Record<string, string> = { GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null' };
   if (gitDir) env.GIT_DIR = gitDir;
   return execa('git', ['-c', 'safe.directory=*', ...args], { cwd, reject: false, env }) as unknown as Promise<Result>;
+}
+
+/** Paths under dir (dir included) not owned by uid; with uid -1, every path. */
+export function walkOwners(dir: string, uid: number): string[] {
+  const out: string[] = [];
+  walk(dir, (p, st) => {
+    if (uid === -1 || st.uid !== uid) out.push(`${p} (uid ${st.uid})`);
+  });
+  return out;
+}
+
+/**
+ * A governor.yaml whose disk thresholds only a full disk reaches: the report's
+ * disk alert reads the real filesystem of the test's directory, which a test
+ * does not control.
+ */
+export function ignoreHostDisk(t: TestEnv): void {
+  fs.writeFileSync(path.join(t.configDir, 'governor.yaml'), 'disk:\n  warning: 0.002\n  critical: 0.001\n');
 }
