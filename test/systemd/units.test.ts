@@ -1,5 +1,6 @@
-// selfware under a real systemd: a container boots, `make install
-// PREFIX=/opt/selfware` installs into it, and the run is driven with
+// selfware under a real systemd: a container boots, the README's `make
+// install` installs into it (/usr/local is a directory of the test's own
+// there), and the run is driven with
 // systemctl as a user would: READY, STATUS, timers, SIGKILL and recovery,
 // SIGSTOP and the watchdog, a clean stop, journal priorities, a crash loop
 // stopped by StartLimitBurst with an alert mailed through a real MTA (exim,
@@ -87,14 +88,17 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
     return;
   }
   const env = makeEnv('systemd');
+  fs.mkdirSync(path.join(env.dir, 'usr-local'));
   const times: Record<string, number> = {};
   const c = new Container({
     root: path.join(env.dir, 'root'),
     name: `sw${process.pid}`,
     log: path.join(env.dir, 'nspawn.log'),
-    binds: [`--bind-ro=${ROOT}`, '--bind-ro=/var/lib/dpkg', '--bind-ro=/etc/exim4', '--bind-ro=/var/lib/exim4', `--bind=${env.dir}:${env.dir}`],
+    binds: [`--bind=${path.join(env.dir, 'usr-local')}:/usr/local`, `--bind-ro=${ROOT}`, '--bind-ro=/var/lib/dpkg', '--bind-ro=/etc/exim4', '--bind-ro=/var/lib/exim4', `--bind=${env.dir}:${env.dir}`],
   });
-  const sw = (cmd: string, args: string) => c.sh(`setpriv --reuid=selfware --regid=selfware --init-groups env HOME=/var/lib/selfware /opt/selfware/bin/${cmd} ${args}`);
+  const sw = (cmd: string, args: string) => c.sh(`setpriv --reuid=selfware --regid=selfware --init-groups env HOME=/var/lib/selfware /usr/local/bin/${cmd} ${args}`);
+  /** A command as root, from a root shell, the way the README shows them. */
+  const asRoot = (cmd: string, args: string, opts: { allowFail?: boolean } = {}) => c.sh(`/usr/local/bin/${cmd} ${args}`, opts);
   const journal = (args: string) => c.sh(`journalctl --no-pager -o cat ${args}`, { allowFail: true });
   const taskStatus = async (id: string): Promise<string> => {
     const l = JSON.parse(await sw('sw-agent', `list ${RUN} --json`)) as { tasks: Array<{ id: string; status: string }> };
@@ -120,7 +124,7 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
   try {
     await c.boot();
 
-    await t.test('make install PREFIX=/opt/selfware into the container; a real MTA', async () => {
+    await t.test('make install (the README\'s, PREFIX=/usr/local) into the container; a real MTA', async () => {
       await c.sh(
         [
           // exim from Debian, delivering locally; its config comes from the host.
@@ -131,12 +135,12 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
           'chown root:mail /var/mail && chmod 2775 /var/mail',
           'touch /etc/aliases /etc/email-addresses && hostname > /etc/mailname',
           'id ops >/dev/null 2>&1 || useradd --create-home ops',
-          `make -s -C ${ROOT} install PREFIX=/opt/selfware`,
+          `make -s -C ${ROOT} install`,
         ].join(' && '),
         { timeoutMs: 300_000 },
       );
       assert.match(await c.sh('id selfware'), /selfware/);
-      assert.match(await c.sh('systemctl cat selfware@.service | grep ^ExecStart='), /^ExecStart=\/opt\/selfware\/bin\/sw-agent run %i$/m);
+      assert.match(await c.sh('systemctl cat selfware@.service | grep ^ExecStart='), /^ExecStart=\/usr\/local\/bin\/sw-agent run %i$/m);
       await c.sh(`printf 'Subject: mta check\\n\\nhello\\n' | /usr/sbin/sendmail ops`);
       await waitFor('the test mail', async () => /Subject: mta check/.test(await mails()), 20_000).catch(async (e) => {
         throw new Error(`${(e as Error).message}; exim says: ${await c.sh('tail -20 /var/log/exim4/mainlog /var/log/exim4/paniclog 2>&1', { allowFail: true })}`);
@@ -164,6 +168,45 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       await waitFor('StatusText says idle', async () => /idle/.test((await c.show(UNIT, ['StatusText'])).StatusText ?? ''), 10_000);
       const timers = await c.sh('systemctl list-timers --all --no-pager');
       for (const tm of ['selfware-checkpoint@run1.timer', 'selfware-retention@run1.timer', 'selfware-report@run1.timer']) assert.match(timers, new RegExp(tm.replace('.', '\\.')), tm);
+    });
+
+    await t.test('commands from a root shell on the running run, as the README shows them: the run stays its owner\'s and checkpoints keep working', async () => {
+      const routine = async () => (JSON.parse(await sw('sw-checkpoint', `list ${RUN} --json`)) as { checkpoints: Array<{ kind: string }> }).checkpoints.filter((x) => x.kind === 'routine').length;
+      const id = (await asRoot('sw-agent', `add ${RUN} --title quick 'write quick.txt again'`)).trim();
+      await asRoot('sw-checkpoint', `create ${RUN} -m 'before the refactor'`);
+      await asRoot('sw-checkpoint', `diff ${RUN} latest`);
+      await asRoot('sw-checkpoint', `list ${RUN}`);
+      await asRoot('sw-checkpoint', `verify ${RUN}`);
+      await asRoot('sw-agent', `status ${RUN}`);
+      await asRoot('sw-agent', `list ${RUN}`);
+      await asRoot('sw-recover', `${RUN} --dry-run`);
+      await asRoot('sw-report', `${RUN}`);
+      assert.equal((await c.sh(`find /var/lib/selfware/${RUN} ! -user selfware`)).trim(), '', 'nothing in the run belongs to root');
+      // The agent's own checkpoints, and the timer's, still work.
+      await waitFor('the task root queued', async () => (await taskStatus(id)) === 'completed', 30_000);
+      const before = await routine();
+      await c.sh(`setpriv --reuid=selfware --regid=selfware --init-groups sh -c 'echo root was here >> /var/lib/selfware/${RUN}/state/memory/notes.md'`);
+      await waitFor('a routine checkpoint from the timer', async () => (await routine()) > before, 30_000);
+      assert.equal((await c.show(`selfware-checkpoint@${RUN}.service`, ['Result'])).Result, 'success');
+      await asRoot('sw-checkpoint', `verify ${RUN}`);
+      const st = JSON.parse(await asRoot('sw-agent', `status ${RUN} --json`)) as { problems: unknown[] };
+      assert.deepEqual(st.problems, []);
+      assert.match(await asRoot('sw-report', `${RUN} --check`, { allowFail: true }), /^SELFWARE OK - /);
+    });
+
+    await t.test('an instance that is no run: its start fails and leaves no timer, no failed unit but its own, no state directory', async () => {
+      const unit = (await c.sh("systemd-escape --template=selfware@.service 'bad name'")).trim();
+      const inst = unit.slice('selfware@'.length, -'.service'.length);
+      const r = await c.exec(['systemctl', 'start', unit]);
+      assert.notEqual(r.exitCode, 0, 'the start fails');
+      const timers = ['checkpoint', 'retention', 'report'].map((k) => `selfware-${k}@${inst}.timer`);
+      await waitFor('the instance stopped', async () => (await c.show(unit, ['ActiveState'])).ActiveState === 'failed', 30_000);
+      assert.deepEqual((await c.sh(`systemctl is-active ${timers.map((x) => `'${x}'`).join(' ')}`, { allowFail: true })).trim().split('\n'), ['inactive', 'inactive', 'inactive']);
+      const failed = await c.sh('systemctl list-units --failed --all --no-legend --plain');
+      assert.doesNotMatch(failed, /selfware-(checkpoint|retention|report)@/, failed);
+      assert.equal((await c.sh(`ls -A /var/lib/selfware`)).trim().split('\n').filter((n) => n !== RUN).join(' '), '', 'no state directory left for it');
+      assert.match(await journal(`-u '${unit}'`), /invalid run name/);
+      await c.sh(`systemctl reset-failed '${unit}' 'selfware-alert@*'`, { allowFail: true });
     });
 
     await t.test('SIGKILL of the main process: restart, sw-recover ran, the task resumes at its next step', async () => {
@@ -325,6 +368,37 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       await waitFor('the task completed after the reboot', async () => (await taskStatus(id)) === 'completed', 90_000);
     });
 
+    await t.test('a config typo while the run is up: the restart refuses with 78, and the next report mail is CRITICAL naming it', async () => {
+      const restartsBefore = Number((await c.show(UNIT, ['NRestarts'])).NRestarts);
+      try {
+        await c.sh(`cat > /etc/selfware/${RUN}.yaml <<'EOF'\n${config().replace('llm:\n', 'llm:\n  backnd: llama\n')}\nEOF`);
+        await c.sh(': > /var/mail/ops');
+        await c.sh(`systemctl restart ${UNIT}`, { allowFail: true });
+        const q = await waitFor('failed with 78', async () => {
+          const x = await c.show(UNIT, ['ActiveState', 'ExecMainStatus', 'NRestarts']);
+          return x.ActiveState === 'failed' && x.ExecMainStatus === '78' ? x : null;
+        }, 60_000);
+        assert.equal(Number(q.NRestarts), restartsBefore, 'no restart after 78');
+        assert.match(await journal(`-u ${UNIT} -p err`), /run1\.yaml:2:3: llm\.backnd: unknown key \(did you mean 'backend'\?\)/);
+        // The morning report still comes (its timer outlives the failure), CRITICAL, naming the mistake.
+        assert.equal((await c.sh(`systemctl is-active selfware-report@${RUN}.timer`, { allowFail: true })).trim(), 'active');
+        await c.sh(`systemctl start selfware-report@${RUN}.service`);
+        assert.equal((await c.show(`selfware-report@${RUN}.service`, ['Result'])).Result, 'success');
+        // The mailbox also holds the alert of the failed restart: the report is the multipart one.
+        const raw = await waitFor('the report mail', async () => {
+          const m = (await mails()).split(/^From /m).find((x) => /^Subject: \[selfware run1\] (OK|WARNING|CRITICAL|UNKNOWN): /m.test(x));
+          return m ?? null;
+        }, 30_000);
+        const msg = parseMime(raw.slice(raw.indexOf('\n') + 1));
+        assert.match(msg.headers.subject ?? '', /^\[selfware run1\] CRITICAL: /);
+        const text = msg.parts.find((x) => /^text\/plain/.test(x.headers['content-type'] ?? ''));
+        assert.match(text?.body ?? '', /\/etc\/selfware\/run1\.yaml:2:3: llm\.backnd: unknown key/);
+      } finally {
+        await c.sh(`cat > /etc/selfware/${RUN}.yaml <<'EOF'\n${config()}\nEOF`);
+        await c.sh(`systemctl reset-failed ${UNIT} 'selfware-alert@*'; systemctl start ${UNIT}`);
+      }
+    });
+
     await t.test('the daily report: selfware-report@ mails it through the real MTA, multipart text and HTML with the charts; systemd\'s NRestarts in it', async () => {
       await c.sh(': > /var/mail/ops');
       await c.sh(`systemctl start selfware-report@${RUN}.service`);
@@ -372,10 +446,10 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       const GOV = 'sw-gpu-governor.service';
       await c.sh(
         [
-          `rm -rf /opt/selfware/fakegpu && cp -r ${host} /opt/selfware/fakegpu`,
-          `sed -i 's|${host}|/opt/selfware/fakegpu|g' /opt/selfware/fakegpu/bin-ok/nvidia-smi && chmod -R a+rX /opt/selfware/fakegpu`,
+          `mkdir -p /opt && rm -rf /opt/fakegpu && cp -r ${host} /opt/fakegpu`,
+          `sed -i 's|${host}|/opt/fakegpu|g' /opt/fakegpu/bin-ok/nvidia-smi && chmod -R a+rX /opt/fakegpu`,
           `mkdir -p /etc/systemd/system/${GOV}.d`,
-          `printf '[Service]\nEnvironment=PATH=/opt/selfware/fakegpu/bin-ok:/usr/bin:/bin\n' > /etc/systemd/system/${GOV}.d/fake-gpu.conf`,
+          `printf '[Service]\nEnvironment=PATH=/opt/fakegpu/bin-ok:/usr/bin:/bin\n' > /etc/systemd/system/${GOV}.d/fake-gpu.conf`,
           'systemctl daemon-reload',
         ].join(' && '),
       );
