@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { makeEnv, sw, treeSnapshot, writeConfig, type TestEnv } from '../helpers.js';
+import { DIST, ROOT, makeEnv, sw, treeSnapshot, writeConfig, type TestEnv } from '../helpers.js';
 import { addTask, query, scriptedRun, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
 import { createRun, events } from '../fixtures/runs.js';
 import type { TaskEvent } from '../../lib/tasklog/index.js';
@@ -353,14 +353,89 @@ test('--mail: no sendmail exits 69, no address exits 78, and the message is mult
     r = await sw('sw-report', ['run1', '--mail', '-v'], t);
     assert.equal(r.exitCode, 0, String(r.stderr));
     assert.match(String(r.stderr), /mailed to ops@example\.com: \[selfware run1\] OK: no task finished/);
-    assert.equal(fs.readFileSync(path.join(t.dir, 'argv'), 'utf8').trim(), '-i -odi -f selfware@gpu-box.example ops@example.com');
+    // -t: the recipient is the message's To:.
+    assert.equal(fs.readFileSync(path.join(t.dir, 'argv'), 'utf8').trim(), '-t -oi -odi -f selfware@gpu-box.example');
     const msg = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
+    assert.match(msg, /^To: ops@example\.com$/m);
     assert.match(msg, /^Subject: \[selfware run1\] OK: no task finished$/m);
     assert.match(msg, /^From: selfware <selfware@gpu-box\.example>$/m);
     assert.match(msg, /^X-Selfware-Verdict: OK$/m);
     assert.match(msg, /^Content-Type: multipart\/alternative;/m);
     assert.match(msg, /^Content-Type: text\/plain; charset=utf-8$/m);
     assert.match(msg, /^Content-Type: text\/html; charset=utf-8$/m);
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** What Debian's exim says, on standard error, when its user is missing: the line the error must carry. */
+const EXIM_SAYS = '2026-12-05 13:41:01 failed to find uid for user name "Debian-exim"';
+
+/** A sendmail that refuses as exim did: a blank line, its own line of error, more, exit 1 (without reading the message). */
+function refusingSendmail(file: string): void {
+  fs.writeFileSync(file, `#!/bin/sh\nprintf '\\n  %s\\nexim: more detail\\n' '${EXIM_SAYS}' >&2\necho 'on stdout' \nexit 1\n`, { mode: 0o755 });
+}
+
+test("--mail: a sendmail that refuses exits 69 with the MTA's own first line of error, or with how it ended when it said nothing", { timeout: 60_000 }, async () => {
+  const t = makeEnv('report-mail-fail');
+  try {
+    await createRun(t);
+    const fake = path.join(t.dir, 'sendmail');
+    writeConfig(t, 'run1', `report:\n  sendmail: ${fake}\n`);
+    refusingSendmail(fake);
+    let r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: ${EXIM_SAYS}`);
+    // Nothing on standard error: what it said on standard output, else its status or signal.
+    fs.writeFileSync(fake, '#!/bin/sh\ncat >/dev/null\necho "relay refused: 550 no such user"\nexit 67\n', { mode: 0o755 });
+    r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: relay refused: 550 no such user`);
+    fs.writeFileSync(fake, '#!/bin/sh\ncat >/dev/null\nexit 75\n', { mode: 0o755 });
+    r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: exited with status 75`);
+    fs.writeFileSync(fake, '#!/bin/sh\nkill -9 $$\n', { mode: 0o755 });
+    r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: killed by SIGKILL`);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('selfware-alert: mails the failed unit through report.sendmail; when sendmail refuses, it logs the MTA\'s own first line and exits 69', { timeout: 60_000 }, async () => {
+  const t = makeEnv('report-alert');
+  try {
+    // systemctl and journalctl stand-ins: the unit failed on a signal after 5 restarts.
+    const bin = path.join(t.dir, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'systemctl'), '#!/bin/sh\ncase "$*" in\n  *Result*) echo signal ;;\n  *NRestarts*) echo 5 ;;\n  *) echo "x selfware@run1.service - selfware run1" ;;\nesac\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, 'journalctl'), '#!/bin/sh\necho "the last journal line"\n', { mode: 0o755 });
+    const fake = path.join(t.dir, 'sendmail');
+    fs.writeFileSync(fake, `#!/bin/sh\necho "$@" > ${t.dir}/argv\ncat > ${t.dir}/message\n`, { mode: 0o755 });
+    writeConfig(t, 'run1', `report:\n  mail: ops@example.com\n  sendmail: ${fake}\n`);
+    const alert = () =>
+      execa('sh', [path.join(ROOT, 'units', 'selfware-alert'), 'selfware@run1.service'], {
+        reject: false,
+        env: { ...process.env, ...t.env, PATH: `${bin}:${path.join(DIST, 'bin')}:${process.env.PATH ?? ''}` },
+      });
+    let r = await alert();
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stderr, '<3>selfware-alert: selfware@run1.service failed (result: signal); alert mailed to ops@example.com');
+    assert.equal(fs.readFileSync(path.join(t.dir, 'argv'), 'utf8').trim(), '-t -oi -odi');
+    const msg = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
+    assert.match(msg, /^To: ops@example\.com\nSubject: \[selfware run1\] FAILED: selfware@run1\.service \(signal\)\n/);
+    assert.match(msg, /restarts: 5\)[\s\S]*the last journal line/);
+    // Refused: the MTA's own first line, not only its status.
+    refusingSendmail(fake);
+    r = await alert();
+    assert.equal(r.exitCode, 69);
+    assert.equal(r.stderr, `<3>selfware-alert: selfware@run1.service failed; cannot mail the alert to ops@example.com: ${fake}: ${EXIM_SAYS}`);
+    fs.writeFileSync(fake, '#!/bin/sh\ncat >/dev/null\nexit 75\n', { mode: 0o755 });
+    r = await alert();
+    assert.equal(r.exitCode, 69);
+    assert.equal(r.stderr, `<3>selfware-alert: selfware@run1.service failed; cannot mail the alert to ops@example.com: ${fake}: exited with status 75`);
   } finally {
     t.cleanup();
   }
