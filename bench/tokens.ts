@@ -52,7 +52,7 @@ async function timed(b: LlamaBackend, i: number): Promise<{ tps: number; cut: bo
   };
   try {
     const r = await b.complete(request(i, { signal: ac.signal, onToken }));
-    return { tps: r.tokensPerS, cut: false };
+    return { tps: r.tokensPerS ?? 0, cut: false };
   } catch (err) {
     if ((err as Error).name !== 'AbortError') throw err;
     return { tps: n > 0 && last > first ? n / ((last - first) / 1000) : 0, cut: true };

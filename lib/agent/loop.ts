@@ -623,7 +623,7 @@ export class Agent {
     this.lastRequestAt = Date.now();
     this.tokensPerS = result.tokensPerS;
     this.llmErrors = 0;
-    await this.updateState({ tokens_per_s: Math.round(result.tokensPerS * 10) / 10, quantization: result.quantization });
+    await this.updateState({ tokens_per_s: result.tokensPerS === null ? null : Math.round(result.tokensPerS * 10) / 10, quantization: result.quantization });
     this.log.append({
       t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, model: result.model,
       quantization: result.quantization, tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS, ok: true,

@@ -31,7 +31,7 @@ export type TranscriptLine =
       answer?: string;
       decision?: string;
       observation: Observation;
-      llm?: { tokens_in: number; tokens_out: number; latency_ms: number; tokens_per_s: number };
+      llm?: { tokens_in: number; tokens_out: number; latency_ms: number; tokens_per_s: number | null };
     }
   | { type: 'verify'; attempt: number; ts: string; command: string; observation: Observation }
   | { type: 'end'; attempt: number; ts: string; outcome: string; reason: string | null; summary?: string };

@@ -34,6 +34,8 @@ export interface CheckContext {
   sessionOpen: boolean;
   /** When the oldest task now waiting in the queue was created (ms), if any. */
   oldestWaiting: number | null;
+  /** The run's agent.max_attempts, for tasks the task log has no max_attempts for. */
+  maxAttempts: number;
 }
 
 function scalar(db: Database, sql: string, params: Array<string | number>): number | null {
@@ -54,15 +56,22 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
   const from = U - c.window;
   const out: Alert[] = [];
 
-  // 1. Success rate over the window.
-  const done = scalar(db, "SELECT count(*) FROM task_attempts WHERE outcome IN ('completed', 'failed') AND ended_at >= ? AND ended_at < ?", [from, U]) ?? 0;
-  const ok = scalar(db, "SELECT count(*) FROM task_attempts WHERE outcome = 'completed' AND ended_at >= ? AND ended_at < ?", [from, U]) ?? 0;
+  // 1. Success rate of the tasks that ended over the window: completed, or failed
+  // for good (the failed attempt was the task's last); an attempt retried is not a task's end.
+  const [okV, badV] = queryRows(
+    db,
+    `SELECT sum(a.outcome = 'completed'), sum(a.outcome = 'failed' AND a.attempt >= coalesce(t.max_attempts, ?))
+     FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.outcome IN ('completed', 'failed') AND a.ended_at >= ? AND a.ended_at < ?`,
+    [ctx.maxAttempts, from, U],
+  )[0] ?? [];
+  const ok = Number(okV ?? 0);
+  const done = ok + Number(badV ?? 0);
   const rate = done ? Math.round((ok / done) * 10000) / 10000 : null;
   const sr = judge(rate, c.success_rate.warning, c.success_rate.critical, 'below');
   out.push({
     name: 'success_rate',
     status: sr,
-    message: rate === null ? `no task finished in the last ${formatDuration(c.window)}` : `success rate ${pct(rate)} over ${formatDuration(c.window)} (${ok} of ${done})`,
+    message: rate === null ? `no task finished in the last ${formatDuration(c.window)}` : `success rate ${pct(rate)} over ${formatDuration(c.window)} (${ok} of ${plural(done, 'task')})`,
     value: rate,
     warning: c.success_rate.warning,
     critical: c.success_rate.critical,
@@ -196,13 +205,6 @@ export function worst(statuses: Status[]): Status {
 
 export function verdictOf(alerts: Alert[]): Status {
   return worst(alerts.map((a) => a.status));
-}
-
-/** "41 tasks, 95% success", or what there is to say when no task finished. */
-export function summaryOf(r: Report): string {
-  const done = r.tasks.completed + r.tasks.failed;
-  if (done === 0) return r.iterations ? `no task finished, ${plural(r.iterations, 'step')}` : 'no task finished';
-  return `${plural(done, 'task')}, ${Math.round((r.tasks.success_rate ?? 0) * 100)}% success`;
 }
 
 /** The alerts that are not OK, worst first. */

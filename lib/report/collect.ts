@@ -19,7 +19,8 @@ import { diskUsage } from '../fsutil.js';
 import { noInputError } from '../exit.js';
 import { isoUtc } from '../units.js';
 import type { Thresholds } from '../governor/config.js';
-import { evaluate, verdictOf, summaryOf } from './check.js';
+import { evaluate, verdictOf } from './check.js';
+import { summaryOf } from './summary.js';
 import type { GovernorChange, RecoveryItem, Report, Tier } from './types.js';
 
 import type { Window } from './window.js';
@@ -62,12 +63,21 @@ function quantiles(db: Database, table: string, col: string, where: string, para
 }
 
 const TIERS: Tier[] = ['normal', 'warning', 'critical'];
+/** A successful model call with a speed of its own (the scripted backend has none). */
+const MODEL_SPEED = "ok = 1 AND tokens_per_s IS NOT NULL AND coalesce(backend, '') <> 'scripted'";
 const asTier = (v: Val | undefined): Tier | null => (v === 'normal' || v === 'warning' || v === 'critical' ? v : null);
 
-/** An hour, or a whole number of hours so that a long window has at most 336 buckets. */
-function bucketSeconds(win: Window): number {
-  const hours = Math.max(1, Math.ceil((win.until - win.since) / 3_600_000 / 336));
-  return hours * 3600;
+/** Round bucket lengths, in seconds, for spans under 18 hours. */
+const SHORT_BUCKETS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800];
+
+/**
+ * The charts' bucket length for a span of spanMs: the shortest round length
+ * that cuts it into at most 36 buckets (2 s for a 40-second run, 2 min for an
+ * hour), else an hour, or a whole number of hours so that there are at most 336.
+ */
+function bucketSeconds(spanMs: number): number {
+  for (const b of SHORT_BUCKETS) if (Math.ceil(spanMs / (b * 1000)) <= 36) return b;
+  return Math.max(1, Math.ceil(spanMs / 3_600_000 / 336)) * 3600;
 }
 
 function askSystemd(unit: string): Promise<Report['systemd']> {
@@ -181,38 +191,51 @@ async function fromSnapshot(
   const durations = recList.map((r) => r.duration_ms).filter((d): d is number => d !== null).sort((a, b) => a - b);
   const escalations = rows(db, `SELECT ts, reason, failures FROM escalations WHERE ${inWin('ts')} ORDER BY ts, pos`, W).map((r) => ({ time: isoUtc(n(r[0])), reason: s(r[1]), failures: nn(r[2]) }));
 
-  // Tasks and steps.
-  const outcomes = Object.fromEntries(rows(db, `SELECT outcome, count(*) FROM task_attempts WHERE ${inWin('ended_at')} GROUP BY outcome`, W).map((r) => [String(r[0]), n(r[1])]));
-  const completed = outcomes.completed ?? 0;
-  const failed = outcomes.failed ?? 0;
-  const failedFinal = n(
-    // A task the log has no max_attempts for is judged by the run's default.
-    one(db, `SELECT count(*) FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.outcome = 'failed' AND ${inWin('a.ended_at')} AND a.attempt >= coalesce(t.max_attempts, ?)`, [...W, config.agent.max_attempts])[0],
-  );
-  const reasons = new Map<string, number>();
-  for (const [r, c] of rows(db, `SELECT reason, count(*) FROM task_attempts WHERE outcome = 'failed' AND ${inWin('ended_at')} GROUP BY reason`, W)) {
-    const k = reasonKey(s(r));
-    reasons.set(k, (reasons.get(k) ?? 0) + n(c));
-  }
-  const failureReasons = [...reasons.entries()]
-    .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
-    .slice(0, 5)
-    .map(([reason, count]) => ({ reason, count }));
+  // Tasks and attempts. Every outcome is an attempt's; a task ends with its
+  // last: completed, cancelled, or failed when the attempt was its last by the
+  // max_attempts it was queued with (the run's default when the log has none).
+  const maxA = config.agent.max_attempts;
+  const final = 'a.attempt >= coalesce(t.max_attempts, ?)';
+  const [aCompleted, aFailed, aCancelled, tFailed] = one(
+    db,
+    `SELECT sum(a.outcome = 'completed'), sum(a.outcome = 'failed'), sum(a.outcome = 'cancelled'), sum(a.outcome = 'failed' AND ${final})
+     FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE ${inWin('a.ended_at')}`,
+    [maxA, ...W],
+  ).map(n);
+  const completed = aCompleted ?? 0;
+  const failed = tFailed ?? 0;
+  const reasonsOf = (onlyFinal: boolean): Array<{ reason: string; count: number }> => {
+    const reasons = new Map<string, number>();
+    const sql = `SELECT a.reason, count(*) FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id
+                 WHERE a.outcome = 'failed' AND ${inWin('a.ended_at')}${onlyFinal ? ` AND ${final}` : ''} GROUP BY a.reason`;
+    for (const [r, c] of rows(db, sql, onlyFinal ? [...W, maxA] : W)) {
+      const k = reasonKey(s(r));
+      reasons.set(k, (reasons.get(k) ?? 0) + n(c));
+    }
+    return [...reasons.entries()]
+      .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]))
+      .slice(0, 5)
+      .map(([reason, count]) => ({ reason, count }));
+  };
+  // A rate is over the part of the window the run existed in, and only once that is an hour long.
   const existedFrom = runStarted === null ? U : Math.max(S, Math.min(runStarted, U));
-  const activeHours = (U - existedFrom) / 3_600_000;
+  const spanMs = U - existedFrom;
 
   // LLM calls.
-  // One pass for the sums; the latency percentiles from one sort.
+  // One pass for the sums; the latency percentiles from one sort. Speed and
+  // latency are a model's: calls that recorded no speed are left out, and so
+  // is the scripted backend, whose figures older logs hold but no model made.
   const [calls, errors, tin, tout, okCountV, tpsV] = one(
     db,
-    `SELECT count(*), sum(ok = 0), sum(tokens_in), sum(tokens_out), sum(ok = 1 AND latency_ms IS NOT NULL), avg(CASE WHEN ok = 1 THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')}`,
+    `SELECT count(*), sum(ok = 0), sum(tokens_in), sum(tokens_out), sum(${MODEL_SPEED} AND latency_ms IS NOT NULL), avg(CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')}`,
     W,
   );
-  const okWhere = `ok = 1 AND ${inWin('ts')} AND latency_ms IS NOT NULL`;
+  const okWhere = `${MODEL_SPEED} AND ${inWin('ts')} AND latency_ms IS NOT NULL`;
   const okCount = n(okCountV);
   const tps = nn(tpsV);
   const [p50, p99] = okCount ? quantiles(db, 'llm_calls', 'latency_ms', okWhere, W, [0.5, 0.99], okCount) : [0, 0];
-  const byQuant = rows(db, `SELECT coalesce(quantization, 'unrecorded'), count(*), avg(CASE WHEN ok = 1 THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')} GROUP BY 1 ORDER BY 2 DESC, 1`, W).map((r) => ({
+  const backends = Object.fromEntries(rows(db, `SELECT coalesce(backend, 'unrecorded'), count(*) FROM llm_calls WHERE ${inWin('ts')} GROUP BY 1 ORDER BY 1`, W).map((r) => [String(r[0]), n(r[1])]));
+  const byQuant = rows(db, `SELECT coalesce(quantization, 'unrecorded'), count(*), avg(CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')} GROUP BY 1 ORDER BY 2 DESC, 1`, W).map((r) => ({
     quantization: String(r[0]),
     calls: n(r[1]),
     tokens_per_s: r[2] === null ? null : round(n(r[2])),
@@ -268,6 +291,18 @@ async function fromSnapshot(
   const changes = decided.filter((r) => n(r[0]) >= S).map(toChange);
   const current = decided.length ? toChange(decided[decided.length - 1] as Row) : null;
 
+  // The charts span the window, or from the run's first record when the run is
+  // younger: a 40-second run fills the axis instead of a sliver at its right end.
+  const firstV = one(
+    db,
+    `SELECT min(t) FROM (
+       SELECT min(started_at) AS t FROM sessions UNION ALL SELECT min(added_at) FROM tasks UNION ALL SELECT min(started_at) FROM task_attempts
+       UNION ALL SELECT min(ts) FROM task_steps UNION ALL SELECT min(ts) FROM llm_calls UNION ALL SELECT min(ts) FROM checkpoints
+       UNION ALL SELECT min(ts) FROM recoveries UNION ALL SELECT min(ts) FROM escalations UNION ALL SELECT min(ts) FROM governor_decisions
+       UNION ALL SELECT min(ts) FROM resource_samples UNION ALL SELECT min(ts) FROM events)`,
+  )[0];
+  const C = firstV !== null && firstV !== undefined && n(firstV) > S && n(firstV) < U ? n(firstV) : S;
+
   // Resources.
   // Plain arithmetic (x / 0 is NULL in SQLite): CASE costs a third more over 120,000 rows.
   const vramPct = 'vram_used_mb * 100.0 / vram_total_mb';
@@ -277,14 +312,14 @@ async function fromSnapshot(
   // A window over most of the log reads the table in order rather than through the ts index.
   const [firstTs, lastTs] = one(db, 'SELECT min(ts), max(ts) FROM resource_samples');
   const most = firstTs !== null && firstTs !== undefined && Math.min(U, n(lastTs) + 1) - Math.max(S, n(firstTs)) > (n(lastTs) - n(firstTs)) / 2;
-  const span = Math.max(1, U - S);
+  const span = Math.max(1, U - C);
   const binMs = Math.max(1, Math.ceil(span / 400));
   const bins = rows(
     db,
     `SELECT min(ts), max(${vramPct}), max(${ramPct}), max(cpu_load), max(${tierRank}),
        count(*), max(vram_used_mb), max(vram_total_mb), max(ram_used_mb), max(ram_total_mb), max(swap_used_mb), max(gpu_temp), min(disk_free_pct)
      FROM resource_samples${most ? ' NOT INDEXED' : ''} WHERE ${inWin('ts')} GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY 1`,
-    [...W, S, binMs],
+    [...W, C, binMs],
   );
   const fold = (i: number, pick: (a: number, b: number) => number): number | null =>
     bins.reduce<number | null>((acc, r) => (r[i] === null || r[i] === undefined ? acc : acc === null ? n(r[i]) : pick(acc, n(r[i]))), null);
@@ -303,21 +338,26 @@ async function fromSnapshot(
   };
   const resSeries = bins.map((r) => ({ time: isoUtc(n(r[0])), vram_pct: r[1] === null ? null : round(n(r[1])), ram_pct: r[2] === null ? null : round(n(r[2])), cpu_load: nn(r[3]), tier: r[4] === null ? null : (TIERS[n(r[4])] ?? null) }));
 
-  // Buckets for the charts.
-  const bucketS = bucketSeconds(win);
+  // Buckets for the charts, from C.
+  const bucketS = bucketSeconds(U - C);
   const bMs = bucketS * 1000;
-  const nb = Math.max(1, Math.ceil((U - S) / bMs));
-  const buckets = Array.from({ length: nb }, (_, i) => ({ start: isoUtc(S + i * bMs), completed: 0, failed: 0, steps: 0, tokens_per_s: null as number | null }));
-  const at = (b: Val | undefined): (typeof buckets)[number] | undefined => buckets[n(b)];
-  for (const [b, outcome, c] of rows(db, `SELECT CAST((ended_at - ?) / ? AS INTEGER), outcome, count(*) FROM task_attempts WHERE ${inWin('ended_at')} AND outcome IN ('completed', 'failed') GROUP BY 1, 2`, [S, bMs, ...W])) {
+  const nb = Math.max(1, Math.ceil((U - C) / bMs));
+  const buckets = Array.from({ length: nb }, (_, i) => ({ start: isoUtc(C + i * bMs), completed: 0, failed: 0, retried: 0, steps: 0, tokens_per_s: null as number | null }));
+  const at = (b: Val | undefined): (typeof buckets)[number] | undefined => (n(b) >= 0 ? buckets[n(b)] : undefined);
+  for (const [b, c, f, r] of rows(
+    db,
+    `SELECT CAST((a.ended_at - ?) / ? AS INTEGER), sum(a.outcome = 'completed'), sum(a.outcome = 'failed' AND ${final}), sum(a.outcome = 'failed' AND NOT ${final})
+     FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE ${inWin('a.ended_at')} AND a.outcome IN ('completed', 'failed') GROUP BY 1`,
+    [C, bMs, maxA, maxA, ...W],
+  )) {
     const x = at(b);
-    if (x) x[outcome === 'completed' ? 'completed' : 'failed'] = n(c);
+    if (x) Object.assign(x, { completed: n(c), failed: n(f), retried: n(r) });
   }
-  for (const [b, c] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), count(*) FROM task_steps WHERE ${inWin('ts')} GROUP BY 1`, [S, bMs, ...W])) {
+  for (const [b, c] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), count(*) FROM task_steps WHERE ${inWin('ts')} GROUP BY 1`, [C, bMs, ...W])) {
     const x = at(b);
     if (x) x.steps = n(c);
   }
-  for (const [b, v] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), avg(tokens_per_s) FROM llm_calls WHERE ok = 1 AND tokens_per_s IS NOT NULL AND ${inWin('ts')} GROUP BY 1`, [S, bMs, ...W])) {
+  for (const [b, v] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), avg(tokens_per_s) FROM llm_calls WHERE ${MODEL_SPEED} AND ${inWin('ts')} GROUP BY 1`, [C, bMs, ...W])) {
     const x = at(b);
     if (x) x.tokens_per_s = round(n(v));
   }
@@ -340,14 +380,19 @@ async function fromSnapshot(
        (SELECT count(*) FROM task_steps WHERE ts < ?1),
        (SELECT count(*) FROM llm_calls WHERE ts < ?1), (SELECT count(*) FROM llm_calls WHERE ok = 0 AND ts < ?1),
        (SELECT coalesce(sum(tokens_in), 0) FROM llm_calls WHERE ts < ?1), (SELECT coalesce(sum(tokens_out), 0) FROM llm_calls WHERE ts < ?1),
-       (SELECT count(*) FROM checkpoints WHERE ts < ?1), (SELECT count(*) FROM recoveries WHERE ts < ?1), (SELECT count(*) FROM escalations WHERE ts < ?1)`,
-    [U],
+       (SELECT count(*) FROM checkpoints WHERE ts < ?1), (SELECT count(*) FROM recoveries WHERE ts < ?1), (SELECT count(*) FROM escalations WHERE ts < ?1),
+       (SELECT count(*) FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.outcome = 'failed' AND a.ended_at < ?1 AND a.attempt >= coalesce(t.max_attempts, ?2))`,
+    [U, maxA],
   ).map(n);
   const totals = {
     sessions: tot[0] ?? 0,
+    // Each completed or cancelled attempt ends its task; a failed one only when it was the last.
     tasks_completed: tot[1] ?? 0,
-    tasks_failed: tot[2] ?? 0,
+    tasks_failed: tot[12] ?? 0,
     tasks_cancelled: tot[3] ?? 0,
+    attempts_completed: tot[1] ?? 0,
+    attempts_failed: tot[2] ?? 0,
+    attempts_cancelled: tot[3] ?? 0,
     steps: tot[4] ?? 0,
     llm_calls: tot[5] ?? 0,
     llm_errors: tot[6] ?? 0,
@@ -391,20 +436,28 @@ async function fromSnapshot(
     escalations,
     iterations: n(one(db, `SELECT count(*) FROM task_steps WHERE ${inWin('ts')}`, W)[0]),
     tasks: {
-      started: n(one(db, `SELECT count(*) FROM task_attempts WHERE ${inWin('started_at')}`, W)[0]),
       completed,
       failed,
-      failed_final: failedFinal,
-      cancelled: outcomes.cancelled ?? 0,
+      cancelled: aCancelled ?? 0,
       success_rate: completed + failed > 0 ? round(completed / (completed + failed), 4) : null,
-      per_hour: activeHours > 0 ? round(completed / activeHours, 2) : 0,
-      failure_reasons: failureReasons,
+      span_s: round(spanMs / 1000, 0),
+      per_hour: spanMs >= 3_600_000 ? round(completed / (spanMs / 3_600_000), 2) : null,
+      failure_reasons: reasonsOf(true),
+    },
+    attempts: {
+      started: n(one(db, `SELECT count(*) FROM task_attempts WHERE ${inWin('started_at')}`, W)[0]),
+      completed,
+      failed: aFailed ?? 0,
+      retried: (aFailed ?? 0) - failed,
+      cancelled: aCancelled ?? 0,
+      failure_reasons: reasonsOf(false),
     },
     llm: {
       calls: n(calls),
       errors: n(errors),
       tokens_in: n(tin),
       tokens_out: n(tout),
+      backends,
       tokens_per_s: tps === null ? null : round(tps),
       latency_ms: okCount ? { p50: round(p50 ?? 0), p99: round(p99 ?? 0) } : null,
       by_quantization: byQuant,
@@ -438,7 +491,7 @@ async function fromSnapshot(
     approvals: { pending: approvals },
     alerts: [],
     totals,
-    series: { bucket_s: bucketS, buckets, resources: resSeries, tiers: tierStretches, checkpoints: ckSeries },
+    series: { start: isoUtc(C), bucket_s: bucketS, buckets, resources: resSeries, tiers: tierStretches, checkpoints: ckSeries },
     warnings,
   };
   const waitingSince = tasks.filter((t) => t.status === 'pending' || t.status === 'in_progress').map((t) => Date.parse(t.created)).filter((x) => !Number.isNaN(x));
@@ -448,6 +501,7 @@ async function fromSnapshot(
     runDir: paths.runDir,
     disk: opts.disk ?? { warning: 20, critical: 10 },
     sessionOpen: running,
+    maxAttempts: maxA,
     oldestWaiting: waitingSince.length ? Math.min(...waitingSince) : null,
   });
   report.verdict = verdictOf(report.alerts);

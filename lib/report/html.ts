@@ -5,6 +5,8 @@
 import { checkpointsChart, escapeXml as esc, resourcesChart, tasksChart, tokensChart } from './svg.js';
 import type { Alert, Report, Status, Tier } from './types.js';
 import { bucketWords, humanBytes, humanCount, humanDuration, humanMs, trim1 } from './human.js';
+import { problems } from './check.js';
+import { allWell, noSpeedReason } from './text.js';
 import { windowMs } from './window.js';
 
 const mib = (mb: number | null): string => (mb === null ? '–' : humanBytes(mb * 1048576));
@@ -111,9 +113,12 @@ function header(r: Report): string {
   );
 }
 
+/** The alerts that are not OK (an OK alert is not an alert), or one line saying all is well. */
 function alerts(r: Report): string {
   if (!r.alerts.length) return '';
-  const rows = r.alerts.map((a) => [badge(a.status), esc(a.name), esc(a.message), esc(alertValue(a, a.value)), alertThreshold(a, a.warning), alertThreshold(a, a.critical)]);
+  const bad = problems(r.alerts);
+  if (!bad.length) return `<h3>Alerts</h3><p>None: ${esc(allWell(r))}.</p>`;
+  const rows = bad.map((a) => [badge(a.status), esc(a.name), esc(a.message), esc(alertValue(a, a.value)), alertThreshold(a, a.warning), alertThreshold(a, a.critical)]);
   return `<h3>Alerts</h3>${list(['Status', 'Alert', '', 'Value', 'Warning', 'Critical'], rows, [3, 4, 5])}`;
 }
 
@@ -137,26 +142,31 @@ function figures(r: Report): string {
   cards.push(card('Run and agent', run));
 
   const t = r.tasks;
+  const at = r.attempts;
   const taskRows: Row[] = [
     ['completed', esc(humanCount(t.completed))],
-    ['failed', `${esc(humanCount(t.failed))}${t.failed_final ? ` <span class="sub">(${t.failed_final} for good)</span>` : ''}`],
+    ['failed', esc(humanCount(t.failed))],
     ['cancelled', esc(humanCount(t.cancelled))],
     ['success rate', `<b>${esc(ratio(t.success_rate))}</b>`],
-    ['per hour', esc(trim1(t.per_hour))],
+    // A rate is not extrapolated from less than an hour: the span instead.
+    ['per hour', t.per_hour !== null ? esc(trim1(t.per_hour)) : `–${t.span_s > 0 ? ` <span class="sub">(${t.completed} in ${esc(humanDuration(t.span_s))})</span>` : ''}`],
+    ['attempts', `${esc(humanCount(at.completed + at.failed + at.cancelled))}${at.retried ? ` <span class="sub">(${esc(humanCount(at.retried))} retried)</span>` : ''}`],
     ['iterations', esc(humanCount(r.iterations))],
   ];
   cards.push(card('Tasks', taskRows));
 
   const l = r.llm;
+  const why = noSpeedReason(l);
+  const unmeasured = why ? `– <span class="sub">(${esc(why)})</span>` : '–';
   cards.push(
     card('LLM', [
       ['calls', esc(humanCount(l.calls))],
       ['errors', `${esc(humanCount(l.errors))}${l.calls && l.errors ? ` <span class="sub">(${esc(ratio(l.errors / l.calls))})</span>` : ''}`],
       ['tokens in', esc(humanCount(l.tokens_in))],
       ['tokens out', esc(humanCount(l.tokens_out))],
-      ['speed', esc(tps(l.tokens_per_s))],
-      ['latency p50', esc(humanMs(l.latency_ms?.p50 ?? null))],
-      ['latency p99', esc(humanMs(l.latency_ms?.p99 ?? null))],
+      ['speed', l.tokens_per_s === null ? unmeasured : esc(tps(l.tokens_per_s))],
+      ['latency p50', l.latency_ms ? esc(humanMs(l.latency_ms.p50)) : unmeasured],
+      ['latency p99', l.latency_ms ? esc(humanMs(l.latency_ms.p99)) : unmeasured],
     ]),
   );
 
@@ -228,9 +238,10 @@ function figures(r: Report): string {
 }
 
 function charts(r: Report): string {
+  const why = noSpeedReason(r.llm);
   return [
-    `<h3>Tasks finished per ${esc(bucketWords(r.series.bucket_s))}</h3>${tasksChart(r)}`,
-    `<h3>Model speed <span class="sub">tokens/s, mean of each ${esc(bucketWords(r.series.bucket_s))}</span></h3>${tokensChart(r)}`,
+    `<h3>Tasks finished per ${esc(bucketWords(r.series.bucket_s))} <span class="sub">and attempts retried</span></h3>${tasksChart(r)}`,
+    `<h3>Model speed <span class="sub">tokens/s, mean of each ${esc(bucketWords(r.series.bucket_s))}</span></h3>${tokensChart(r, why ? `no model speed: ${why}` : undefined)}`,
     `<h3>VRAM and RAM used <span class="sub">over the governor's tier</span></h3>${resourcesChart(r)}`,
     `<h3>Checkpoints</h3>${checkpointsChart(r)}`,
   ].join('\n');
@@ -240,7 +251,12 @@ function details(r: Report): string {
   const out: string[] = [];
   if (r.tasks.failure_reasons.length) {
     const { shown, note } = newest(r.tasks.failure_reasons, 10);
-    out.push(`<h3>Top failure reasons</h3>${list(['Count', 'Reason'], shown.map((f) => [esc(humanCount(f.count)), esc(f.reason)]), [0])}${note}`);
+    out.push(`<h3>Why tasks failed</h3>${list(['Tasks', 'Reason'], shown.map((f) => [esc(humanCount(f.count)), esc(f.reason)]), [0])}${note}`);
+  }
+  // The retried attempts' reasons too, which the tasks' alone would hide.
+  if (r.attempts.retried && r.attempts.failure_reasons.length) {
+    const { shown, note } = newest(r.attempts.failure_reasons, 10);
+    out.push(`<h3>Why attempts failed <span class="sub">retried or not</span></h3>${list(['Attempts', 'Reason'], shown.map((f) => [esc(humanCount(f.count)), esc(f.reason)]), [0])}${note}`);
   }
   if (r.llm.by_quantization.length) {
     out.push(`<h3>Model calls by quantization</h3>${list(['Quantization', 'Calls', 'Speed'], r.llm.by_quantization.map((q) => [esc(q.quantization), esc(humanCount(q.calls)), esc(tps(q.tokens_per_s))]), [1, 2])}`);

@@ -6,12 +6,12 @@ export const trim1 = (v: number): string => String(Math.round(v * 10) / 10);
 /** A ratio from 0 to 1 as "95.2%", for the text and the check line. */
 export const pct = (x: number | null): string => (x === null ? '-' : `${Math.round(x * 1000) / 10}%`);
 
-/** A chart's bucket length in words: "hour", "6 hours", "day", "2 days". */
+/** A chart's bucket length in words: "2 seconds", "minute", "hour", "6 hours", "day", "2 days". */
 export function bucketWords(s: number): string {
   if (s % 86400 === 0) return s === 86400 ? 'day' : `${s / 86400} days`;
   if (s % 3600 === 0) return s === 3600 ? 'hour' : `${s / 3600} hours`;
   if (s % 60 === 0) return s === 60 ? 'minute' : `${s / 60} minutes`;
-  return `${s} s`;
+  return s === 1 ? 'second' : `${s} seconds`;
 }
 
 /** 950, 1.2k, 12k, 3.4M. */

@@ -36,16 +36,31 @@ const FAMILIES: Family[] = [
   {
     name: 'selfware_tasks_total',
     kind: 'counter',
-    help: 'Task attempts finished, by outcome.',
+    help: 'Tasks ended, by outcome: completed, failed (for good, after their last attempt), cancelled.',
     samples: (r) => [
       [{ outcome: 'completed' }, r.totals.tasks_completed],
       [{ outcome: 'failed' }, r.totals.tasks_failed],
       [{ outcome: 'cancelled' }, r.totals.tasks_cancelled],
     ],
   },
+  {
+    name: 'selfware_attempts_total',
+    kind: 'counter',
+    help: 'Task attempts ended, by outcome (a task is tried up to its max_attempts times).',
+    samples: (r) => [
+      [{ outcome: 'completed' }, r.totals.attempts_completed],
+      [{ outcome: 'failed' }, r.totals.attempts_failed],
+      [{ outcome: 'cancelled' }, r.totals.attempts_cancelled],
+    ],
+  },
   { name: 'selfware_task_steps_total', kind: 'counter', help: 'Agent steps (a model call and its action each).', samples: (r) => [[{}, r.totals.steps]] },
-  { name: 'selfware_success_ratio', kind: 'gauge', help: 'Completed of the task attempts finished in the report window.', samples: (r) => (r.tasks.success_rate === null ? [] : [[{}, r.tasks.success_rate]]) },
-  { name: 'selfware_tasks_completed_per_hour', kind: 'gauge', help: 'Tasks completed per hour in the report window.', samples: (r) => [[{}, r.tasks.per_hour]] },
+  { name: 'selfware_success_ratio', kind: 'gauge', help: 'Completed of the tasks that ended completed or failed in the report window.', samples: (r) => (r.tasks.success_rate === null ? [] : [[{}, r.tasks.success_rate]]) },
+  {
+    name: 'selfware_tasks_completed_per_hour',
+    kind: 'gauge',
+    help: 'Tasks completed per hour in the report window, once the run has existed an hour of it.',
+    samples: (r) => (r.tasks.per_hour === null ? [] : [[{}, r.tasks.per_hour]]),
+  },
   { name: 'selfware_llm_calls_total', kind: 'counter', help: 'Model calls.', samples: (r) => [[{}, r.totals.llm_calls]] },
   { name: 'selfware_llm_errors_total', kind: 'counter', help: 'Model calls that failed.', samples: (r) => [[{}, r.totals.llm_errors]] },
   {
@@ -57,7 +72,7 @@ const FAMILIES: Family[] = [
       [{ direction: 'out' }, r.totals.tokens_out],
     ],
   },
-  { name: 'selfware_llm_tokens_per_second', kind: 'gauge', help: 'Mean generation speed of the model calls in the report window.', samples: (r) => (r.llm.tokens_per_s === null ? [] : [[{}, r.llm.tokens_per_s]]) },
+  { name: 'selfware_llm_tokens_per_second', kind: 'gauge', help: 'Mean generation speed of the model calls in the report window (none for the scripted backend).', samples: (r) => (r.llm.tokens_per_s === null ? [] : [[{}, r.llm.tokens_per_s]]) },
   { name: 'selfware_llm_latency_p50_seconds', kind: 'gauge', help: 'Median model call latency in the report window.', samples: (r) => (r.llm.latency_ms ? [[{}, r.llm.latency_ms.p50 / 1000]] : []) },
   { name: 'selfware_llm_latency_p99_seconds', kind: 'gauge', help: '99th percentile model call latency in the report window.', samples: (r) => (r.llm.latency_ms ? [[{}, r.llm.latency_ms.p99 / 1000]] : []) },
   { name: 'selfware_checkpoints_total', kind: 'counter', help: 'Checkpoints made.', samples: (r) => [[{}, r.totals.checkpoints]] },

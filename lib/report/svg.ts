@@ -1,7 +1,9 @@
 // The report's charts as inline SVG: pure functions from a Report's series to
-// an SVG string, every chart spanning since → until. No scripts, no external
-// references; every text from data escaped.
+// an SVG string, every chart spanning series.start → until (the window, or
+// the part of it the run existed in). No scripts, no external references;
+// every text from data escaped.
 
+import { plural } from '../units.js';
 import { bucketWords } from './human.js';
 import type { Report, Tier } from './types.js';
 
@@ -12,6 +14,7 @@ export type ChartInput = Pick<Report, 'since' | 'until' | 'series'>;
 export const COLORS = {
   completed: '#2f9e44',
   failed: '#e03131',
+  retried: '#f59f00',
   tokens: '#0c8599',
   vram: '#7048e8',
   ram: '#1c7ed6',
@@ -55,9 +58,22 @@ function ms(iso: string): number {
   return Date.parse(iso);
 }
 
-/** The window in epoch ms; a broken or empty one becomes an hour, so nothing divides by zero. */
+/** Where the charts start: series.start when it lies in the window, else the window's start. */
+function startOf(input: ChartInput): number {
+  const since = ms(input.since);
+  const start = ms(input.series.start);
+  return Number.isFinite(start) && (!Number.isFinite(since) || start >= since) && !(start >= ms(input.until)) ? start : since;
+}
+
+/** The charts' start as text, for their titles. */
+function startText(input: ChartInput): string {
+  const t = startOf(input);
+  return Number.isFinite(t) ? new Date(t).toISOString().replace(/\.000Z$/, 'Z') : input.since;
+}
+
+/** The charts' span in epoch ms; a broken or empty one becomes an hour, so nothing divides by zero. */
 function span(input: ChartInput): { t0: number; t1: number } {
-  let t0 = ms(input.since);
+  let t0 = startOf(input);
   let t1 = ms(input.until);
   if (!Number.isFinite(t0) && !Number.isFinite(t1)) t0 = t1 = 0;
   else if (!Number.isFinite(t0)) t0 = t1 - HOUR;
@@ -87,9 +103,9 @@ function frame(input: ChartInput, h: number, bottom = M.bottom): Frame {
   return { t0, t1, h, x0, x1, y0, y1, x: (t: number) => x0 + ((Math.min(Math.max(t, t0), t1) - t0) / (t1 - t0)) * (x1 - x0) };
 }
 
-const TIME_STEPS = [60_000, 5 * 60_000, 10 * 60_000, 15 * 60_000, 30 * 60_000, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 28 * DAY];
+const TIME_STEPS = [1000, 2000, 5000, 10_000, 15_000, 30_000, 60_000, 2 * 60_000, 5 * 60_000, 10 * 60_000, 15 * 60_000, 30 * 60_000, HOUR, 2 * HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY, 2 * DAY, 7 * DAY, 14 * DAY, 28 * DAY];
 
-/** Ticks on the time axis, UTC: hours for a day ("06:00", the date at midnight), days for a week. */
+/** Ticks on the time axis, UTC: seconds for a short run ("13:40:05"), hours for a day ("06:00", the date at midnight), days for a week. */
 export function timeTicks(t0: number, t1: number, maxTicks = 8): Array<{ t: number; label: string }> {
   const len = t1 - t0;
   const step = TIME_STEPS.find((s) => len / s <= maxTicks) ?? Math.ceil(len / maxTicks / DAY) * DAY;
@@ -98,7 +114,8 @@ export function timeTicks(t0: number, t1: number, maxTicks = 8): Array<{ t: numb
     const d = new Date(t);
     const date = `${MONTHS[d.getUTCMonth()]} ${d.getUTCDate()}`;
     const hm = `${String(d.getUTCHours()).padStart(2, '0')}:${String(d.getUTCMinutes()).padStart(2, '0')}`;
-    out.push({ t, label: step >= DAY || hm === '00:00' ? date : hm });
+    const sec = d.getUTCSeconds();
+    out.push({ t, label: step >= DAY || (hm === '00:00' && sec === 0) ? date : step < 60_000 ? `${hm}:${String(sec).padStart(2, '0')}` : hm });
   }
   return out;
 }
@@ -223,11 +240,11 @@ function marker(kind: string, x: number, y: number, legendSize = false): string 
 }
 
 /** The stand-in for a chart with nothing to draw: a note rather than empty or broken axes. */
-function noData(kind: string, title: string): string {
+function noData(kind: string, title: string, note = 'no data in this window'): string {
   return (
-    open(kind, 44, `${title}: no data in this window`).replace('class="chart"', 'class="chart empty"') +
+    open(kind, 44, `${title}: ${note}`).replace('class="chart"', 'class="chart empty"') +
     `<rect x="0.5" y="0.5" width="${W - 1}" height="43" rx="4" fill="#f8f9fa" stroke="${COLORS.grid}"/>` +
-    `<text x="${W / 2}" y="26" text-anchor="middle" fill="#868e96" font-size="12">no data in this window</text></svg>`
+    `<text x="${W / 2}" y="26" text-anchor="middle" fill="#868e96" font-size="12">${escapeXml(note)}</text></svg>`
   );
 }
 
@@ -236,17 +253,28 @@ function bucketMs(input: ChartInput): number {
   return Number.isFinite(b) && b > 0 ? b * 1000 : HOUR;
 }
 
-/** 1. Tasks finished per bucket: completed (green) under failed (red). */
+/** What a bar of the tasks chart stacks, bottom up: tasks completed, tasks failed for good, attempts failed and retried. */
+const STACK = [
+  { kind: 'completed', color: COLORS.completed },
+  { kind: 'failed', color: COLORS.failed },
+  { kind: 'retried', color: COLORS.retried },
+] as const;
+
+/** 1. Tasks finished per bucket: completed (green) under failed for good (red), under attempts retried (amber). */
 export function tasksChart(input: ChartInput): string {
   const buckets = input.series.buckets.filter((b) => Number.isFinite(ms(b.start)));
-  const total = (b: { completed: number; failed: number }) => Math.max(0, b.completed || 0) + Math.max(0, b.failed || 0);
+  const val = (b: (typeof buckets)[number], k: (typeof STACK)[number]['kind']): number => Math.max(0, b[k] || 0);
+  const total = (b: (typeof buckets)[number]) => STACK.reduce((a, st) => a + val(b, st.kind), 0);
   if (!buckets.some((b) => total(b) > 0)) return noData('tasks', 'Tasks finished');
   const f = frame(input, 210);
   const bms = bucketMs(input);
   const { svg: yAxis, y } = valueAxis(f, niceTicks(Math.max(...buckets.map(total)), true), shortNumber);
-  const done = buckets.reduce((a, b) => a + Math.max(0, b.completed || 0), 0);
-  const failed = buckets.reduce((a, b) => a + Math.max(0, b.failed || 0), 0);
-  let s = open('tasks', f.h, `Tasks finished per ${bucketWords(bms / 1000)}, ${input.since} to ${input.until}: ${done} completed, ${failed} failed`);
+  const sums = Object.fromEntries(STACK.map((st) => [st.kind, buckets.reduce((a, b) => a + val(b, st.kind), 0)])) as Record<(typeof STACK)[number]['kind'], number>;
+  let s = open(
+    'tasks',
+    f.h,
+    `Tasks finished per ${bucketWords(bms / 1000)}, ${startText(input)} to ${input.until}: ${sums.completed} completed, ${sums.failed} failed${sums.retried ? `, and ${plural(sums.retried, 'attempt')} failed and retried` : ''}`,
+  );
   s += yAxis + `<g shape-rendering="crispEdges">`;
   buckets.forEach((b, i) => {
     const start = ms(b.start);
@@ -256,31 +284,35 @@ export function tasksChart(input: ChartInput): string {
     const gap = Math.min(2, (xb - xa) * 0.2);
     const x = n1(xa + gap / 2);
     const w = n1(Math.max(0.5, xb - xa - gap));
-    const c = Math.max(0, b.completed || 0);
-    const fl = Math.max(0, b.failed || 0);
-    const yc = y(c);
-    const yf = y(c + fl);
-    if (c > 0) s += `<rect data-bucket="${i}" data-kind="completed" data-value="${c}" x="${x}" y="${n1(yc)}" width="${w}" height="${n1(f.y1 - yc)}" fill="${COLORS.completed}"/>`;
-    if (fl > 0) s += `<rect data-bucket="${i}" data-kind="failed" data-value="${fl}" x="${x}" y="${n1(yf)}" width="${w}" height="${n1(yc - yf)}" fill="${COLORS.failed}"/>`;
+    let below = 0;
+    for (const st of STACK) {
+      const v = val(b, st.kind);
+      if (v <= 0) continue;
+      const ya = y(below);
+      const yb = y(below + v);
+      s += `<rect data-bucket="${i}" data-kind="${st.kind}" data-value="${v}" x="${x}" y="${n1(yb)}" width="${w}" height="${n1(ya - yb)}" fill="${st.color}"/>`;
+      below += v;
+    }
   });
   s += '</g>' + timeAxis(f);
   s += legend(f, [
-    { label: `completed (${done})`, swatch: box(COLORS.completed) },
-    { label: `failed (${failed})`, swatch: box(COLORS.failed) },
+    { label: `completed (${sums.completed})`, swatch: box(COLORS.completed) },
+    { label: `failed (${sums.failed})`, swatch: box(COLORS.failed) },
+    ...(sums.retried ? [{ label: `attempts retried (${sums.retried})`, swatch: box(COLORS.retried) }] : []),
   ]);
   return s + '</svg>';
 }
 
-/** 2. Mean tokens per second of each bucket, a line with gaps where a bucket has none. */
-export function tokensChart(input: ChartInput): string {
+/** 2. Mean tokens per second of each bucket, a line with gaps where a bucket has none; `none` says why there is no speed at all. */
+export function tokensChart(input: ChartInput, none?: string): string {
   const bms = bucketMs(input);
   const pts = input.series.buckets.map((b) => ({ t: ms(b.start) + bms / 2, v: b.tokens_per_s }));
   const vals = pts.filter((p) => p.v !== null && Number.isFinite(p.v) && Number.isFinite(p.t)).map((p) => p.v as number);
-  if (vals.length === 0) return noData('tokens', 'Tokens per second');
+  if (vals.length === 0) return noData('tokens', 'Tokens per second', none);
   const f = frame(input, 170);
   const { svg: yAxis, y } = valueAxis(f, niceTicks(Math.max(...vals)), shortNumber);
   const mean = vals.reduce((a, b) => a + b, 0) / vals.length;
-  let s = open('tokens', f.h, `Tokens per second, mean of each ${bucketWords(bms / 1000)}, ${input.since} to ${input.until}: from ${trim(Math.min(...vals))} to ${trim(Math.max(...vals))}, ${trim(mean)} on average`);
+  let s = open('tokens', f.h, `Tokens per second, mean of each ${bucketWords(bms / 1000)}, ${startText(input)} to ${input.until}: from ${trim(Math.min(...vals))} to ${trim(Math.max(...vals))}, ${trim(mean)} on average`);
   s += yAxis + timeAxis(f);
   // Consecutive buckets are bms apart; anything further apart is a gap.
   s += polylines(f, pts, y, COLORS.tokens, bms * 1.5, 'tokens_per_s');
@@ -300,7 +332,7 @@ export function resourcesChart(input: ChartInput): string {
     const v = samples.map((r) => r[k]).filter((x): x is number => x !== null && Number.isFinite(x));
     return v.length ? `${Math.round(Math.max(...v))}%` : 'none';
   };
-  let s = open('resources', f.h, `VRAM and RAM use in percent, ${input.since} to ${input.until}, over the governor's tiers: VRAM peak ${peak('vram_pct')}, RAM peak ${peak('ram_pct')}`);
+  let s = open('resources', f.h, `VRAM and RAM use in percent, ${startText(input)} to ${input.until}, over the governor's tiers: VRAM peak ${peak('vram_pct')}, RAM peak ${peak('ram_pct')}`);
   s += `<g shape-rendering="crispEdges">`;
   for (const b of bands) {
     const xa = f.x(ms(b.start));
@@ -339,7 +371,7 @@ export function checkpointsChart(input: ChartInput): string {
   const counts = new Map<string, number>();
   for (const c of cps) counts.set(c.kind, (counts.get(c.kind) ?? 0) + 1);
   const title = [...counts].map(([k, n]) => `${n} ${k}`).join(', ');
-  let s = open('checkpoints', f.h, `Checkpoints, ${input.since} to ${input.until}: ${title}`);
+  let s = open('checkpoints', f.h, `Checkpoints, ${startText(input)} to ${input.until}: ${title}`);
   const mid = (f.y0 + f.y1) / 2;
   s += `<line x1="${f.x0}" y1="${n1(mid)}" x2="${f.x1}" y2="${n1(mid)}" stroke="${COLORS.grid}" stroke-width="6"/>`;
   s += timeAxis(f);

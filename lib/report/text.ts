@@ -22,6 +22,30 @@ const list = (o: Record<string, number>, unit: (v: number) => string = String): 
     .join(', ') || 'none';
 const mb = (x: number | null): string => (x === null ? '-' : formatBytes(x * 1048576));
 
+/** How the completions' rate reads: per hour once the run has existed an hour of the window, else the span itself. */
+export function rateText(t: Report['tasks']): string {
+  if (t.per_hour !== null) return `${t.per_hour} an hour`;
+  return t.span_s > 0 ? `in ${formatDuration(t.span_s * 1000)}` : 'the agent never ran';
+}
+
+/** "4 ended: 2 completed, 2 failed (1 retried); 4 started". */
+function attemptsText(a: Report['attempts']): string {
+  const ended = a.completed + a.failed + a.cancelled;
+  return `${ended} ended: ${a.completed} completed, ${a.failed} failed${a.retried ? ` (${a.retried} retried)` : ''}${a.cancelled ? `, ${a.cancelled} cancelled` : ''}; ${a.started} started`;
+}
+
+/** Why the report has no model speed or latency although there were calls: only the scripted backend (which has no model) answered, or no call recorded a speed. Null when there is nothing to explain. */
+export function noSpeedReason(l: Report['llm']): string | null {
+  if (l.tokens_per_s !== null || l.calls === 0) return null;
+  const names = Object.keys(l.backends);
+  return names.length === 1 && names[0] === 'scripted' ? 'scripted backend' : 'no call recorded a speed';
+}
+
+/** What an Alerts section with nothing in it says: "all 6 checks OK". */
+export function allWell(r: Report): string {
+  return `all ${plural(r.alerts.length, 'check')} OK`;
+}
+
 interface Section {
   title: string;
   rows: Array<[string, string]>;
@@ -52,23 +76,30 @@ function sections(r: Report): Section[] {
     ],
   });
   const t = r.tasks;
+  const at = r.attempts;
   out.push({
     title: 'Tasks',
     rows: [
-      ['completed', `${t.completed} (${t.per_hour} an hour)`],
-      ['failed', `${t.failed}${t.failed_final ? ` (${t.failed_final} for good)` : ''}; success rate ${pct(t.success_rate)}`],
+      ['completed', `${t.completed} (${rateText(t)})`],
+      ['failed', `${t.failed}; success rate ${pct(t.success_rate)}`],
       ...(t.cancelled ? ([['cancelled', String(t.cancelled)]] as Array<[string, string]>) : []),
-      ['iterations', `${r.iterations} steps, ${t.started} attempts started`],
+      ['attempts', attemptsText(at)],
+      ['iterations', plural(r.iterations, 'step')],
       ...t.failure_reasons.map((f, i): [string, string] => [i === 0 ? 'top failures' : '', `${f.count}x ${f.reason}`]),
+      // The reasons of the attempts retried, when there were some: the tasks' alone would hide them.
+      ...(at.retried ? at.failure_reasons.map((f, i): [string, string] => [i === 0 ? 'failed attempts' : '', `${f.count}x ${f.reason}`]) : []),
     ],
   });
   const l = r.llm;
+  const why = noSpeedReason(l);
+  const unmeasured = why ? `- (${why})` : '-';
   out.push({
     title: 'LLM',
     rows: [
       ['calls', `${l.calls}${l.errors ? ` (${l.errors} failed)` : ''}`],
-      ['tokens', `${num(l.tokens_in)} in, ${num(l.tokens_out)} out, ${l.tokens_per_s === null ? '-' : `${l.tokens_per_s} tokens/s`} average`],
-      ['latency', l.latency_ms ? `${humanMs(l.latency_ms.p50)} median, ${humanMs(l.latency_ms.p99)} p99` : '-'],
+      ['tokens', `${num(l.tokens_in)} in, ${num(l.tokens_out)} out`],
+      ['speed', l.tokens_per_s === null ? unmeasured : `${l.tokens_per_s} tokens/s average`],
+      ['latency', l.latency_ms ? `${humanMs(l.latency_ms.p50)} median, ${humanMs(l.latency_ms.p99)} p99` : unmeasured],
       ...(l.by_quantization.length > 1 ? ([['by level', l.by_quantization.map((q) => `${q.quantization} ${q.calls} calls${q.tokens_per_s === null ? '' : ` at ${q.tokens_per_s} tokens/s`}`).join(', ')]] as Array<[string, string]>) : []),
     ],
   });
@@ -115,7 +146,9 @@ function sections(r: Report): Section[] {
         : ([['approvals', 'none waiting']] as Array<[string, string]>)),
     ],
   });
-  out.push({ title: 'Alerts', rows: r.alerts.map((al): [string, string] => [al.status, al.message]) });
+  // An OK alert is not an alert: only the others are listed.
+  const bad = problems(r.alerts);
+  out.push({ title: 'Alerts', rows: bad.length ? bad.map((al): [string, string] => [al.status, al.message]) : [['none', allWell(r)]] });
   if (r.warnings.length) out.push({ title: 'Warnings', rows: r.warnings.map((w): [string, string] => ['', w]) });
   return out;
 }

@@ -57,7 +57,7 @@ export interface Report {
   hours: number;
   /** The worst alert's status. */
   verdict: Status;
-  /** "41 tasks, 95% success" (the mail subject's figures). */
+  /** "3 tasks: 2 completed, 1 failed (4 attempts, 1 retried)" (the mail subject's figures). */
   summary: string;
   /** The first session's start (null: the agent never ran). */
   run_started: string | null;
@@ -90,18 +90,36 @@ export interface Report {
   escalations: Array<{ time: string; reason: string | null; failures: number | null }>;
   /** Agent steps (one model call and its action each) in the window. */
   iterations: number;
+  /**
+   * Tasks whose final outcome fell in the window: completed, failed for good
+   * (the failed attempt was the task's last by its max_attempts), cancelled.
+   * A task retried counts once, when it ends.
+   */
   tasks: {
-    started: number;
     completed: number;
-    /** Attempts that failed (a task retried counts once per failed attempt). */
+    /** Failed for good. */
     failed: number;
-    /** Of those, the attempts that were the task's last (it is failed for good). */
-    failed_final: number;
     cancelled: number;
     /** completed / (completed + failed); null when none finished. */
     success_rate: number | null;
-    /** completed per hour of the window the run existed in. */
-    per_hour: number;
+    /** Seconds of the window the run existed in (from its first session start), what per_hour is over. */
+    span_s: number;
+    /** completed per hour of span_s; null when span_s is under an hour (a rate is not extrapolated). */
+    per_hour: number | null;
+    /** The reasons of the tasks failed for good. */
+    failure_reasons: Array<{ reason: string; count: number }>;
+  };
+  /** Task attempts: a task is tried up to its max_attempts times. */
+  attempts: {
+    /** Attempts started in the window (a resumed attempt started once). */
+    started: number;
+    /** Attempts that ended in the window with each outcome. */
+    completed: number;
+    failed: number;
+    /** The failed attempts that were not their task's last: the task was tried again. */
+    retried: number;
+    cancelled: number;
+    /** The reasons of all failed attempts, retried or not. */
     failure_reasons: Array<{ reason: string; count: number }>;
   };
   llm: {
@@ -109,8 +127,11 @@ export interface Report {
     errors: number;
     tokens_in: number;
     tokens_out: number;
-    /** Mean of the successful calls' tokens per second. */
+    /** Model calls by backend (llama, openai, scripted). */
+    backends: Record<string, number>;
+    /** Mean of the tokens per second of the successful calls that recorded one (the scripted backend records none). */
     tokens_per_s: number | null;
+    /** Of the same calls. */
     latency_ms: { p50: number; p99: number } | null;
     by_quantization: Array<{ quantization: string; calls: number; tokens_per_s: number | null }>;
   };
@@ -158,9 +179,14 @@ export interface Report {
   /** Counts over the whole log up to `until`, for counters (prometheus). */
   totals: {
     sessions: number;
+    /** Tasks completed, failed for good, cancelled. */
     tasks_completed: number;
     tasks_failed: number;
     tasks_cancelled: number;
+    /** Attempts ended with each outcome. */
+    attempts_completed: number;
+    attempts_failed: number;
+    attempts_cancelled: number;
     steps: number;
     llm_calls: number;
     llm_errors: number;
@@ -171,9 +197,12 @@ export interface Report {
     escalations: number;
   };
   series: {
-    /** Bucket length of `buckets`, in seconds (an hour, or more for long windows). */
+    /** Where the charts start: the window's start, or the run's first record when the run is younger than the window. */
+    start: string;
+    /** Bucket length of `buckets`, in seconds: a round length for the charts' span, at most 36 buckets under 18 hours, else an hour or more. */
     bucket_s: number;
-    buckets: Array<{ start: string; completed: number; failed: number; steps: number; tokens_per_s: number | null }>;
+    /** Tasks completed and failed for good, attempts retried, steps, and the mean model speed of each bucket. */
+    buckets: Array<{ start: string; completed: number; failed: number; retried: number; steps: number; tokens_per_s: number | null }>;
     /** Resource samples, at most about 400 (the peaks of each stretch). */
     resources: Array<{ time: string; vram_pct: number | null; ram_pct: number | null; cpu_load: number | null; tier: Tier | null }>;
     /** The governor's tier over the window as stretches. */

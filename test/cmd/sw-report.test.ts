@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execa } from 'execa';
-import { makeEnv, sw, treeSnapshot, writeConfig, type TestEnv } from '../helpers.js';
+import { DIST, ROOT, makeEnv, sw, treeSnapshot, writeConfig, type TestEnv } from '../helpers.js';
 import { addTask, query, scriptedRun, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
 import { createRun, events } from '../fixtures/runs.js';
 import type { TaskEvent } from '../../lib/tasklog/index.js';
@@ -57,14 +57,23 @@ test('a run worked by the scripted agent: the report counts exactly what happene
 
     const r = await reportJson(t, ['run1', '--since', iso(started - 60_000)]);
     assert.equal(r.run, 'run1');
+    // Five tasks: four completed, the bad one failed for good after its two attempts.
+    assert.ok(r.tasks.span_s > 0 && r.tasks.span_s < 3600, String(r.tasks.span_s));
     assert.deepEqual(r.tasks, {
+      completed: 4,
+      failed: 1,
+      cancelled: 0,
+      success_rate: 0.8,
+      span_s: r.tasks.span_s,
+      per_hour: null, // the run is minutes old: no rate an hour is made up from them
+      failure_reasons: [{ reason: 'verify failed: exit status 1', count: 1 }],
+    });
+    assert.deepEqual(r.attempts, {
       started: 3 + 2 + 1, // the slow task's attempt 1 was started once and resumed
       completed: 4,
       failed: 2,
-      failed_final: 1,
+      retried: 1,
       cancelled: 0,
-      success_rate: 0.6667,
-      per_hour: r.tasks.per_hour,
       failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }],
     });
     // Steps: 3 good x 2, bad 2 x 2, slow 1 + (resumed) 2.
@@ -73,6 +82,10 @@ test('a run worked by the scripted agent: the report counts exactly what happene
     assert.equal(r.iterations, 13);
     assert.equal(r.llm.calls, 13);
     assert.equal(r.llm.errors, 0);
+    // The scripted backend has no model: no speed, no latency.
+    assert.deepEqual(r.llm.backends, { scripted: 13 });
+    assert.equal(r.llm.tokens_per_s, null);
+    assert.equal(r.llm.latency_ms, null);
     const [[tin, tout]] = (await query(t, 'SELECT sum(tokens_in), sum(tokens_out) FROM llm_calls')) as [[number, number]];
     assert.equal(r.llm.tokens_in, tin);
     assert.equal(r.llm.tokens_out, tout);
@@ -99,7 +112,71 @@ test('a run worked by the scripted agent: the report counts exactly what happene
       r.alerts.filter((x) => x.status !== 'OK').map((x) => x.message),
       ['error rate 15.4% over 1h (2 of 13 steps)'],
     );
-    assert.equal(r.summary, '6 tasks, 67% success');
+    assert.equal(r.summary, '5 tasks: 4 completed, 1 failed (6 attempts, 1 retried)');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test("the demo's run: 3 tasks queued, one failing its check twice, under a minute on the scripted backend: 3 tasks, 4 attempts, no rate an hour, no model speed", { timeout: 60_000 }, async () => {
+  const t = makeEnv('report-demo');
+  try {
+    scriptedRun(t, {
+      greet: [
+        { action: 'write_file', path: 'hello.txt', content: 'hello\n' },
+        { action: 'finish', summary: 'greeted' },
+      ],
+      nope: [{ action: 'finish', summary: 'claims done' }],
+      list: [
+        { action: 'shell', command: 'ls' },
+        { action: 'finish', summary: 'listed' },
+      ],
+    });
+    // The disk alert judges this machine's disk: thresholds it cannot reach, so only the run is judged.
+    fs.writeFileSync(path.join(t.configDir, 'governor.yaml'), 'disk:\n  warning: 0.2\n  critical: 0.1\n');
+    const queued = Date.now();
+    await addTask(t, 'greet', ['--verify', 'true']);
+    await addTask(t, 'nope', ['--verify', 'false', '--max-attempts', '2']);
+    await addTask(t, 'list');
+    const a = startAgent(t);
+    try {
+      await waitFor('three tasks ended', async () => (await tasks(t)).filter((x) => x.status === 'completed' || x.status === 'failed').length === 3, 40_000, a);
+    } finally {
+      assert.equal(await a.stop(), 0, a.output());
+    }
+    assert.ok(Date.now() - queued < 60_000, 'the run took under a minute');
+
+    const r = await reportJson(t, ['run1']);
+    assert.deepEqual({ ...r.tasks, span_s: 0 }, { completed: 2, failed: 1, cancelled: 0, success_rate: 0.6667, span_s: 0, per_hour: null, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 1 }] });
+    assert.deepEqual(r.attempts, { started: 4, completed: 2, failed: 2, retried: 1, cancelled: 0, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }] });
+    assert.equal(r.summary, '3 tasks: 2 completed, 1 failed (4 attempts, 1 retried)');
+    // No model speed: none recorded by the agent, none in the report or its charts.
+    assert.deepEqual(await query(t, 'SELECT count(*), count(tokens_per_s) FROM llm_calls'), [[6, 0]]);
+    assert.deepEqual({ tps: r.llm.tokens_per_s, latency: r.llm.latency_ms, by: r.llm.by_quantization.map((q) => q.tokens_per_s) }, { tps: null, latency: null, by: [null] });
+    assert.ok(r.series.buckets.every((b) => b.tokens_per_s === null));
+    // The charts span the run's own seconds, from its first record (the first task queued), in round buckets.
+    const first = (await query(t, 'SELECT min(added_at) FROM tasks'))[0]?.[0] as number;
+    assert.equal(Date.parse(r.series.start), first);
+    const span = Date.parse(r.until) - first;
+    assert.ok(r.series.bucket_s >= 1 && r.series.bucket_s <= 5 && r.series.buckets.length === Math.ceil(span / (r.series.bucket_s * 1000)), `${r.series.bucket_s} s x ${r.series.buckets.length} for ${span} ms`);
+    assert.deepEqual(
+      ['completed', 'failed', 'retried'].map((k) => r.series.buckets.reduce((acc, b) => acc + (b[k as 'completed'] as number), 0)),
+      [2, 1, 1],
+    );
+
+    const text = await sw('sw-report', ['run1'], t);
+    assert.equal(text.exitCode, 0, String(text.stderr));
+    const out = String(text.stdout);
+    assert.match(out, /^OK: 3 tasks: 2 completed, 1 failed \(4 attempts, 1 retried\)$/m);
+    assert.match(out, /^ {2}completed: +2 \(in \d+s\)$/m);
+    assert.match(out, /^ {2}failed: +1; success rate 66\.7%$/m);
+    assert.match(out, /^ {2}attempts: +4 ended: 2 completed, 2 failed \(1 retried\); 4 started$/m);
+    assert.match(out, /^ {2}speed: +- \(scripted backend\)$/m);
+    assert.match(out, /^ {2}latency: +- \(scripted backend\)$/m);
+    assert.doesNotMatch(out, /an hour|tokens\/s/);
+    // An OK alert is not an alert: the section says all is well in one line.
+    assert.match(out, /\nAlerts\n {2}none: all 6 checks OK$/);
+    assert.doesNotMatch(out, /^ {2}OK/m);
   } finally {
     t.cleanup();
   }
@@ -125,27 +202,42 @@ test('--check: the success rate over the last hour, at and around each threshold
   try {
     const now = Date.now();
     const U = now + 10 * 60_000;
-    const outcome = (i: number, ok: boolean, ts: number): TaskEvent => ({ t: 'task_outcome', task: `t${i}`, attempt: 1, outcome: ok ? 'completed' : 'failed', reason: ok ? null : 'verify failed', ts: iso(ts) });
-    // An hour before U: 9 failures that must not count.
+    // A failure is a task's end at its last attempt: the run's default max_attempts (3) for tasks the log has none for.
+    const outcome = (i: number, ok: boolean, ts: number, attempt = ok ? 1 : 3): TaskEvent => ({ t: 'task_outcome', task: `t${i}`, attempt, outcome: ok ? 'completed' : 'failed', reason: ok ? null : 'verify failed', ts: iso(ts) });
+    // An hour before U: 9 tasks failed that must not count.
     const old = Array.from({ length: 9 }, (_, i) => outcome(100 + i, false, U - 3_600_000 - 60_000 - i));
     await checkRun(t, old);
     let c = await check(t, U);
     assert.equal(c.code, 0);
-    assert.match(c.line, /^SELFWARE OK - 9 tasks, 0% success in 1d \| success=U;0\.5:;0\.25:;0;1 /);
+    assert.match(c.line, /^SELFWARE OK - 9 tasks: 0 completed, 9 failed in 1d \| success=U;0\.5:;0\.25:;0;1 /);
     events(t, [outcome(1, true, U - 50 * 60_000), outcome(2, false, U - 40 * 60_000)]); // 1 of 2 = 50%: not below 50%
     c = await check(t, U);
     assert.equal(c.code, 0, c.line);
     assert.match(c.line, / success=0\.5;0\.5:;0\.25:;0;1 /);
+    // Attempts that failed and will be retried are no task's end: still 1 of 2.
+    events(t, [outcome(6, false, U - 35 * 60_000, 1), outcome(6, false, U - 34 * 60_000, 2), outcome(7, false, U - 33 * 60_000, 1)]);
+    c = await check(t, U);
+    assert.equal(c.code, 0, c.line);
+    // The summary is the report's day: the 9 older tasks too.
+    assert.match(c.line, /^SELFWARE OK - 11 tasks: 1 completed, 10 failed \(14 attempts, 3 retried\) in 1d \| success=0\.5;0\.5:;0\.25:;0;1 /);
     events(t, [outcome(3, false, U - 30 * 60_000)]); // 1 of 3
     c = await check(t, U);
     assert.equal(c.code, 1, c.line);
-    assert.match(c.line, /^SELFWARE WARNING - success rate 33\.3% over 1h \(1 of 3\) \| success=0\.3333;0\.5:;0\.25:;0;1 /);
+    assert.match(c.line, /^SELFWARE WARNING - success rate 33\.3% over 1h \(1 of 3 tasks\) \| success=0\.3333;0\.5:;0\.25:;0;1 /);
     events(t, [outcome(4, false, U - 20 * 60_000)]); // 1 of 4 = 25%: not below 25%
     assert.equal((await check(t, U)).code, 1);
     events(t, [outcome(5, false, U - 10 * 60_000)]); // 1 of 5
     c = await check(t, U);
     assert.equal(c.code, 2, c.line);
-    assert.match(c.line, /^SELFWARE CRITICAL - success rate 20% over 1h \(1 of 5\) \| success=0\.2;0\.5:;0\.25:;0;1 /);
+    assert.match(c.line, /^SELFWARE CRITICAL - success rate 20% over 1h \(1 of 5 tasks\) \| success=0\.2;0\.5:;0\.25:;0;1 /);
+    // A task queued with max_attempts 2 ends at its second failed attempt: 1 of 6.
+    events(t, [
+      { t: 'task_added', task: 't8', title: 'two tries', max_attempts: 2, ts: iso(U - 9 * 60_000) },
+      outcome(8, false, U - 8 * 60_000, 1),
+      outcome(8, false, U - 7 * 60_000, 2),
+    ]);
+    c = await check(t, U);
+    assert.match(c.line, /^SELFWARE CRITICAL - success rate 16\.7% over 1h \(1 of 6 tasks\) \| /);
     // Thresholds come from the config.
     writeConfig(t, 'run1', 'report:\n  check:\n    success_rate:\n      warning: 0.3\n      critical: 0.1\n');
     assert.equal((await check(t, U)).code, 1);
@@ -300,7 +392,16 @@ test('--format prometheus passes promtool check metrics; --all gives each family
   try {
     for (const run of ['alpha', 'beta']) {
       await createRun(t, run);
-      events(t, [{ t: 'task_outcome', task: 'a', attempt: 1, outcome: 'completed', ts: iso(Date.now() - 1000) }, { t: 'llm_call', task: 'a', tokens_in: 10, tokens_out: 5, latency_ms: 100, tokens_per_s: 50, ts: iso(Date.now() - 2000) }], run);
+      events(
+        t,
+        [
+          { t: 'task_added', task: 'b', title: 'b', max_attempts: 2, ts: iso(Date.now() - 5000) },
+          { t: 'task_outcome', task: 'b', attempt: 1, outcome: 'failed', reason: 'verify failed', ts: iso(Date.now() - 4000) },
+          { t: 'task_outcome', task: 'a', attempt: 1, outcome: 'completed', ts: iso(Date.now() - 1000) },
+          { t: 'llm_call', task: 'a', tokens_in: 10, tokens_out: 5, latency_ms: 100, tokens_per_s: 50, ts: iso(Date.now() - 2000) },
+        ],
+        run,
+      );
     }
     // A stray directory holding a journal is not a run, and does not spoil --all.
     fs.mkdirSync(path.join(t.stateDir, 'x y'));
@@ -317,6 +418,13 @@ test('--format prometheus passes promtool check metrics; --all gives each family
     assert.equal(new Set(types).size, types.length, 'each family typed once');
     assert.match(text, /^selfware_tasks_total\{run="alpha",outcome="completed"\} 1$/m);
     assert.match(text, /^selfware_tasks_total\{run="beta",outcome="completed"\} 1$/m);
+    // Tasks and attempts apart: b's failed attempt is retried, no task failed.
+    assert.match(text, /^selfware_tasks_total\{run="alpha",outcome="failed"\} 0$/m);
+    assert.match(text, /^selfware_attempts_total\{run="alpha",outcome="failed"\} 1$/m);
+    assert.match(text, /^selfware_attempts_total\{run="alpha",outcome="completed"\} 1$/m);
+    assert.match(text, /^# TYPE selfware_attempts_total counter$/m);
+    // A run without a session existed no hour: no rate an hour.
+    assert.doesNotMatch(text, /selfware_tasks_completed_per_hour/);
     assert.match(text, /^selfware_llm_tokens_total\{run="alpha",direction="out"\} 5$/m);
     assert.match(text, /^selfware_check_status\{run="beta",check="success_rate"\} 0$/m);
     assert.deepEqual([...new Set([...text.matchAll(/run="([^"]*)"/g)].map((m) => m[1]))].sort(), ['alpha', 'beta'], 'only the runs');
@@ -353,14 +461,89 @@ test('--mail: no sendmail exits 69, no address exits 78, and the message is mult
     r = await sw('sw-report', ['run1', '--mail', '-v'], t);
     assert.equal(r.exitCode, 0, String(r.stderr));
     assert.match(String(r.stderr), /mailed to ops@example\.com: \[selfware run1\] OK: no task finished/);
-    assert.equal(fs.readFileSync(path.join(t.dir, 'argv'), 'utf8').trim(), '-i -odi -f selfware@gpu-box.example ops@example.com');
+    // -t: the recipient is the message's To:.
+    assert.equal(fs.readFileSync(path.join(t.dir, 'argv'), 'utf8').trim(), '-t -oi -odi -f selfware@gpu-box.example');
     const msg = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
+    assert.match(msg, /^To: ops@example\.com$/m);
     assert.match(msg, /^Subject: \[selfware run1\] OK: no task finished$/m);
     assert.match(msg, /^From: selfware <selfware@gpu-box\.example>$/m);
     assert.match(msg, /^X-Selfware-Verdict: OK$/m);
     assert.match(msg, /^Content-Type: multipart\/alternative;/m);
     assert.match(msg, /^Content-Type: text\/plain; charset=utf-8$/m);
     assert.match(msg, /^Content-Type: text\/html; charset=utf-8$/m);
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** What Debian's exim says, on standard error, when its user is missing: the line the error must carry. */
+const EXIM_SAYS = '2026-12-05 13:41:01 failed to find uid for user name "Debian-exim"';
+
+/** A sendmail that refuses as exim did: a blank line, its own line of error, more, exit 1 (without reading the message). */
+function refusingSendmail(file: string): void {
+  fs.writeFileSync(file, `#!/bin/sh\nprintf '\\n  %s\\nexim: more detail\\n' '${EXIM_SAYS}' >&2\necho 'on stdout' \nexit 1\n`, { mode: 0o755 });
+}
+
+test("--mail: a sendmail that refuses exits 69 with the MTA's own first line of error, or with how it ended when it said nothing", { timeout: 60_000 }, async () => {
+  const t = makeEnv('report-mail-fail');
+  try {
+    await createRun(t);
+    const fake = path.join(t.dir, 'sendmail');
+    writeConfig(t, 'run1', `report:\n  sendmail: ${fake}\n`);
+    refusingSendmail(fake);
+    let r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: ${EXIM_SAYS}`);
+    // Nothing on standard error: what it said on standard output, else its status or signal.
+    fs.writeFileSync(fake, '#!/bin/sh\ncat >/dev/null\necho "relay refused: 550 no such user"\nexit 67\n', { mode: 0o755 });
+    r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: relay refused: 550 no such user`);
+    fs.writeFileSync(fake, '#!/bin/sh\ncat >/dev/null\nexit 75\n', { mode: 0o755 });
+    r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: exited with status 75`);
+    fs.writeFileSync(fake, '#!/bin/sh\nkill -9 $$\n', { mode: 0o755 });
+    r = await sw('sw-report', ['run1', '--mail', 'ops@example.com'], t);
+    assert.equal(r.exitCode, 69);
+    assert.equal(String(r.stderr), `sw-report: cannot mail the report to ops@example.com: ${fake}: killed by SIGKILL`);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('selfware-alert: mails the failed unit through report.sendmail; when sendmail refuses, it logs the MTA\'s own first line and exits 69', { timeout: 60_000 }, async () => {
+  const t = makeEnv('report-alert');
+  try {
+    // systemctl and journalctl stand-ins: the unit failed on a signal after 5 restarts.
+    const bin = path.join(t.dir, 'bin');
+    fs.mkdirSync(bin);
+    fs.writeFileSync(path.join(bin, 'systemctl'), '#!/bin/sh\ncase "$*" in\n  *Result*) echo signal ;;\n  *NRestarts*) echo 5 ;;\n  *) echo "x selfware@run1.service - selfware run1" ;;\nesac\n', { mode: 0o755 });
+    fs.writeFileSync(path.join(bin, 'journalctl'), '#!/bin/sh\necho "the last journal line"\n', { mode: 0o755 });
+    const fake = path.join(t.dir, 'sendmail');
+    fs.writeFileSync(fake, `#!/bin/sh\necho "$@" > ${t.dir}/argv\ncat > ${t.dir}/message\n`, { mode: 0o755 });
+    writeConfig(t, 'run1', `report:\n  mail: ops@example.com\n  sendmail: ${fake}\n`);
+    const alert = () =>
+      execa('sh', [path.join(ROOT, 'units', 'selfware-alert'), 'selfware@run1.service'], {
+        reject: false,
+        env: { ...process.env, ...t.env, PATH: `${bin}:${path.join(DIST, 'bin')}:${process.env.PATH ?? ''}` },
+      });
+    let r = await alert();
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stderr, '<3>selfware-alert: selfware@run1.service failed (result: signal); alert mailed to ops@example.com');
+    assert.equal(fs.readFileSync(path.join(t.dir, 'argv'), 'utf8').trim(), '-t -oi -odi');
+    const msg = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
+    assert.match(msg, /^To: ops@example\.com\nSubject: \[selfware run1\] FAILED: selfware@run1\.service \(signal\)\n/);
+    assert.match(msg, /restarts: 5\)[\s\S]*the last journal line/);
+    // Refused: the MTA's own first line, not only its status.
+    refusingSendmail(fake);
+    r = await alert();
+    assert.equal(r.exitCode, 69);
+    assert.equal(r.stderr, `<3>selfware-alert: selfware@run1.service failed; cannot mail the alert to ops@example.com: ${fake}: ${EXIM_SAYS}`);
+    fs.writeFileSync(fake, '#!/bin/sh\ncat >/dev/null\nexit 75\n', { mode: 0o755 });
+    r = await alert();
+    assert.equal(r.exitCode, 69);
+    assert.equal(r.stderr, `<3>selfware-alert: selfware@run1.service failed; cannot mail the alert to ops@example.com: ${fake}: exited with status 75`);
   } finally {
     t.cleanup();
   }

@@ -102,7 +102,7 @@ test('the tiny model answers with valid actions, counting tokens', async (ctx) =
     for (let i = 0; i < 10; i++) {
       let streamed = 0;
       const r = await b.complete(request(i, { onToken: (n) => (streamed += n) }));
-      assert.ok(r.tokensOut > 0 && r.tokensPerS > 0 && r.tokensIn > 20, JSON.stringify({ ...r, text: r.text.slice(0, 80) }));
+      assert.ok(r.tokensOut > 0 && (r.tokensPerS ?? 0) > 0 && r.tokensIn > 20, JSON.stringify({ ...r, text: r.text.slice(0, 80) }));
       assert.ok(streamed > 0 && streamed <= r.tokensOut, `onToken counted ${streamed} of ${r.tokensOut}`);
       assert.equal(r.model, 'tiny-Q4_K_M.gguf');
       assert.equal(r.quantization, 'Q4_K_M');

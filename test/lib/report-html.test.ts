@@ -12,7 +12,7 @@ import { execa } from 'execa';
 import { renderHtml } from '../../lib/report/html.js';
 import { humanBytes, humanCount, humanDuration, humanMs } from '../../lib/report/human.js';
 import { COLORS, PLOT, checkpointsChart, niceTicks, resourcesChart, tasksChart, timeTicks, tokensChart } from '../../lib/report/svg.js';
-import type { Report, Tier } from '../../lib/report/types.js';
+import type { Alert, Report, Tier } from '../../lib/report/types.js';
 
 // ---- Fixtures ----
 
@@ -51,8 +51,9 @@ function emptyReport(since: number, until: number): Report {
     recoveries: { count: 0, by_reason: {}, restored: 0, duration_ms: null, list: [] },
     escalations: [],
     iterations: 0,
-    tasks: { started: 0, completed: 0, failed: 0, failed_final: 0, cancelled: 0, success_rate: null, per_hour: 0, failure_reasons: [] },
-    llm: { calls: 0, errors: 0, tokens_in: 0, tokens_out: 0, tokens_per_s: null, latency_ms: null, by_quantization: [] },
+    tasks: { completed: 0, failed: 0, cancelled: 0, success_rate: null, span_s: 0, per_hour: null, failure_reasons: [] },
+    attempts: { started: 0, completed: 0, failed: 0, retried: 0, cancelled: 0, failure_reasons: [] },
+    llm: { calls: 0, errors: 0, tokens_in: 0, tokens_out: 0, backends: {}, tokens_per_s: null, latency_ms: null, by_quantization: [] },
     checkpoints: { created: 0, pruned: 0, by_kind: {}, last: null, age_s: null, kept: 0, disk_bytes: 0 },
     governor: { decisions: 0, tier_s: { normal: 0, warning: 0, critical: 0 }, quantization_s: {}, current: null, changes: [] },
     resources: {
@@ -65,8 +66,8 @@ function emptyReport(since: number, until: number): Report {
       { name: 'success_rate', status: 'OK', message: 'no task finished in the last 1h', value: null, warning: 0.5, critical: 0.25, worse: 'below', uom: '', label: 'success', min: 0, max: 1 },
       { name: 'progress', status: 'UNKNOWN', message: 'the agent never ran', value: null, warning: 1800, critical: 3600, worse: 'above', uom: 's', label: 'progress_age', min: 0, max: null },
     ],
-    totals: { sessions: 0, tasks_completed: 0, tasks_failed: 0, tasks_cancelled: 0, steps: 0, llm_calls: 0, llm_errors: 0, tokens_in: 0, tokens_out: 0, checkpoints: 0, recoveries: 0, escalations: 0 },
-    series: { bucket_s: 3600, buckets: [], resources: [], tiers: [], checkpoints: [] },
+    totals: { sessions: 0, tasks_completed: 0, tasks_failed: 0, tasks_cancelled: 0, attempts_completed: 0, attempts_failed: 0, attempts_cancelled: 0, steps: 0, llm_calls: 0, llm_errors: 0, tokens_in: 0, tokens_out: 0, checkpoints: 0, recoveries: 0, escalations: 0 },
+    series: { start: iso(since), bucket_s: 3600, buckets: [], resources: [], tiers: [], checkpoints: [] },
     warnings: [],
   };
 }
@@ -99,7 +100,7 @@ function busyReport(s: Shape): Report {
     let failed = off ? 0 : rand() < 0.35 ? 1 : 0;
     if (i === s.peak.bucket) ({ completed, failed } = s.peak);
     const tier = tierAt(i);
-    buckets.push({ start: iso(s.since + i * HOUR), completed, failed, steps: off ? 0 : completed * 12 + failed * 20, tokens_per_s: off ? null : Math.round(((tier === 'critical' ? 21 : tier === 'warning' ? 38 : 55) + rand() * 6) * 10) / 10 });
+    buckets.push({ start: iso(s.since + i * HOUR), completed, failed, retried: 0, steps: off ? 0 : completed * 12 + failed * 20, tokens_per_s: off ? null : Math.round(((tier === 'critical' ? 21 : tier === 'warning' ? 38 : 55) + rand() * 6) * 10) / 10 });
   }
   const samples: Report['series']['resources'] = [];
   const n = Math.min(400, s.hours * 12);
@@ -156,13 +157,23 @@ function busyReport(s: Shape): Report {
     escalations: [],
     iterations: buckets.reduce((a, b) => a + b.steps, 0),
     tasks: {
+      completed,
+      failed,
+      cancelled: 1,
+      success_rate: completed / (completed + failed),
+      span_s: s.hours * 3600,
+      per_hour: Math.round((completed / s.hours) * 10) / 10,
+      failure_reasons: [
+        { reason: 'tests failed after 3 attempts', count: Math.ceil(failed / 2) },
+        { reason: HOSTILE, count: Math.floor(failed / 2) },
+      ],
+    },
+    attempts: {
       started: completed + failed + 1,
       completed,
       failed,
-      failed_final: Math.floor(failed / 2),
+      retried: 0,
       cancelled: 1,
-      success_rate: completed / (completed + failed),
-      per_hour: Math.round((completed / s.hours) * 10) / 10,
       failure_reasons: [
         { reason: 'tests failed after 3 attempts', count: Math.ceil(failed / 2) },
         { reason: HOSTILE, count: Math.floor(failed / 2) },
@@ -173,6 +184,7 @@ function busyReport(s: Shape): Report {
       errors: 7,
       tokens_in: 2_841_000,
       tokens_out: 412_500,
+      backends: { llama: 1834 },
       tokens_per_s: 51.3,
       latency_ms: { p50: 2300, p99: 14_800 },
       by_quantization: [
@@ -201,7 +213,7 @@ function busyReport(s: Shape): Report {
       { name: 'checkpoint_age', status: 'WARNING', message: `last checkpoint ${HOSTILE} 2h ago`, value: 7300, warning: 7200, critical: 21_600, worse: 'above', uom: 's', label: 'checkpoint_age', min: 0, max: null },
       { name: 'disk', status: 'OK', message: 'disk 41% free', value: 41, warning: 15, critical: 5, worse: 'below', uom: '%', label: 'disk_free', min: 0, max: 100 },
     ],
-    series: { bucket_s: 3600, buckets, resources: samples, tiers, checkpoints: cps },
+    series: { start: iso(s.since), bucket_s: 3600, buckets, resources: samples, tiers, checkpoints: cps },
     warnings: ['a torn record at the end of the task log (ignored)'],
   };
 }
@@ -241,6 +253,30 @@ const week = busyReport({
   seed: 11,
 });
 const none = emptyReport(DAY0, DAY0 + 24 * HOUR);
+
+/** The demo's run: 40 seconds old at the end of a 24-hour window, scripted, in 2-second buckets, 6 checkpoints seconds apart. */
+const SHORT_END = DAY0 + 24 * HOUR;
+const SHORT_START = SHORT_END - 40_000;
+const SHORT_CHECKPOINTS = [2, 9, 14, 21, 30, 37];
+const short: Report = {
+  ...emptyReport(DAY0, SHORT_END),
+  run: 'demo',
+  verdict: 'OK',
+  summary: '3 tasks: 2 completed, 1 failed (4 attempts, 1 retried)',
+  run_started: iso(SHORT_START + 1000),
+  tasks: { completed: 2, failed: 1, cancelled: 0, success_rate: 0.6667, span_s: 39, per_hour: null, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 1 }] },
+  attempts: { started: 4, completed: 2, failed: 2, retried: 1, cancelled: 0, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }] },
+  llm: { calls: 6, errors: 0, tokens_in: 1266, tokens_out: 63, backends: { scripted: 6 }, tokens_per_s: null, latency_ms: null, by_quantization: [{ quantization: 'Q4_K_M', calls: 6, tokens_per_s: null }] },
+  alerts: [{ name: 'success_rate', status: 'OK', message: 'success rate 66.7% over 1h (2 of 3 tasks)', value: 0.6667, warning: 0.5, critical: 0.25, worse: 'below', uom: '', label: 'success', min: 0, max: 1 }],
+  series: {
+    start: iso(SHORT_START),
+    bucket_s: 2,
+    buckets: Array.from({ length: 20 }, (_, i) => ({ start: iso(SHORT_START + i * 2000), completed: i === 3 || i === 15 ? 1 : 0, failed: i === 15 ? 1 : 0, retried: i === 9 ? 1 : 0, steps: i > 0 && i < 18 ? 1 : 0, tokens_per_s: null })),
+    resources: [],
+    tiers: [],
+    checkpoints: SHORT_CHECKPOINTS.map((sec, i) => ({ time: iso(SHORT_START + sec * 1000), kind: i === 5 ? 'shutdown' : 'task' })),
+  },
+};
 
 // ---- Helpers ----
 
@@ -316,6 +352,15 @@ test('ticks: round values, hours for a day, days for a week', () => {
     timeTicks(WEEK0, WEEK0 + 168 * HOUR).map((x) => x.label),
     ['Nov 14', 'Nov 15', 'Nov 16', 'Nov 17', 'Nov 18', 'Nov 19', 'Nov 20', 'Nov 21'],
   );
+  // Seconds for a 40-second run; a 10-minute one in minutes.
+  assert.deepEqual(
+    timeTicks(SHORT_START, SHORT_END).map((x) => x.label),
+    ['07:59:20', '07:59:25', '07:59:30', '07:59:35', '07:59:40', '07:59:45', '07:59:50', '07:59:55', '08:00:00'],
+  );
+  assert.deepEqual(
+    timeTicks(SHORT_END - 10 * 60_000, SHORT_END).map((x) => x.label),
+    ['07:50', '07:52', '07:54', '07:56', '07:58', '08:00'],
+  );
 });
 
 test('the page is self-contained, escaped, well formed, and has no NaN', () => {
@@ -368,9 +413,13 @@ test('the header and the figures', () => {
   assert.equal(cell('at Q4_K_M'), '4h');
   assert.equal(cell('longest'), '1m 35s');
   assert.match(cell('VRAM'), /^22 GiB <span class="sub">of 24 GiB<\/span> \(93\.2%\)$/);
-  // Alerts: the value and thresholds in their unit, a ratio as a percent.
-  assert.match(html, /<td class="n">90%<\/td><td class="n">&lt; 50%<\/td><td class="n">&lt; 25%<\/td>/);
+  // Alerts: only those that are not OK, the value and thresholds in their unit.
   assert.match(html, /<td class="n">2h 1m<\/td><td class="n">&gt; 2h<\/td><td class="n">&gt; 6h<\/td>/);
+  assert.doesNotMatch(html, /success rate 90%|disk 41% free/, 'an OK alert is not listed');
+  assert.match(renderHtml([{ ...day, alerts: day.alerts.map((a) => ({ ...a, status: 'OK' as const })) }]), /<h3>Alerts<\/h3><p>None: all 4 checks OK\.<\/p>/);
+  // A ratio as a percent.
+  const low = { ...(day.alerts[0] as Alert), status: 'WARNING' as const, value: 0.4 };
+  assert.match(renderHtml([{ ...day, alerts: [low] }]), /<td class="n">40%<\/td><td class="n">&lt; 50%<\/td><td class="n">&lt; 25%<\/td>/);
   // Without systemd, no NRestarts row.
   assert.doesNotMatch(renderHtml([{ ...day, systemd: null }]), /NRestarts/);
 });
@@ -449,7 +498,7 @@ test('the tokens and checkpoints charts', () => {
   assert.match(cps, /<g data-kind="routine"[^>]*><line /);
   assert.match(chart(renderHtml([week]), 'checkpoints'), /<g data-kind="pre-op"[^>]*><circle /, 'an unknown kind still gets a mark');
   // One point: a dot, not an invisible line.
-  const one = { ...none, series: { ...none.series, buckets: [{ start: none.since, completed: 1, failed: 0, steps: 3, tokens_per_s: 42 }], resources: [{ time: none.since, vram_pct: 50, ram_pct: 30, cpu_load: 1, tier: 'normal' as Tier }] } };
+  const one = { ...none, series: { ...none.series, buckets: [{ start: none.since, completed: 1, failed: 0, retried: 0, steps: 3, tokens_per_s: 42 }], resources: [{ time: none.since, vram_pct: 50, ram_pct: 30, cpu_load: 1, tier: 'normal' as Tier }] } };
   assert.match(tokensChart(one), /<circle [^>]*fill="#0c8599"/);
   assert.equal((tokensChart(one).match(/<circle /g) ?? []).length, 1);
   assert.equal((resourcesChart(one).match(/<circle /g) ?? []).length, 2);
@@ -471,6 +520,64 @@ test('an empty window: a note in place of each chart, nothing drawn', () => {
   const idle = { ...none, series: { ...none.series, buckets: day.series.buckets.map((b) => ({ ...b, completed: 0, failed: 0 })) } };
   assert.match(tasksChart(idle), /no data in this window/);
   assert.match(html, /never ran/);
+});
+
+test('a run younger than the window: the charts span its 40 seconds, each bucket a bar in its place, each checkpoint a mark of its own', () => {
+  const html = renderHtml([short]);
+  const span = (PLOT.x1 - PLOT.x0) / 40_000;
+  // Tasks: bucket i of 20 at its place across the whole plot, not squeezed into the 24-hour axis's last pixel.
+  const svg = chart(html, 'tasks');
+  const bars = elements(svg, 'rect')
+    .filter((a) => a['data-kind'])
+    .map((a) => ({ i: Number(a['data-bucket']), kind: a['data-kind'], x: Number(a.x), y: Number(a.y), w: Number(a.width), h: Number(a.height) }));
+  assert.deepEqual(
+    bars.map((b) => `${b.i} ${b.kind}`),
+    ['3 completed', '9 retried', '15 completed', '15 failed'],
+  );
+  const slot = (PLOT.x1 - PLOT.x0) / 20;
+  for (const b of bars) {
+    assert.ok(Math.abs(b.x - (PLOT.x0 + b.i * slot)) < 1.1 && b.w > 0.8 * slot && b.w <= slot, `bucket ${b.i}: x ${b.x}, width ${b.w}, slot ${slot}`);
+  }
+  assert.match(svg, /<title>Tasks finished per 2 seconds, 2026-11-21T07:59:20Z to 2026-11-21T08:00:00Z: 2 completed, 1 failed, and 1 attempt failed and retried<\/title>/);
+  assert.match(svg, />attempts retried \(1\)</);
+  assert.deepEqual(
+    [...svg.matchAll(/>(\d\d:\d\d:\d\d)</g)].map((m) => m[1]),
+    ['07:59:20', '07:59:25', '07:59:30', '07:59:35', '07:59:40', '07:59:45', '07:59:50', '07:59:55', '08:00:00'],
+  );
+  // Checkpoints: six marks, each at its second on the axis, far enough apart to be told apart.
+  const cps = chart(html, 'checkpoints');
+  const centres = [...cps.matchAll(/<g data-kind="(\w+)" data-time="([^"]+)">(<circle [^>]*>|<rect [^>]*>)/g)].map((m) => {
+    const a = elements(m[3] as string, m[3]?.startsWith('<circle') ? 'circle' : 'rect')[0] as Record<string, string>;
+    return { t: Date.parse(m[2] as string), x: a.cx !== undefined ? Number(a.cx) : Number(a.x) + Number(a.width) / 2 };
+  });
+  assert.equal(centres.length, 6);
+  for (const c of centres) assert.ok(Math.abs(c.x - (PLOT.x0 + (c.t - SHORT_START) * span)) < 0.2, `a checkpoint at ${new Date(c.t).toISOString()}: x ${c.x}`);
+  const xs = centres.map((c) => c.x).sort((a, b) => a - b);
+  assert.ok(xs.slice(1).every((x, i) => x - (xs[i] as number) > 20), `marks apart: ${xs.join(', ')}`);
+  // The scripted backend: the speed chart says why it is empty, the figures too.
+  assert.match(chart(html, 'tokens'), />no model speed: scripted backend</);
+  assert.match(html, /<td class="k">speed<\/td><td class="v">– <span class="sub">\(scripted backend\)<\/span><\/td>/);
+  // No rate an hour from 39 seconds: the count and the span instead.
+  assert.match(html, /<td class="k">per hour<\/td><td class="v">– <span class="sub">\(2 in 39s\)<\/span><\/td>/);
+  assert.match(html, /<td class="k">attempts<\/td><td class="v">4 <span class="sub">\(1 retried\)<\/span><\/td>/);
+  assert.match(html, /<h3>Alerts<\/h3><p>None: all 1 check OK\.<\/p>/);
+  assert.doesNotMatch(html, /NaN|undefined|Infinity/);
+  wellFormed(html, false);
+});
+
+test('the tasks chart stacks, bottom up, tasks completed, tasks failed for good and attempts retried', () => {
+  const one = { ...short, series: { ...short.series, buckets: [{ start: short.series.start, completed: 2, failed: 1, retried: 1, steps: 9, tokens_per_s: null }] } };
+  const bars = elements(tasksChart(one), 'rect')
+    .filter((a) => a['data-kind'])
+    .map((a) => ({ kind: a['data-kind'], y: Number(a.y), h: Number(a.height) }));
+  assert.deepEqual(
+    bars.map((b) => b.kind),
+    ['completed', 'failed', 'retried'],
+  );
+  const [c, f, r] = bars as [(typeof bars)[number], (typeof bars)[number], (typeof bars)[number]];
+  assert.ok(Math.abs(f.y + f.h - c.y) < 0.15 && Math.abs(r.y + r.h - f.y) < 0.15, JSON.stringify(bars));
+  assert.ok(Math.abs(c.h - 2 * f.h) < 0.15 && Math.abs(r.h - f.h) < 0.15, 'heights in proportion');
+  assert.match(tasksChart(one), new RegExp(`fill="${COLORS.retried}"`));
 });
 
 // ---- The real thing: headless Chromium ----

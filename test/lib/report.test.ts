@@ -32,11 +32,8 @@ test('a seven-day task log: every figure matches the known truth, for the week a
       const r = await collect(paths, config, w, { now: T1, systemd: false });
       const truth = truthFor(facts, w);
       const label = `${new Date(w.since).toISOString()}..${new Date(w.until).toISOString()}`;
-      assert.deepEqual(
-        { ...r.tasks, failure_reasons: r.tasks.failure_reasons },
-        { ...truth.tasks, failure_reasons: truth.tasks.failure_reasons.slice(0, 5) },
-        `tasks, ${label}`,
-      );
+      assert.deepEqual(r.tasks, { ...truth.tasks, failure_reasons: truth.tasks.failure_reasons.slice(0, 5) }, `tasks, ${label}`);
+      assert.deepEqual(r.attempts, { ...truth.attempts, failure_reasons: truth.attempts.failure_reasons.slice(0, 5) }, `attempts, ${label}`);
       assert.equal(r.iterations, truth.iterations, `iterations, ${label}`);
       const { by_quantization: _q, ...llm } = r.llm;
       assert.deepEqual(llm, truth.llm, `llm, ${label}`);
@@ -59,9 +56,10 @@ test('a seven-day task log: every figure matches the known truth, for the week a
           `peaks, ${label}`,
         );
       }
-      // The chart series add up to the same totals.
+      // The chart series add up to the same totals: tasks, and the attempts retried.
       assert.equal(r.series.buckets.reduce((a, b) => a + b.completed, 0), truth.tasks.completed, `buckets completed, ${label}`);
       assert.equal(r.series.buckets.reduce((a, b) => a + b.failed, 0), truth.tasks.failed, `buckets failed, ${label}`);
+      assert.equal(r.series.buckets.reduce((a, b) => a + b.retried, 0), truth.attempts.retried, `buckets retried, ${label}`);
       assert.equal(r.series.buckets.reduce((a, b) => a + b.steps, 0), truth.iterations, `buckets steps, ${label}`);
       assert.equal(r.series.checkpoints.length, truth.checkpoints.created, `checkpoint marks, ${label}`);
       assert.ok(r.series.resources.length <= 401, `${r.series.resources.length} resource points`);
@@ -69,9 +67,34 @@ test('a seven-day task log: every figure matches the known truth, for the week a
     }
     // The whole week, spelled out, so a wrong generator cannot hide a wrong report.
     const week = await collect(paths, config, { since: T0, until: T1 }, { now: T1, systemd: false });
-    assert.equal(week.tasks.completed + week.tasks.failed + week.tasks.cancelled, 2000 + 200 - 2);
-    assert.equal(week.tasks.failed_final, 40);
-    assert.equal(week.tasks.cancelled, 21);
+    // 2,000 tasks: every 97th cancelled (21), every 50th from 7 failed twice (40), the
+    // other 158 of every 10th from 7 failed once and then completed; 2,198 attempts.
+    assert.deepEqual({ completed: week.tasks.completed, failed: week.tasks.failed, cancelled: week.tasks.cancelled }, { completed: 1939, failed: 40, cancelled: 21 });
+    assert.deepEqual(
+      { started: week.attempts.started, completed: week.attempts.completed, failed: week.attempts.failed, retried: week.attempts.retried, cancelled: week.attempts.cancelled },
+      { started: 2198, completed: 1939, failed: 238, retried: 198, cancelled: 21 },
+    );
+    assert.equal(week.tasks.success_rate, 0.9798);
+    assert.equal(week.tasks.per_hour, 11.54); // 1939 over the week less the minute before the first session
+    assert.equal(week.summary, '2000 tasks: 1939 completed, 40 failed, 21 cancelled (2198 attempts, 198 retried)');
+    assert.deepEqual(
+      { tasks: [week.totals.tasks_completed, week.totals.tasks_failed, week.totals.tasks_cancelled], attempts: [week.totals.attempts_completed, week.totals.attempts_failed, week.totals.attempts_cancelled] },
+      { tasks: [1939, 40, 21], attempts: [1939, 238, 21] },
+    );
+    // A window that starts a day before the run: the charts start at its first record
+    // (a resource sample at T0), cut into 2-minute buckets, and no rate is extrapolated
+    // from its 59 minutes since the first session.
+    const early = await collect(paths, config, { since: T0 - DAY, until: T0 + 3_600_000 }, { now: T1, systemd: false });
+    assert.equal(early.since, new Date(T0 - DAY).toISOString().replace('.000Z', 'Z'));
+    assert.equal(early.series.start, new Date(T0).toISOString().replace('.000Z', 'Z'));
+    assert.equal(early.series.bucket_s, 120);
+    assert.equal(early.series.buckets.length, 30);
+    assert.equal(early.series.buckets[0]?.start, early.series.start);
+    assert.deepEqual({ span_s: early.tasks.span_s, per_hour: early.tasks.per_hour }, { span_s: 3540, per_hour: null });
+    // A week's charts: hourly buckets over the whole window.
+    assert.equal(week.series.start, new Date(T0).toISOString().replace('.000Z', 'Z'));
+    assert.equal(week.series.bucket_s, 3600);
+    assert.equal(week.series.buckets.length, 168);
     assert.equal(week.checkpoints.created, 671);
     assert.equal(week.checkpoints.pruned, 95);
     assert.equal(week.sessions.started, 5);
@@ -89,7 +112,7 @@ test('a seven-day task log: every figure matches the known truth, for the week a
     const ok = { ...week, run: 'c', verdict: 'OK' as const, alerts: [alert('OK', 'fine')] };
     assert.equal(subject([ok, unknown, crit]), `[selfware ${os.hostname()}] CRITICAL: 3 runs; a CRITICAL: success rate 20% over 1h; b UNKNOWN: cannot read the disk`);
     assert.equal(subject([ok, unknown]), `[selfware ${os.hostname()}] UNKNOWN: 2 runs; b UNKNOWN: cannot read the disk`);
-    assert.match(subject([crit]), /^\[selfware a\] CRITICAL: success rate 20% over 1h; \d+ tasks, \d+% success$/);
+    assert.match(subject([crit]), /^\[selfware a\] CRITICAL: success rate 20% over 1h; 2000 tasks: 1939 completed, 40 failed, 21 cancelled \(2198 attempts, 198 retried\)$/);
   } finally {
     t.cleanup();
   }
@@ -133,11 +156,12 @@ test('sw-report on the week log through the command: JSON as collected, text, an
     const until = new Date(T1).toISOString();
     const r = await sw('sw-report', ['week', '--since', since, '--until', until, '--json'], t);
     assert.equal(r.exitCode, 0, String(r.stderr));
-    const doc = JSON.parse(String(r.stdout)) as { run: string; since: string; until: string; tasks: Record<string, unknown>; llm: Record<string, unknown>; checkpoints: Record<string, unknown>; restarts: number; recoveries: Record<string, unknown>; alerts: unknown[] };
+    const doc = JSON.parse(String(r.stdout)) as { run: string; since: string; until: string; tasks: Record<string, unknown>; attempts: Record<string, unknown>; llm: Record<string, unknown>; checkpoints: Record<string, unknown>; restarts: number; recoveries: Record<string, unknown>; alerts: unknown[] };
     const truth = truthFor(facts, { since: T0, until: T1 });
     assert.equal(doc.run, 'week');
     assert.equal(doc.since, since.replace('.000Z', 'Z'));
     assert.deepEqual(doc.tasks, { ...truth.tasks, failure_reasons: truth.tasks.failure_reasons.slice(0, 5) });
+    assert.deepEqual(doc.attempts, { ...truth.attempts, failure_reasons: truth.attempts.failure_reasons.slice(0, 5) });
     assert.equal(doc.llm.calls, truth.llm.calls);
     assert.equal(doc.checkpoints.created, truth.checkpoints.created);
     assert.equal(doc.restarts, truth.restarts);

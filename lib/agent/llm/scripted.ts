@@ -123,7 +123,8 @@ export class ScriptedBackend implements LlmBackend {
       tokensIn,
       tokensOut,
       latencyMs,
-      tokensPerS: latencyMs > 0 ? (tokensOut * 1000) / latencyMs : tokensOut * 1000,
+      // No model generated these tokens: a speed would be the script's, and a report would show it as the model's.
+      tokensPerS: null,
       model: `script:${this.file}`,
       quantization: this.level,
     };

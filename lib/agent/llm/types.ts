@@ -33,7 +33,8 @@ export interface CompleteResult {
   tokensIn: number;
   tokensOut: number;
   latencyMs: number;
-  tokensPerS: number;
+  /** Generation speed; null where there is no model to measure (the scripted backend). */
+  tokensPerS: number | null;
   model: string;
   quantization: Quant | null;
 }
