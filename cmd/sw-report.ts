@@ -5,12 +5,12 @@
 
 import { Command, Option } from 'commander';
 import { action, choiceArg, createProgram, main, optsOf, outputFor, withCommonOptions } from '../lib/cli.js';
-import { loadRunConfig, type RunConfig } from '../lib/config/index.js';
+import { configWarning, loadRunConfig, type RunConfig } from '../lib/config/index.js';
 import { EXIT, configError, describeError, errnoText, exitCodeFor, ioError, noInputError, usageError } from '../lib/exit.js';
 import { writeFileAtomic } from '../lib/fsutil.js';
 import { loadGovernorConfig } from '../lib/governor/config.js';
 import { listRuns } from '../lib/governor/sample.js';
-import { roots, runPaths, validateRunName } from '../lib/run.js';
+import { requireDefined, roots, runPaths, validateRunName } from '../lib/run.js';
 import { STATUS_CODE, checkLine, pluginText } from '../lib/report/check.js';
 import { collect } from '../lib/report/collect.js';
 import { windowOf } from '../lib/report/window.js';
@@ -87,13 +87,17 @@ function buildProgram(): Command {
 
       const gather = async (run: string | undefined, win: ReturnType<typeof windowOf>): Promise<Array<{ report: Report; config: RunConfig }>> => {
         const r = roots();
-        const { config: gov } = await loadGovernorConfig(r);
+        // A mistake in a config stops no report: the report says it (CRITICAL), and goes on from the keys that read right.
+        const { config: gov, problems: govProblems } = await loadGovernorConfig(r, { lenient: true });
+        if (govProblems.length && !o.check) out.warn(configWarning(govProblems).replace(/ \(sw-agent run .*\)$/, ''));
         const names = run !== undefined ? [run] : listRuns(r.stateDir).map((x) => x.run);
         const got: Array<{ report: Report; config: RunConfig }> = [];
         for (const name of names) {
           const paths = runPaths(name);
-          const { config } = await loadRunConfig(paths);
-          got.push({ report: await collect(paths, config, win, { disk: gov.disk }), config });
+          requireDefined(paths);
+          const { config, file, problems } = await loadRunConfig(paths, { lenient: true });
+          if (problems.length && !o.check) out.warn(configWarning(problems));
+          got.push({ report: await collect(paths, config, win, { disk: gov.disk, configFile: file, configProblems: problems }), config });
         }
         return got;
       };

@@ -2,7 +2,7 @@
 // "governor" is therefore not a run name). Every key has a default.
 
 import path from 'node:path';
-import { loadConfigFile, type LoadedConfig } from '../config/index.js';
+import { loadConfigFile, type LoadOptions, type LoadedConfig } from '../config/index.js';
 import type { Spec } from '../config/spec.js';
 import type { Roots } from '../run.js';
 
@@ -81,6 +81,6 @@ export function governorConfigFile(roots: Roots): string {
   return path.join(roots.configDir, 'governor.yaml');
 }
 
-export async function loadGovernorConfig(roots: Roots): Promise<LoadedConfig<GovernorConfig>> {
-  return loadConfigFile<GovernorConfig>(governorConfigFile(roots), GOVERNOR_SCHEMA, GOVERNOR_CHECKS);
+export async function loadGovernorConfig(roots: Roots, opts: LoadOptions = {}): Promise<LoadedConfig<GovernorConfig>> {
+  return loadConfigFile<GovernorConfig>(governorConfigFile(roots), GOVERNOR_SCHEMA, GOVERNOR_CHECKS, opts);
 }

@@ -1,4 +1,4 @@
-// The alerts: the same six questions for `--check` (Monitoring Plugins:
+// The alerts: the same nine questions for `--check` (Monitoring Plugins:
 // exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN, one line with perfdata), the
 // report's verdict and the mail's subject. Each is judged at `until`.
 
@@ -30,8 +30,10 @@ export interface CheckContext {
   runDir: string;
   /** The governor's disk thresholds, % free. */
   disk: Thresholds;
-  /** Whether the agent runs (the checkpoint age is judged only then). */
+  /** Whether the agent runs (changes left unprotected are judged only then). */
   sessionOpen: boolean;
+  /** Why what the newest checkpoint protects could not be worked out, if it could not. */
+  protectionError: string | null;
   /** When the oldest task now waiting in the queue was created (ms), if any. */
   oldestWaiting: number | null;
   /** The run's agent.max_attempts, for tasks the task log has no max_attempts for. */
@@ -134,23 +136,48 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
     max: 1,
   });
 
-  // 4. Checkpoint age, while the agent runs.
-  const ckAge = ctx.sessionOpen ? r.checkpoints.age_s : null;
-  const ck = ctx.sessionOpen && r.checkpoints.last === null ? 'WARNING' : judge(ckAge, c.checkpoint_age.warning / 1000, c.checkpoint_age.critical / 1000, 'above');
+  // 4. Checkpoints: the newest attempts failed (CRITICAL, naming why), or changes left
+  // unprotected for long while the agent runs. An idle run whose state is what its newest
+  // checkpoint holds is protected, however old that checkpoint.
+  const ck = r.checkpoints;
+  const nowMs = Date.parse(r.generated_at);
+  const un = ck.unprotected;
+  const unAge = un && un.paths > 0 && un.since !== null ? Math.max(0, Math.round((nowMs - Date.parse(un.since)) / 1000)) : un ? 0 : null;
+  let ckStatus: Status;
+  let ckMessage: string;
+  if (ck.failing) {
+    const f = ck.failing;
+    ckStatus = 'CRITICAL';
+    ckMessage = `checkpoints failing since ${formatDuration(Math.max(0, U - Date.parse(f.since)))} ago (${plural(f.count, 'attempt')}${f.kind ? `, the last ${f.kind}` : ''}): ${f.reason ?? 'no reason recorded'}`;
+  } else if (un === null) {
+    ckStatus = ctx.protectionError ? 'UNKNOWN' : 'OK';
+    ckMessage = ctx.protectionError
+      ? `cannot tell what the newest checkpoint protects: ${ctx.protectionError}`
+      : ck.last
+        ? `last checkpoint ${formatDuration(Math.max(0, (ck.age_s ?? 0) * 1000))} ago`
+        : 'no checkpoint yet';
+  } else if (un.paths === 0) {
+    ckStatus = 'OK';
+    ckMessage = ck.last ? `nothing changed since checkpoint ${ck.last.id} (${ck.last.kind}, ${formatDuration(Math.max(0, nowMs - Date.parse(ck.last.time)))} ago)` : 'nothing to protect yet';
+  } else {
+    ckStatus = ctx.sessionOpen ? judge(unAge, c.checkpoint_age.warning / 1000, c.checkpoint_age.critical / 1000, 'above') : 'OK';
+    const first = un.sample[0] ?? '';
+    const what = `${first}${un.paths > 1 ? ` and ${un.paths - 1} more` : ''}`;
+    const base = ck.last ? `the newest checkpoint ${ck.last.id} is ${formatDuration(Math.max(0, nowMs - Date.parse(ck.last.time)))} old` : 'no checkpoint yet';
+    ckMessage = ctx.sessionOpen
+      ? `${plural(un.paths, 'change')} left unprotected for ${formatDuration((unAge ?? 0) * 1000)} (${what}), ${base}`
+      : `${plural(un.paths, 'change')} since the agent stopped (${what}), ${base}`;
+  }
   out.push({
-    name: 'checkpoint_age',
-    status: ck,
-    message: !ctx.sessionOpen
-      ? 'the agent is not running'
-      : r.checkpoints.last === null
-        ? 'no checkpoint yet while the agent runs'
-        : `last checkpoint ${formatDuration((ckAge ?? 0) * 1000)} ago`,
-    value: ckAge,
+    name: 'checkpoints',
+    status: ckStatus,
+    message: ckMessage,
+    value: unAge,
     warning: c.checkpoint_age.warning / 1000,
     critical: c.checkpoint_age.critical / 1000,
     worse: 'above',
     uom: 's',
-    label: 'checkpoint_age',
+    label: 'unprotected_age',
     min: 0,
     max: null,
   });
@@ -179,20 +206,65 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
     max: 100,
   });
 
-  // 6. An escalation with no step since.
-  const esc = scalar(db, 'SELECT max(ts) FROM escalations WHERE ts < ?', [U]);
-  const after = esc === null ? null : scalar(db, 'SELECT count(*) FROM task_steps WHERE ts > ? AND ts < ?', [esc, U]);
-  const escalated = esc !== null && after === 0;
+  // 6. An escalation that no start has followed: systemd stopped restarting the run.
+  const esc = r.escalated;
   out.push({
     name: 'escalation',
-    status: escalated ? 'CRITICAL' : 'OK',
-    message: escalated ? `escalated ${formatDuration(U - (esc as number))} ago: systemd stopped restarting the run` : 'no escalation',
-    value: escalated ? 1 : 0,
+    status: esc ? 'CRITICAL' : 'OK',
+    message: esc ? `escalated ${formatDuration(Math.max(0, U - Date.parse(esc.time)))} ago${esc.reason ? ` (${esc.reason})` : ''}: systemd stopped restarting the run` : 'no escalation',
+    value: esc ? 1 : 0,
     warning: null,
     critical: 0,
     worse: 'above',
     uom: '',
     label: 'escalations',
+    min: 0,
+    max: null,
+  });
+
+  // 7. A config the agent will not start with (the rest of selfware goes on without it).
+  const cfg = r.config.problems;
+  out.push({
+    name: 'config',
+    status: cfg.length ? 'CRITICAL' : 'OK',
+    message: cfg.length ? `config ${cfg[0]}${cfg.length > 1 ? ` (and ${cfg.length - 1} more)` : ''}: the agent will not start until it is fixed` : 'config valid',
+    value: cfg.length,
+    warning: null,
+    critical: 0,
+    worse: 'above',
+    uom: '',
+    label: 'config_errors',
+    min: 0,
+    max: null,
+  });
+
+  // 8. Files in the run its owner cannot write: every checkpoint fails on them.
+  out.push({
+    name: 'writable',
+    status: r.writable.ok ? 'OK' : 'CRITICAL',
+    message: r.writable.ok ? 'the run is writable by its owner' : `run not writable by its owner: ${r.writable.message ?? `${r.writable.count} paths`}`,
+    value: r.writable.count,
+    warning: null,
+    critical: 0,
+    worse: 'above',
+    uom: '',
+    label: 'unwritable',
+    min: 0,
+    max: null,
+  });
+
+  // 9. Queue files the agent ignores (or set aside): someone's task is not being done.
+  const ignored = r.queue.invalid;
+  out.push({
+    name: 'queue',
+    status: ignored ? 'WARNING' : 'OK',
+    message: ignored ? `${plural(ignored, 'queue file')} ignored: ${r.queue.invalid_files[0] ?? 'see sw-agent status'}` : 'every queue file is a task',
+    value: ignored,
+    warning: 0,
+    critical: null,
+    worse: 'above',
+    uom: '',
+    label: 'queue_ignored',
     min: 0,
     max: null,
   });

@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Database } from 'sql.js';
 import type { RunConfig } from '../config/index.js';
 import { workspaceDir } from '../config/index.js';
+import { checkpointAttempts, escalatedAt, failingFrom, protection, writability, type Protection } from '../health.js';
 import { agentProcess, listApprovals, listTasks, readAgentState } from '../agent/state.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
 import { TaskLog, describeCorrupt } from '../tasklog/index.js';
@@ -32,6 +33,9 @@ export interface CollectOptions {
   disk?: Thresholds;
   /** Ask systemd about selfware@<run>.service (false in tests of the figures alone). */
   systemd?: boolean;
+  /** The config file read and its mistakes (a lenient load went past them): the agent will not start. */
+  configFile?: string | null;
+  configProblems?: string[];
 }
 
 type Val = string | number | null;
@@ -110,9 +114,13 @@ export async function collect(paths: RunPaths, config: RunConfig, win: Window, o
   if (!log.exists()) throw noInputError(`no run '${paths.run}': ${paths.tasklogJournal} does not exist`);
   // systemctl runs while the queries do.
   const systemd = opts.systemd === false ? Promise.resolve(null) : askSystemd(`selfware@${paths.run}.service`);
+  // What the newest checkpoint leaves unprotected is known for now only: a window ending in the past is judged on the log alone.
+  const now = opts.now ?? Date.now();
+  const ws = workspaceDir(config, paths);
+  const prot = Math.abs(now - win.until) < 60_000 ? protection(paths, ws) : Promise.resolve(null);
   const snap = await log.snapshot();
   try {
-    return await fromSnapshot(snap.db, paths, config, win, opts, systemd, [
+    return await fromSnapshot(snap.db, paths, config, win, opts, systemd, prot, [
       ...snap.warnings,
       ...(snap.torn ? [`${paths.tasklogJournal}: a torn last record was ignored`] : []),
       ...snap.corrupt.map((c) => `${describeCorrupt(paths.tasklogJournal, c)}; skipped`),
@@ -129,6 +137,7 @@ async function fromSnapshot(
   win: Window,
   opts: CollectOptions,
   systemd: Promise<Report['systemd']>,
+  prot: Promise<Protection | null>,
   warnings: string[],
 ): Promise<Report> {
   const now = opts.now ?? Date.now();
@@ -366,7 +375,7 @@ async function fromSnapshot(
   // The queue and approvals now.
   const { tasks, invalid } = await listTasks(paths, config);
   const count = (st: string): number => tasks.filter((t) => t.status === st).length;
-  const queue = { pending: count('pending'), in_progress: count('in_progress'), completed: count('completed'), failed: count('failed'), cancelled: count('cancelled'), invalid: invalid.length };
+  const queue = { pending: count('pending'), in_progress: count('in_progress'), completed: count('completed'), failed: count('failed'), cancelled: count('cancelled'), invalid: invalid.length, invalid_files: invalid.slice(0, 5).map((b) => (b.error.startsWith(b.file) ? b.error : `${b.file}: ${b.error}`)) };
   const approvals = listApprovals(paths)
     .filter((a) => a.status === 'pending')
     .map((a) => ({ id: a.id, task: a.task, action: typeof a.action === 'object' ? JSON.stringify(a.action) : String(a.action), requested: a.requested }));
@@ -470,7 +479,12 @@ async function fromSnapshot(
       age_s: lastCk.length ? round((U - n(lastCk[1])) / 1000, 0) : null,
       kept,
       disk_bytes: diskBytes,
+      failing: null,
+      unprotected: null,
     },
+    config: { file: null, problems: [] },
+    writable: { ok: true, owner: null, count: 0, problems: [], message: null },
+    escalated: null,
     governor: { decisions: changes.length, tier_s: tierS, quantization_s: quantS, current, changes },
     resources: {
       samples: peak.samples,
@@ -495,7 +509,20 @@ async function fromSnapshot(
     warnings,
   };
   const waitingSince = tasks.filter((t) => t.status === 'pending' || t.status === 'in_progress').map((t) => Date.parse(t.created)).filter((x) => !Number.isNaN(x));
+  const protNow = await prot;
+  const { w, problem: unwritable } = writability(paths, workspaceDir(config, paths));
+  report.config = { file: opts.configFile ?? null, problems: opts.configProblems ?? [] };
+  report.writable = { ok: !unwritable, owner: w?.owner.name ?? null, count: w?.count ?? 0, problems: w?.problems ?? [], message: unwritable };
+  const failing = failingFrom(checkpointAttempts(db, U));
+  report.checkpoints.failing = failing ? { since: isoUtc(failing.since), count: failing.count, kind: failing.last.kind, reason: failing.last.reason } : null;
+  const pend = protNow?.pending ?? null;
+  report.checkpoints.unprotected = pend
+    ? { paths: pend.paths.length, since: pend.since === null ? null : isoUtc(pend.since), sample: pend.paths.slice(0, 5), checkpoint: pend.checkpoint?.id ?? null }
+    : null;
+  const esc = escalatedAt(db, U);
+  report.escalated = esc ? { time: isoUtc(esc.time), reason: esc.reason } : null;
   report.alerts = evaluate(db, report, {
+    protectionError: protNow?.error ?? null,
     config: config.report.check,
     until: U,
     runDir: paths.runDir,

@@ -7,7 +7,7 @@ export type Tier = 'normal' | 'warning' | 'critical';
 
 /** One alert of `--check`, evaluated at `until` over the check window. */
 export interface Alert {
-  /** success_rate, progress, error_rate, checkpoint_age, disk, escalation */
+  /** success_rate, progress, error_rate, checkpoints, disk, escalation, config, writable, queue */
   name: string;
   status: Status;
   /** One short phrase: "success rate 20% over 1h". */
@@ -21,7 +21,7 @@ export interface Alert {
   worse: 'above' | 'below';
   /** Perfdata unit of measure: "", "s", "%". */
   uom: string;
-  /** Perfdata label: success, progress_age, errors, checkpoint_age, disk_free, escalations. */
+  /** Perfdata label: success, progress_age, errors, unprotected_age, disk_free, escalations, config_errors, unwritable, queue_ignored. */
   label: string;
   /** Perfdata min and max, when the value has them. */
   min: number | null;
@@ -146,7 +146,22 @@ export interface Report {
     kept: number;
     /** Bytes on disk of the run's state repository and the workspace's history. */
     disk_bytes: number;
+    /** The newest checkpoint attempts before `until` failed: since when, how many, the newest's kind and reason. */
+    failing: { since: string; count: number; kind: string | null; reason: string | null } | null;
+    /**
+     * What a checkpoint now would add to the newest one: how many paths
+     * ("state/queue/x.yaml", "workspace/src/a.ts"), since when the oldest
+     * change has been unprotected, the first few. Known for a window that
+     * ends now only (null otherwise, or when it cannot be worked out).
+     */
+    unprotected: { paths: number; since: string | null; sample: string[]; checkpoint: string | null } | null;
   };
+  /** The run's config file and the mistakes in it (the agent will not start until they are fixed). */
+  config: { file: string | null; problems: string[] };
+  /** Whether the run's owner can write what selfware writes in it; the first problems, and one line for all. */
+  writable: { ok: boolean; owner: string | null; count: number; problems: Array<{ path: string; why: string }>; message: string | null };
+  /** The newest escalation at `until` if no session has started since (systemd stopped restarting the run). */
+  escalated: { time: string; reason: string | null } | null;
   governor: {
     decisions: number;
     /** Seconds of the window in each tier (while decisions are known). */
@@ -173,7 +188,7 @@ export interface Report {
     };
   };
   /** The queue now (not limited to the window). */
-  queue: { pending: number; in_progress: number; completed: number; failed: number; cancelled: number; invalid: number };
+  queue: { pending: number; in_progress: number; completed: number; failed: number; cancelled: number; invalid: number; invalid_files: string[] };
   approvals: { pending: Array<{ id: string; task: string; action: string; requested: string }> };
   alerts: Alert[];
   /** Counts over the whole log up to `until`, for counters (prometheus). */

@@ -165,7 +165,7 @@ test('sw-report on the week log through the command: JSON as collected, text, an
     assert.equal(doc.llm.calls, truth.llm.calls);
     assert.equal(doc.checkpoints.created, truth.checkpoints.created);
     assert.equal(doc.restarts, truth.restarts);
-    assert.equal(doc.alerts.length, 6);
+    assert.equal(doc.alerts.length, 9);
     const text = await sw('sw-report', ['week', '--since', since, '--until', until], t);
     assert.equal(text.exitCode, 0, String(text.stderr));
     assert.match(String(text.stdout), new RegExp(`^selfware week on .*, 2026-11-01 00:00 UTC to 2026-11-08 00:00 UTC \\(7d\\)\\n`));
@@ -200,7 +200,7 @@ test('sw-report on the week log through the command: JSON as collected, text, an
     assert.match(String(warned.stderr), new RegExp(`^sw-report: warning: week: .*tasklog\\.journal:${lines + 1}: record at position \\d+: CRC mismatch; skipped$`, 'm'));
     const none = await sw('sw-report', ['nosuch'], t);
     assert.equal(none.exitCode, 66);
-    assert.match(String(none.stderr), /^sw-report: no run 'nosuch': .*nosuch\/tasklog\.journal does not exist$/);
+    assert.match(String(none.stderr), /^sw-report: no such run 'nosuch' \(neither .*nosuch\.yaml nor .*nosuch exists; sw-agent init nosuch creates it\)$/);
   } finally {
     t.cleanup();
   }
