@@ -57,6 +57,10 @@ test('make install PREFIX= DESTDIR= UNITDIR=, then make uninstall', async () => 
     assert.match(unit, /^ExecStart=\/opt\/selfware\/bin\/sw-agent run %i$/m);
     assert.match(unit, /^ExecStartPre=-\/opt\/selfware\/bin\/sw-recover %i$/m);
     assert.doesNotMatch(unit, /\/usr\/local\//);
+    // Every installed unit names real paths: no @PLACEHOLDER@ left for a sed that never ran.
+    for (const f of installed.filter((x) => x.startsWith('usr/lib/systemd/system/'))) {
+      assert.doesNotMatch(fs.readFileSync(path.join(dest, f), 'utf8'), /@[A-Z][A-Z0-9_]*@/, f);
+    }
     const alert = fs.readFileSync(path.join(dest, 'usr/lib/systemd/system/selfware-alert@.service'), 'utf8');
     assert.match(alert, /^ExecStart=\/opt\/selfware\/libexec\/selfware\/selfware-alert %i$/m);
     assert.ok(installed.includes('opt/selfware/libexec/selfware/selfware-alert'));
