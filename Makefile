@@ -3,7 +3,7 @@
 #   make test            run every test (installs what the tests need)
 #   make check           type-check and lint
 #   make demo            the main job on the embedded default
-#   make install         PREFIX=/usr/local DESTDIR= UNITDIR=/etc/systemd/system [SYSTEMD_VERSION=]
+#   make install         PREFIX=/usr/local DESTDIR= UNITDIR=/etc/systemd/system [SYSTEMD_VERSION=] [LLAMA_PLATFORM=]
 #   make uninstall       remove exactly what install put there
 
 PREFIX     ?= /usr/local
@@ -23,6 +23,13 @@ UNITS       = $(notdir $(wildcard units/*.service units/*.timer))
 SERVICE_USER ?= selfware
 # systemd 254 and later space restarts themselves (RestartSteps=): a drop-in for those.
 SYSTEMD_VERSION ?= $(shell systemctl --version 2>/dev/null | awk 'NR==1 {print $$2 + 0}')
+# node-llama-cpp's prebuilt binaries that install keeps: this machine's
+# system and architecture, as node-llama-cpp names them, not the other
+# systems' that npm fetches too. On linux-x64 that is the CPU, CUDA, CUDA-ext
+# and Vulkan ones. Vulkan stays: node-llama-cpp 3's gpu "auto" tries CUDA only
+# where the CUDA runtime (libcudart, libcublas) is installed, so an NVIDIA box
+# with the driver alone runs the model through Vulkan, or on the CPU without it.
+LLAMA_PLATFORM ?= $(shell $(NODE) -p '({ darwin: "mac", win32: "win" }[process.platform] || process.platform) + "-" + ({ arm: "armv7l" }[process.arch] || process.arch)' 2>/dev/null)
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
 APT_TEST    = restic mandoc systemd-container exim4-daemon-light chromium prometheus
@@ -93,9 +100,23 @@ install: build
 	install -d $(DESTDIR)$(LIBDIR)/dist/bin $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/selfware
 	rm -rf $(DESTDIR)$(LIBDIR)/node_modules
 	install -m 755 $(addprefix dist/bin/,$(addsuffix .cjs,$(COMMANDS))) $(DESTDIR)$(LIBDIR)/dist/bin/
-	cp -R node_modules package.json package-lock.json $(DESTDIR)$(LIBDIR)/
+	@# -H: node_modules may be a symlink (a worktree's); copy what it points at.
+	cp -RH node_modules package.json package-lock.json $(DESTDIR)$(LIBDIR)/
 	cd $(DESTDIR)$(LIBDIR) && $(NPM) prune --omit=dev --offline --no-audit --no-fund >/dev/null 2>&1
 	rm -f $(DESTDIR)$(LIBDIR)/node_modules/.stamp
+	@# What the commands never load: other systems' llama.cpp binaries;
+	@# typescript (node-llama-cpp's optional peer, for its own CLI only, so
+	@# prune keeps it); the llama.cpp sources node-llama-cpp keeps to build
+	@# from source (the agent runs with build: "never"); sql.js's other builds
+	@# (the commands load dist/sql-wasm.js and its .wasm); source maps and
+	@# type declarations.
+	@test -n "$(LLAMA_PLATFORM)" || { echo "make: LLAMA_PLATFORM is empty (is node on PATH?)" >&2; exit 1; }
+	cd $(DESTDIR)$(LIBDIR)/node_modules && \
+	  for d in @node-llama-cpp/*; do case "$${d#*/}" in $(LLAMA_PLATFORM)|$(LLAMA_PLATFORM)-*) ;; *) rm -rf "$$d" ;; esac; done && \
+	  rm -rf typescript node-llama-cpp/llama/gitRelease.bundle && \
+	  find sql.js/dist -type f ! -name sql-wasm.js ! -name sql-wasm.wasm -delete && \
+	  find . -type f \( -name '*.js.map' -o -name '*.mjs.map' -o -name '*.cjs.map' -o -name '*.d.ts' -o -name '*.d.ts.map' -o -name '*.d.mts' -o -name '*.d.cts' \) -delete && \
+	  find .bin -xtype l -delete
 	for c in $(COMMANDS); do \
 	  printf '#!/bin/sh\nexec %s %s/dist/bin/%s.cjs "$$@"\n' '$(NODE)' '$(LIBDIR)' $$c > $(DESTDIR)$(BINDIR)/$$c; \
 	  chmod 755 $(DESTDIR)$(BINDIR)/$$c; \
@@ -124,6 +145,12 @@ install: build
 	  install -d -o $(SERVICE_USER) -g $(SERVICE_USER) -m 0750 /var/lib/selfware; \
 	fi
 	@echo "installed selfware into $(DESTDIR)$(PREFIX), units into $(DESTDIR)$(UNITDIR)"
+	@echo "installed size: $$(du -sch $(INSTALLED) $$(ls -d $(DESTDIR)$(UNITDIR)/selfware@.service.d 2>/dev/null) | tail -n 1 | cut -f 1)"
+
+# What install writes, for its size (not the whole PREFIX: /usr/local holds more).
+INSTALLED = $(DESTDIR)$(LIBDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(DOCDIR) $(addprefix $(DESTDIR)$(BINDIR)/,$(COMMANDS)) \
+  $(addprefix $(DESTDIR)$(UNITDIR)/,$(UNITS)) $(DESTDIR)$(SYSCONFDIR)/selfware/example.yaml.sample \
+  $(foreach m,$(wildcard man/*.[1-8]),$(DESTDIR)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m)))
 
 # Removes every file install wrote; the service user and the runs in
 # /var/lib/selfware (files it owns) outlive an uninstall.
