@@ -27,6 +27,7 @@ import {
 } from '../state/index.js';
 import { TaskLog, describeCorrupt, type Snapshot } from '../tasklog/index.js';
 import { systemdUnit } from '../notify.js';
+import { agentProcess } from '../agent/state.js';
 import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
 import { readJournalLocked } from '../tasklog/journal.js';
 import { crashReason, readHistory, type History } from './history.js';
@@ -256,7 +257,16 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
     res.duration_ms = now() - started;
     return res;
   }
-  const agentLock = opts.agentLockHeld ? null : lockAgent(paths);
+  // A dry run changes nothing: it takes no lock, so it works while the agent runs (and for a reader who may not write the run).
+  if (dryRun && !opts.agentLockHeld && !opts.checkpoint) {
+    const live = agentProcess(paths);
+    if (live) {
+      res.detail = `the agent is running (pid ${live.pid}): nothing to recover while it runs`;
+      res.duration_ms = now() - started;
+      return res;
+    }
+  }
+  const agentLock = opts.agentLockHeld || dryRun ? null : lockAgent(paths);
   if (!opts.checkpoint && !exists(markerFile(paths))) {
     const quick = quickCheck(paths);
     if (quick) {
@@ -270,7 +280,7 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
   let session: SessionInfo | undefined;
   let failures = 0;
   try {
-    stateLock = await lockState(paths);
+    if (!dryRun) stateLock = await lockState(paths);
     const history = await openHistory(paths, res, dryRun);
     if (opts.checkpoint) {
       await rollback(paths, config, ws, history, opts.checkpoint, res, dryRun, say, now);

@@ -342,7 +342,7 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       const errText = (await journal('-t selfware -p err')).trim().split('\n');
       assert.deepEqual(errText, errs, 'journalctl -p err shows exactly the lines logged at err');
       assert.ok(errs.length >= 3, `error lines: ${errs.join(' | ')}`);
-      for (const m of errs) assert.match(m, /escalat|FAILED|failed \(result|error|cannot/i, `an error line: ${m}`);
+      for (const m of errs) assert.match(m, /escalat|FAILED|failed \(result|error|cannot|invalid run name|unknown key/i, `an error line: ${m}`);
       const prio = (re: RegExp) => lines.filter((l) => re.test(l.MESSAGE)).map((l) => Number(l.PRIORITY));
       assert.ok(prio(/agent ready/).every((p) => p === 6), 'ready lines at info');
       assert.ok(prio(/nothing to recover/).every((p) => p === 6), 'no-op recoveries at info');
