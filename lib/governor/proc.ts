@@ -130,14 +130,20 @@ export function readCgroupPath(proc: string, pid: number): string | null {
   }
 }
 
-/** The CPU time a cgroup's processes have used, in microseconds (all of them, those gone too), or null. */
+/**
+ * The CPU time a cgroup's processes have used, in microseconds (all of them,
+ * those gone too), or null. A hybrid layout has the v2 tree under unified/.
+ */
 export function readCgroupUsec(cgroupRoot: string, cgroupPath: string): number | null {
-  try {
-    const m = /^usage_usec\s+(\d+)/m.exec(fs.readFileSync(path.join(cgroupRoot, cgroupPath, 'cpu.stat'), 'utf8'));
-    return m ? Number(m[1]) : null;
-  } catch {
-    return null;
+  for (const root of [cgroupRoot, path.join(cgroupRoot, 'unified')]) {
+    try {
+      const m = /^usage_usec\s+(\d+)/m.exec(fs.readFileSync(path.join(root, cgroupPath, 'cpu.stat'), 'utf8'));
+      if (m) return Number(m[1]);
+    } catch {
+      /* not in this tree */
+    }
   }
+  return null;
 }
 
 /** The unit name systemd gives a run's service: the instance as typed, or systemd-escaped. */

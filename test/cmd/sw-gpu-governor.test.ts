@@ -55,12 +55,13 @@ async function stopGovernor(g: { child: ResultPromise }): Promise<number | undef
 }
 
 /** The decision published now (not stale), polled until `ok` says so. */
-async function decisionWhen(t: TestEnv, what: string, ok: (d: Decision) => boolean, timeoutMs: number, g?: { output(): string }): Promise<Decision> {
+async function decisionWhen(t: TestEnv, what: string, ok: (d: Decision) => boolean, timeoutMs: number, g: { child: ResultPromise; output(): string }): Promise<Decision> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const d = readDecision(t.runtimeDir).decision;
     if (d && ok(d)) return d;
-    if (Date.now() > deadline) assert.fail(`timed out after ${timeoutMs} ms waiting for ${what}; last decision: ${JSON.stringify(d)}${g ? `\ngovernor output:\n${g.output()}` : ''}`);
+    const gone = g.child.exitCode !== null || g.child.signalCode !== null;
+    if (gone || Date.now() > deadline) assert.fail(`${gone ? 'the governor exited' : `timed out after ${timeoutMs} ms`} waiting for ${what}; last decision: ${JSON.stringify(d)}\ngovernor output:\n${g.output()}`);
     await sleep(20);
   }
 }
@@ -348,7 +349,9 @@ test("run: CPU throttles only once others' load has held for cpu_sustain; the ag
   }
 });
 
-test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, and comes back', { timeout: 60_000 }, async () => {
+// Real llama.cpp loads the model at three levels here, four or five times in
+// all: on a loaded 2-core machine that alone can take a minute.
+test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, and comes back', { timeout: 120_000 }, async () => {
   const t = makeEnv();
   const m = machine(t);
   let g: ReturnType<typeof startGovernor> | null = null;
@@ -365,7 +368,7 @@ test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, 
     a = startAgent(t);
     const agent = a;
     // The pressure once the agent works (loading the model takes a while on a loaded machine).
-    await waitFor('a first answer of the model', async () => (await query(t, 'SELECT count(*) FROM llm_calls WHERE ok = 1'))[0]?.[0] as number, 30_000, agent);
+    await waitFor('a first answer of the model', async () => (await query(t, 'SELECT count(*) FROM llm_calls WHERE ok = 1'))[0]?.[0] as number, 40_000, agent);
     fake.set(vramSeries([76, 76, 76, 76, 76, 92, 92, 92, 30], 1500));
     await waitFor(
       'the agent back at Q4_K_M after the pressure',
@@ -375,10 +378,10 @@ test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, 
         const levels = await query(t, 'SELECT count(DISTINCT quantization) FROM llm_calls WHERE ok = 1');
         return sw2.length >= 3 && (unloads[0]?.[0] as number) >= 1 && sw2[sw2.length - 1]?.[0] === 'Q4_K_M' && levels[0]?.[0] === 3;
       },
-      45_000,
+      50_000,
       agent,
     );
-    await within(30_000, 'the agent to stop', agent.stop());
+    await within(15_000, 'the agent to stop', agent.stop());
     assert.equal(await stopGovernor(g), 0);
     const switches = (await query(t, "SELECT json_extract(data, '$.from'), json_extract(data, '$.to') FROM events WHERE type = 'quantization_switch' ORDER BY pos")).map((r) => `${r[0]}->${r[1]}`);
     assert.equal(switches[0], 'Q4_K_M->Q3_K_L');

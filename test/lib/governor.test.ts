@@ -357,6 +357,24 @@ test('CPU meter: a unit name systemd-escaped; an agent in a unit not its own, or
   }
 });
 
+test('CPU meter: a hybrid cgroup layout (the v2 tree under unified/)', TO, () => {
+  const t = makeEnv('gov-cpu');
+  try {
+    const m = fakeMachine(t.dir, { hybrid: true });
+    const cg = unitCgroup('run1');
+    fakeRun(t.stateDir, 'run1', 4242);
+    m.spawn({ pid: 4242, ppid: 1, cmd: agentCmd('run1'), cgroup: cg });
+    m.set({ others: 10, iowait: 0, cgroups: { [cg]: 80 } });
+    const meter = new CpuMeter(m, t.stateDir);
+    meter.read();
+    m.step(2);
+    const r = meter.read();
+    assert.deepEqual([pcts(r), r.runs.map((x) => x.by)], [[90, 80, 10], ['cgroup']]);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test("CPU meter, a run by hand (no unit of its own): the agent's process tree, children reaped or detached, is the run's own", TO, () => {
   const t = makeEnv('gov-cpu');
   try {
