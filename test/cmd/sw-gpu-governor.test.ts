@@ -223,7 +223,7 @@ test('disk pressure on a real small filesystem: critical, pause', { timeout: 60_
   await execa('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', mnt]);
   try {
     const env = { SELFWARE_STATE_DIR: mnt, PATH: '/usr/bin:/bin' };
-    const c = await sw('sw-checkpoint', ['create', 'tiny', '-q'], { env: { ...t.env, ...env } });
+    const c = await sw('sw-agent', ['init', 'tiny', '-q'], { env: { ...t.env, ...env } });
     assert.equal(c.exitCode, 0, String(c.stderr));
     const before = JSON.parse(String((await gov(['once', '--json'], t, env)).stdout));
     assert.equal(before.readings.disk.tier, 'normal');
@@ -256,7 +256,7 @@ test('run: publishes a decision each interval, logs each transition once, record
   let g: ReturnType<typeof startGovernor> | null = null;
   try {
     await within(10_000, 'the notify socket', n.ready);
-    await sw('sw-checkpoint', ['create', 'run1', '-q'], t);
+    assert.equal((await sw('sw-agent', ['init', 'run1', '-q'], t)).exitCode, 0);
     const fake = fakeNvidiaSmi(t.dir);
     fake.set(vramSeries([40], 700));
     governorConfig(t, `interval: 150ms\ndwell: 400ms\ncalm: 1s\nhysteresis: 3\nrecord_every: 1s\n${NO_DISK}`);
@@ -306,7 +306,7 @@ test("run: CPU throttles only once others' load has held for cpu_sustain; the ag
   const m = machine(t);
   let g: ReturnType<typeof startGovernor> | null = null;
   try {
-    await sw('sw-checkpoint', ['create', 'run1', '-q'], t);
+    assert.equal((await sw('sw-agent', ['init', 'run1', '-q'], t)).exitCode, 0);
     const cg = unitCgroup('run1');
     fakeRun(t.stateDir, 'run1', 4242);
     m.spawn({ pid: 4242, ppid: 1, cmd: agentCmd('run1'), cgroup: cg });
