@@ -31,8 +31,8 @@ for (const d of ['state', 'etc', 'run', 'bin']) fs.mkdirSync(path.join(dir, d));
 fs.writeFileSync(path.join(dir, 'bin', 'nvidia-smi'), '#!/bin/sh\necho "0, Fake RTX 4090, 9830, 24576, 87, 71, 301.5"\n', { mode: 0o755 });
 fs.writeFileSync(path.join(dir, 'etc', 'governor.yaml'), `interval: ${interval}ms\n`);
 for (const run of ['run1', 'run2']) {
-  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist/bin/sw-checkpoint.cjs'), 'create', run, '-q'], { env });
-  if (r.status !== 0) throw new Error(`sw-checkpoint create ${run}: ${r.stderr}`);
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'dist/bin/sw-agent.cjs'), 'init', run, '-q'], { env });
+  if (r.status !== 0) throw new Error(`sw-agent init ${run}: ${r.stderr}`);
 }
 
 function stat(pid: number): { self: number; children: number } {

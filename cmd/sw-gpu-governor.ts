@@ -7,6 +7,7 @@ import { action, createProgram, main, optsOf, outputFor, withCommonOptions } fro
 import { EXIT, noInputError } from '../lib/exit.js';
 import { loadGovernorConfig } from '../lib/governor/config.js';
 import { decideOnce, runGovernor, sample } from '../lib/governor/index.js';
+import { hostRoots } from '../lib/governor/proc.js';
 import { RESOURCES } from '../lib/governor/decide.js';
 import { decisionFile, readDecision, type Decision } from '../lib/governor/decision.js';
 import { initNotify, ready, status, stopping, watchdog, watchdogIntervalMs } from '../lib/notify.js';
@@ -14,13 +15,16 @@ import { table, type Output } from '../lib/output.js';
 import { roots } from '../lib/run.js';
 import { formatBytes } from '../lib/units.js';
 
-const UNIT: Record<string, string> = { vram: '% used', ram: '% used', disk: '% free', cpu: '% load', gpu_temp: ' °C' };
+const UNIT: Record<string, string> = { vram: '% used', ram: '% used', disk: '% free', cpu: '% others', gpu_temp: ' °C' };
 
 function printDecision(out: Output, d: Decision): void {
   const r = d.readings as Record<string, { value: number | null; tier: string }> & {
     gpus: Array<{ index: number; name: string; vram_used_mb: number; vram_total_mb: number; temp_c: number | null; util_pct: number | null }>;
     gpu_note: string | null;
     disks: Array<{ path: string; runs: string[]; free_bytes: number }>;
+    cpu_load_pct?: number | null;
+    cpu_own_pct?: number | null;
+    cpu_runs?: Array<{ run: string; pct: number | null }>;
   };
   const rows: string[][] = [
     ['tier:', d.tier],
@@ -31,6 +35,10 @@ function printDecision(out: Output, d: Decision): void {
     const v = r[k];
     let extra = '';
     if (k === 'vram') extra = r.gpus.length ? r.gpus.map((g) => `GPU ${g.index} ${g.name}: ${formatBytes(g.vram_used_mb * 1048576)} of ${formatBytes(g.vram_total_mb * 1048576)}${g.util_pct !== null ? `, ${g.util_pct}% busy` : ''}`).join('; ') : `no GPU (${r.gpu_note ?? 'none'})`;
+    if (k === 'cpu' && r.cpu_load_pct !== undefined && r.cpu_load_pct !== null) {
+      const runs = (r.cpu_runs ?? []).map((x) => `${x.run} ${x.pct ?? '-'}%`).join(', ');
+      extra = `own ${r.cpu_own_pct ?? '-'}%${runs ? ` (${runs})` : ''}, all ${r.cpu_load_pct}%`;
+    }
     if (k === 'disk') extra = r.disks.map((x) => `${x.path}${x.runs.length ? ` (${x.runs.join(', ')})` : ''}: ${formatBytes(x.free_bytes)} free`).join('; ');
     rows.push([`${k}:`, v && v.value !== null ? `${v.value}${UNIT[k]} (${v.tier})` : '-', extra]);
   }
@@ -41,7 +49,7 @@ function printDecision(out: Output, d: Decision): void {
 function statusLine(d: Decision): string {
   const r = d.readings as Record<string, { value: number | null }>;
   const v = (k: string, u: string): string | null => (r[k]?.value !== null && r[k]?.value !== undefined ? `${k} ${r[k]?.value}${u}` : null);
-  return [d.tier, d.quantization, d.actions.join(' ') || null, v('vram', '%'), v('ram', '%'), v('disk', '% free'), v('cpu', '%')].filter((x) => x).join(', ');
+  return [d.tier, d.quantization, d.actions.join(' ') || null, v('vram', '%'), v('ram', '%'), v('disk', '% free'), v('cpu', '% others')].filter((x) => x).join(', ');
 }
 
 function buildProgram(): Command {
@@ -69,6 +77,7 @@ function buildProgram(): Command {
       out.info(`governor started (${file ?? 'default configuration'}); publishing to ${decisionFile(r.runtimeDir)} every ${config.interval} ms`);
       await runGovernor(config, r, {
         signal: ctrl.signal,
+        host: hostRoots(),
         // Between samples too, so an interval longer than the watchdog is no hang.
         keepalive: watchdog,
         keepaliveMs: wd > 0 ? Math.floor(wd / 2) : 0,
@@ -86,13 +95,13 @@ function buildProgram(): Command {
       return EXIT.OK;
     }),
   );
-  withCommonOptions(program.command('once').description('one sample and the decision from it alone (no dwell), for scripts and cron')).action(
+  withCommonOptions(program.command('once').description('one sample and the decision from it alone (no dwell, no cpu_sustain; the CPU load is that of the next half second), for scripts and cron')).action(
     action(async (_o: unknown, cmd: Command) => {
       const o = optsOf(cmd);
       const out = outputFor(cmd);
       const r = roots();
       const { config } = await loadGovernorConfig(r);
-      const d = decideOnce(await sample({ nvidiaSmi: config.nvidia_smi, nvidiaSmiTimeout: config.nvidia_smi_timeout, stateRoot: r.stateDir }), config);
+      const d = decideOnce(await sample({ nvidiaSmi: config.nvidia_smi, nvidiaSmiTimeout: config.nvidia_smi_timeout, stateRoot: r.stateDir, host: hostRoots() }), config);
       if (o.json) out.json(d);
       else printDecision(out, d);
     }),

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { RunConfig } from '../config/schema.js';
 import { EXIT, SwError, noInputError, usageError } from '../exit.js';
-import { exists, mkdirDurable, pidAlive, writeFileAtomic } from '../fsutil.js';
+import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
 import { lockHolder } from '../lock.js';
 import { MAX_TASK_TIMEOUT_MS, parseTask, queueDir, readQueue, taskFile, taskSpec, titleOf, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
@@ -50,10 +50,19 @@ const DEFAULT_STATE: AgentState = {
  * way of an agent starting.
  */
 export function agentProcess(paths: RunPaths): { pid: number } | null {
-  const h = lockHolder(agentLockFile(paths));
-  if (!h || !h.program.startsWith('sw-agent') || !pidAlive(h.pid)) return null;
+  return agentProcessAt(agentLockFile(paths));
+}
+
+/**
+ * The same from the lock file alone, with the process looked up under `proc`
+ * (the governor's may be moved). A pid that is gone has no command line there
+ * and a zombie an empty one, so reading it is also the check that it is alive.
+ */
+export function agentProcessAt(lockFile: string, proc = '/proc'): { pid: number } | null {
+  const h = lockHolder(lockFile);
+  if (!h || !h.program.startsWith('sw-agent')) return null;
   try {
-    if (!fs.readFileSync(`/proc/${h.pid}/cmdline`, 'utf8').includes('sw-agent')) return null;
+    if (!fs.readFileSync(path.join(proc, String(h.pid), 'cmdline'), 'utf8').includes('sw-agent')) return null;
   } catch {
     return null;
   }

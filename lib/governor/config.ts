@@ -25,7 +25,8 @@ export const GOVERNOR_SCHEMA: Spec = {
     vram: pct('VRAM used, % (higher is worse)', 70, 85),
     ram: pct('RAM used, % (higher is worse)', 70, 85),
     disk: pct('disk free, % (lower is worse), on every filesystem holding a run', 20, 10),
-    cpu: pct('CPU load, % of all cores (higher is worse)', 80, 95),
+    cpu: pct("CPU load outside the runs' own work, % of all cores (higher is worse)", 80, 95),
+    cpu_sustain: { kind: 'duration', min: 0, max: 3_600_000, default: 60_000, doc: 'the CPU load must hold at or above a tier this long before the CPU tier rises to it (besides the dwell)' },
     gpu_temp: {
       kind: 'object',
       doc: 'GPU temperature, °C (higher is worse)',
@@ -56,6 +57,7 @@ export interface GovernorConfig {
   ram: Thresholds;
   disk: Thresholds;
   cpu: Thresholds;
+  cpu_sustain: number;
   gpu_temp: Thresholds;
   hysteresis: number;
   dwell: number;

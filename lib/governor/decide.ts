@@ -5,7 +5,9 @@
 // VRAM pressure steps the model down a quantization level (Q4_K_M -> Q3_K_L
 // -> Q2_K), critical VRAM unloads it, and after `calm` at normal it goes back
 // up one level; critical disk, RAM or temperature pause the runs; CPU or
-// temperature at warning throttle them.
+// temperature at warning throttle them. CPU is judged on the load that is not
+// the runs' own, and rises a tier only once that load has held for
+// `cpu_sustain`: builds and the model's own threads come in bursts.
 
 import os from 'node:os';
 import type { Quant } from '../config/schema.js';
@@ -30,7 +32,7 @@ export function values(s: Sample): Record<Resource, number | null> {
     vram: vram === null ? null : round1(vram),
     ram: round1(pctUsed(s.ram_used_mb, s.ram_total_mb)),
     disk: s.disks.length ? round1(Math.min(...s.disks.map((d) => d.free_pct))) : null,
-    cpu: s.cpu_load_pct,
+    cpu: s.cpu_others_pct,
     gpu_temp: temps.length ? Math.max(...temps) : null,
   };
 }
@@ -61,7 +63,7 @@ export function nextTier(r: Resource, v: number | null, t: Thresholds, current: 
   return RANK[down] < RANK[current] ? down : current;
 }
 
-const UNITS: Record<Resource, string> = { vram: '% VRAM used', ram: '% RAM used', disk: '% disk free', cpu: '% CPU', gpu_temp: ' °C GPU' };
+const UNITS: Record<Resource, string> = { vram: '% VRAM used', ram: '% RAM used', disk: '% disk free', cpu: '% CPU outside the runs', gpu_temp: ' °C GPU' };
 
 export function describe(r: Resource, v: number | null, tier: Tier): string {
   return `${v === null ? '-' : v}${UNITS[r]} (${tier})`;
@@ -97,6 +99,8 @@ function build(s: Sample, v: Record<Resource, number | null>, tiers: Record<Reso
       swap_used_mb: s.swap_used_mb,
       swap_total_mb: s.swap_total_mb,
       cpu_load_pct: s.cpu_load_pct,
+      cpu_own_pct: s.cpu_own_pct,
+      cpu_runs: s.cpu_runs,
       disks: s.disks,
     },
   };
@@ -127,10 +131,12 @@ export class Governor {
   private lastStepDown = -Infinity;
   private lastLevelChange: number;
   private lastNotNormalVram: number;
+  /** The CPU tier a restarted daemon had published: the load had been sustained then. */
+  private readonly cpuBefore: Tier;
 
   constructor(
     private readonly cfg: GovernorConfig,
-    start: { level?: Quant; unloaded?: boolean; now: number },
+    start: { level?: Quant; unloaded?: boolean; cpu?: Tier; now: number },
   ) {
     this.level = Math.max(0, QUANT_LEVELS.indexOf(start.level ?? 'Q4_K_M'));
     this.unloaded = start.unloaded ?? false;
@@ -138,6 +144,7 @@ export class Governor {
     if (this.level > 0) this.lastStepDown = start.now;
     this.lastLevelChange = start.now;
     this.lastNotNormalVram = start.now;
+    this.cpuBefore = start.cpu ?? 'normal';
   }
 
   /** The tier a resource is in now, after hysteresis and dwell. */
@@ -145,8 +152,11 @@ export class Governor {
     const known = this.tracks.get(r);
     // The first reading counts at once: dwell guards against flapping, and
     // a governor (re)started under pressure must not publish "normal" first.
-    const t = known ?? { tier: rawTier(r, v, this.cfg[r]), worse: [null, null, null], better: [null, null, null] };
-    const k = RANK[known ? nextTier(r, v, this.cfg[r], t.tier, this.cfg.hysteresis) : t.tier];
+    // Not so for CPU, which must be sustained: it starts from the tier the
+    // daemon had published before a restart, if the load is still there.
+    const first = rawTier(r, v, this.cfg[r]);
+    const t = known ?? { tier: r === 'cpu' && RANK[first] > RANK[this.cpuBefore] ? this.cpuBefore : first, worse: [null, null, null], better: [null, null, null] };
+    const k = RANK[known ? nextTier(r, v, this.cfg[r], t.tier, this.cfg.hysteresis) : first];
     // The dwell times how long the readings have stayed at or beyond each
     // tier, whatever the tier in force: readings that swing between two tiers
     // on the same side (84, 86, 84 % from normal with thresholds at 80 and 85)
@@ -157,12 +167,13 @@ export class Governor {
       t.worse[x] = k >= x ? (t.worse[x] ?? now) : null;
       t.better[x] = k <= x ? (t.better[x] ?? now) : null;
     }
-    const held = (since: number | null | undefined): boolean => since !== null && since !== undefined && now - since >= this.cfg.dwell;
+    const held = (since: number | null | undefined, wait: number): boolean => since !== null && since !== undefined && now - since >= wait;
+    const rise = r === 'cpu' ? Math.max(this.cfg.dwell, this.cfg.cpu_sustain) : this.cfg.dwell;
     const c = RANK[t.tier];
     // The farthest tier held for the dwell (both sides cannot hold at once).
     let to: number | null = null;
-    for (let x = 2; x > c && to === null; x--) if (held(t.worse[x])) to = x;
-    for (let x = 0; x < c && to === null; x++) if (held(t.better[x])) to = x;
+    for (let x = 2; x > c && to === null; x--) if (held(t.worse[x], rise)) to = x;
+    for (let x = 0; x < c && to === null; x++) if (held(t.better[x], this.cfg.dwell)) to = x;
     if (to !== null) t.tier = TIER_BY_RANK[to] as Tier;
     this.tracks.set(r, t);
     return t.tier;

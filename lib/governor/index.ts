@@ -6,14 +6,16 @@ import path from 'node:path';
 import { readDecision, writeDecision, type Decision } from './decision.js';
 import { Governor, transition, type Resource, values, RESOURCES } from './decide.js';
 import type { GovernorConfig } from './config.js';
-import { listRuns, sample, type Sample } from './sample.js';
+import { Sampler, listRuns, type Sample } from './sample.js';
+import type { Tier } from './decision.js';
 import { TaskLog } from '../tasklog/index.js';
 import { EXIT, exitCodeFor } from '../exit.js';
 import type { Roots } from '../run.js';
+import type { HostRoots } from './proc.js';
 import { sleep as sleepFor } from '../sleep.js';
 
 export { decideOnce, Governor, transition } from './decide.js';
-export { sample, parseNvidiaSmi } from './sample.js';
+export { Sampler, sample, parseNvidiaSmi } from './sample.js';
 
 export interface LoopHooks {
   /** After each decision (the daemon pings the watchdog and sets STATUS here). */
@@ -25,12 +27,16 @@ export interface LoopHooks {
   /** Called at least every `keepaliveMs` while the loop waits between samples (the watchdog ping). */
   keepalive?: () => void;
   keepaliveMs?: number;
+  /** Where /proc and the cgroup tree are (default: SELFWARE_PROC, SELFWARE_CGROUP, or the real ones). */
+  host?: HostRoots;
 }
 
 /** How long the governor waits for a run's task-log lock before keeping the events for the next tick. */
 const LOCK_WAIT_MS = 1000;
 /** Events kept per run while its task log stays locked (the oldest samples go first). */
 const PENDING_MAX = 500;
+
+const maxOf = (a: number | null, b: number | null): number | null => (a === null ? b : b === null ? a : Math.max(a, b));
 
 /** The worst of each reading over a period, for the task log's resource samples. */
 class Peaks {
@@ -51,7 +57,9 @@ class Peaks {
       gpus: maxGpu(s) >= maxGpu(this.s) ? s.gpus : this.s.gpus,
       ram_used_mb: Math.max(s.ram_used_mb, this.s.ram_used_mb),
       swap_used_mb: Math.max(s.swap_used_mb, this.s.swap_used_mb),
-      cpu_load_pct: Math.max(s.cpu_load_pct, this.s.cpu_load_pct),
+      cpu_load_pct: maxOf(s.cpu_load_pct, this.s.cpu_load_pct),
+      cpu_own_pct: maxOf(s.cpu_own_pct, this.s.cpu_own_pct),
+      cpu_others_pct: maxOf(s.cpu_others_pct, this.s.cpu_others_pct),
     };
   }
   take(): { s: Sample; v: Record<Resource, number | null> } | null {
@@ -131,7 +139,9 @@ async function sleep(ms: number, hooks: LoopHooks): Promise<void> {
 /** The daemon: until signal aborts. The quantization level survives a restart through the published file. */
 export async function runGovernor(cfg: GovernorConfig, roots: Roots, hooks: LoopHooks = {}): Promise<void> {
   const previous = readDecision(roots.runtimeDir).decision;
-  const gov = new Governor(cfg, { level: previous?.quantization, unloaded: previous?.actions.includes('unload'), now: Date.now() });
+  const cpuBefore = (previous?.readings.cpu as { tier?: Tier } | undefined)?.tier;
+  const gov = new Governor(cfg, { level: previous?.quantization, unloaded: previous?.actions.includes('unload'), cpu: cpuBefore, now: Date.now() });
+  const sampler = new Sampler({ nvidiaSmi: cfg.nvidia_smi, nvidiaSmiTimeout: cfg.nvidia_smi_timeout, stateRoot: roots.stateDir, host: hooks.host });
   const recorder = new Recorder(roots.stateDir, hooks.warn);
   let last: Decision | null = previous;
   let noteShown: string | null = null;
@@ -139,7 +149,8 @@ export async function runGovernor(cfg: GovernorConfig, roots: Roots, hooks: Loop
   let lastRecord = Date.now();
   while (!hooks.signal?.aborted) {
     const started = Date.now();
-    const s = await sample({ nvidiaSmi: cfg.nvidia_smi, nvidiaSmiTimeout: cfg.nvidia_smi_timeout, stateRoot: roots.stateDir });
+    const s = await sampler.sample(hooks.signal);
+    if (hooks.signal?.aborted) break;
     if (s.gpu_note !== noteShown) {
       noteShown = s.gpu_note;
       if (s.gpu_note) hooks.warn?.(`no GPU readings: ${s.gpu_note}`);

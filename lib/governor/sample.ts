@@ -1,12 +1,17 @@
 // One sample of the machine: each GPU through nvidia-smi (missing, failing
-// or hanging means no GPU for that sample, not an error), RAM, swap and CPU
-// load through systeminformation, and the free space of every filesystem that
-// holds a run's state (statfs on the run's directory).
+// or hanging means no GPU for that sample, not an error), RAM and swap from
+// <proc>/meminfo, the CPU load split into the runs' own and the rest (cpu.ts),
+// and the free space of every filesystem that holds a run's state (statfs on
+// the run's directory).
 
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
-import path from 'node:path';
-import { RUN_NAME_RE } from '../run.js';
+import { sleep } from '../sleep.js';
+import { CpuMeter, type RunCpu } from './cpu.js';
+import { hostRoots, readMemInfo, type HostRoots } from './proc.js';
+import { listRuns } from './runs.js';
+
+export { listRuns } from './runs.js';
 
 export interface GpuReading {
   index: number;
@@ -36,7 +41,13 @@ export interface Sample {
   ram_total_mb: number;
   swap_used_mb: number;
   swap_total_mb: number;
-  cpu_load_pct: number;
+  /** The whole machine's CPU load, % of all cores, since the previous sample (null: not measured). */
+  cpu_load_pct: number | null;
+  /** The runs' own share of it. */
+  cpu_own_pct: number | null;
+  /** The rest, which the governor judges. */
+  cpu_others_pct: number | null;
+  cpu_runs: RunCpu[];
   disks: DiskReading[];
 }
 
@@ -86,21 +97,6 @@ export function readGpus(cmd: string, timeoutMs: number): Promise<{ gpus: GpuRea
   });
 }
 
-/** Runs (their directories) under the state root: those with a task log. */
-export function listRuns(stateRoot: string): Array<{ run: string; dir: string }> {
-  let names: string[] = [];
-  try {
-    names = fs.readdirSync(stateRoot);
-  } catch {
-    return [];
-  }
-  return names
-    // Only what could be a run: a stray directory ('x y', '.old') is not one, whatever it holds.
-    .filter((n) => RUN_NAME_RE.test(n) && fs.existsSync(path.join(stateRoot, n, 'tasklog.journal')))
-    .sort()
-    .map((n) => ({ run: n, dir: path.join(stateRoot, n) }));
-}
-
 /** Free space of each filesystem holding a run (one reading per filesystem). */
 export function readDisks(runs: Array<{ run: string; dir: string }>, stateRoot: string): DiskReading[] {
   const byDev = new Map<string, DiskReading>();
@@ -121,23 +117,49 @@ export function readDisks(runs: Array<{ run: string; dir: string }>, stateRoot: 
   return [...byDev.values()];
 }
 
-type Si = typeof import('systeminformation');
-let si: Si | null = null;
+/** How long the first CPU reading waits for its second: the load over the previous half second. */
+export const FIRST_CPU_WAIT_MS = 500;
 
-export async function sample(opts: { nvidiaSmi: string; nvidiaSmiTimeout: number; stateRoot: string }): Promise<Sample> {
-  si ??= (await import('systeminformation')) as unknown as Si;
-  const sys = (si as unknown as { default?: Si }).default ?? si;
-  const [g, mem, load] = await Promise.all([readGpus(opts.nvidiaSmi, opts.nvidiaSmiTimeout), sys.mem(), sys.currentLoad()]);
-  const mb = (b: number): number => Math.round(b / 1048576);
-  return {
-    time: Date.now(),
-    gpus: g.gpus,
-    gpu_note: g.note,
-    ram_used_mb: mb(mem.total - mem.available),
-    ram_total_mb: mb(mem.total),
-    swap_used_mb: mb(mem.swapused),
-    swap_total_mb: mb(mem.swaptotal),
-    cpu_load_pct: Math.round(load.currentLoad * 10) / 10,
-    disks: readDisks(listRuns(opts.stateRoot), opts.stateRoot),
-  };
+export interface SampleOptions {
+  nvidiaSmi: string;
+  nvidiaSmiTimeout: number;
+  stateRoot: string;
+  host?: HostRoots;
+}
+
+/** Samples one after another: the CPU load of each is that since the previous one. */
+export class Sampler {
+  private readonly host: HostRoots;
+  private readonly cpu: CpuMeter;
+  constructor(private readonly opts: SampleOptions) {
+    this.host = opts.host ?? hostRoots();
+    this.cpu = new CpuMeter(this.host, opts.stateRoot);
+  }
+
+  async sample(signal?: AbortSignal): Promise<Sample> {
+    const gpus = readGpus(this.opts.nvidiaSmi, this.opts.nvidiaSmiTimeout);
+    if (!this.cpu.primed) {
+      this.cpu.read();
+      await sleep(FIRST_CPU_WAIT_MS, signal);
+    }
+    const cpu = this.cpu.read();
+    const mem = readMemInfo(this.host.proc);
+    const g = await gpus;
+    return {
+      time: Date.now(),
+      gpus: g.gpus,
+      gpu_note: g.note,
+      ...mem,
+      cpu_load_pct: cpu.all_pct,
+      cpu_own_pct: cpu.own_pct,
+      cpu_others_pct: cpu.others_pct,
+      cpu_runs: cpu.runs,
+      disks: readDisks(listRuns(this.opts.stateRoot), this.opts.stateRoot),
+    };
+  }
+}
+
+/** One sample alone (`once`): its CPU load is that of the next half second. */
+export function sample(opts: SampleOptions): Promise<Sample> {
+  return new Sampler(opts).sample();
 }
