@@ -73,7 +73,7 @@ node_modules/.stamp: package.json package-lock.json | deps-build
 # tsc type-checks and compiles everything (tests import lib/ from dist/);
 # each command is then bundled into one CommonJS file, because Node's ES
 # module loader alone costs ~35 ms at every start and checkpoints run often.
-EXTERNAL    = fs-ext sql.js sd-notify node-llama-cpp yaml systeminformation nodemailer
+EXTERNAL    = fs-ext sql.js sd-notify node-llama-cpp yaml nodemailer
 dist/.stamp: node_modules/.stamp $(SOURCES)
 	./node_modules/.bin/tsc -p .
 	./node_modules/.bin/esbuild $(addprefix cmd/,$(addsuffix .ts,$(COMMANDS))) --bundle --platform=node --format=cjs \

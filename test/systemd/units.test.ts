@@ -440,7 +440,8 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
     });
 
     await t.test('sw-gpu-governor.service: READY inside its sandbox, nvidia-smi runs, the decision is published, logged at err and recorded', async () => {
-      // No GPU here: a fake nvidia-smi (VRAM at 90%, critical), put where the sandbox can read it.
+      // No GPU here: a fake nvidia-smi (VRAM at 90%, critical), put where the sandbox can read it;
+      // and a /proc of the test's own for CPU and RAM (the host's load is no business of this test).
       const host = path.join(env.dir, 'gpu');
       fakeNvidiaSmi(host).set(vramSeries([90], 1000));
       const GOV = 'sw-gpu-governor.service';
@@ -448,8 +449,10 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
         [
           `mkdir -p /opt && rm -rf /opt/fakegpu && cp -r ${host} /opt/fakegpu`,
           `sed -i 's|${host}|/opt/fakegpu|g' /opt/fakegpu/bin-ok/nvidia-smi && chmod -R a+rX /opt/fakegpu`,
+          'mkdir -p /opt/fakeproc && printf "cpu  1000 0 1000 98000 0 0 0 0 0 0\\n" > /opt/fakeproc/stat',
+          'printf "MemTotal: 16384000 kB\\nMemAvailable: 12288000 kB\\nSwapTotal: 0 kB\\nSwapFree: 0 kB\\n" > /opt/fakeproc/meminfo && chmod -R a+rX /opt/fakeproc',
           `mkdir -p /etc/systemd/system/${GOV}.d`,
-          `printf '[Service]\nEnvironment=PATH=/opt/fakegpu/bin-ok:/usr/bin:/bin\n' > /etc/systemd/system/${GOV}.d/fake-gpu.conf`,
+          `printf '[Service]\nEnvironment=PATH=/opt/fakegpu/bin-ok:/usr/bin:/bin SELFWARE_PROC=/opt/fakeproc\n' > /etc/systemd/system/${GOV}.d/fake-gpu.conf`,
           'systemctl daemon-reload',
         ].join(' && '),
       );
