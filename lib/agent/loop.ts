@@ -360,6 +360,9 @@ export class Agent {
     if (this.idleSince === null) {
       this.idleSince = now;
       await this.updateState({ status: 'idle', task: null, attempt: null, step: null });
+      // The idle state protected at once (skipped when nothing changed), timer or no timer: an
+      // idle run is then one whose state is what its newest checkpoint holds.
+      await this.checkpoint('routine', 'idle');
     }
     this.setStatus('idle: the queue is empty');
     if (!this.idleWarned && now - this.idleSince >= this.config.agent.idle_warning) {
@@ -791,7 +794,7 @@ export class Agent {
     await this.checkpoint('task', `task ${task.id} ${outcome} (attempt ${task.attempt})`);
   }
 
-  private async checkpoint(kind: 'task' | 'pre-op' | 'shutdown', message: string): Promise<string | null> {
+  private async checkpoint(kind: 'task' | 'pre-op' | 'shutdown' | 'routine', message: string): Promise<string | null> {
     try {
       const { result } = await createCheckpoint(this.paths, this.config, { kind, message });
       return result.skipped ? result.latest.id : result.checkpoint.id;

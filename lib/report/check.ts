@@ -157,13 +157,16 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
         ? `last checkpoint ${formatDuration(Math.max(0, (ck.age_s ?? 0) * 1000))} ago`
         : 'no checkpoint yet';
   } else if (un.paths === 0) {
+    // The newest checkpoint is the one a checkpoint now would follow (the tip), whatever time it recorded.
+    const tip = un.checkpoint;
     ckStatus = 'OK';
-    ckMessage = ck.last ? `nothing changed since checkpoint ${ck.last.id} (${ck.last.kind}, ${formatDuration(Math.max(0, nowMs - Date.parse(ck.last.time)))} ago)` : 'nothing to protect yet';
+    ckMessage = tip ? `nothing changed since checkpoint ${tip.id} (${tip.kind}, ${formatDuration(Math.max(0, nowMs - Date.parse(tip.time)))} ago)` : 'nothing to protect yet';
   } else {
     ckStatus = ctx.sessionOpen ? judge(unAge, c.checkpoint_age.warning / 1000, c.checkpoint_age.critical / 1000, 'above') : 'OK';
     const first = un.sample[0] ?? '';
     const what = `${first}${un.paths > 1 ? ` and ${un.paths - 1} more` : ''}`;
-    const base = ck.last ? `the newest checkpoint ${ck.last.id} is ${formatDuration(Math.max(0, nowMs - Date.parse(ck.last.time)))} old` : 'no checkpoint yet';
+    const tip = un.checkpoint;
+    const base = tip ? `the newest checkpoint ${tip.id} is ${formatDuration(Math.max(0, nowMs - Date.parse(tip.time)))} old` : 'no checkpoint yet';
     ckMessage = ctx.sessionOpen
       ? `${plural(un.paths, 'change')} left unprotected for ${formatDuration((unAge ?? 0) * 1000)} (${what}), ${base}`
       : `${plural(un.paths, 'change')} since the agent stopped (${what}), ${base}`;

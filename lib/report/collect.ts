@@ -517,7 +517,7 @@ async function fromSnapshot(
   report.checkpoints.failing = failing ? { since: isoUtc(failing.since), count: failing.count, kind: failing.last.kind, reason: failing.last.reason } : null;
   const pend = protNow?.pending ?? null;
   report.checkpoints.unprotected = pend
-    ? { paths: pend.paths.length, since: pend.since === null ? null : isoUtc(pend.since), sample: pend.paths.slice(0, 5), checkpoint: pend.checkpoint?.id ?? null }
+    ? { paths: pend.paths.length, since: pend.since === null ? null : isoUtc(pend.since), sample: pend.paths.slice(0, 5), checkpoint: pend.checkpoint }
     : null;
   const esc = escalatedAt(db, U);
   report.escalated = esc ? { time: isoUtc(esc.time), reason: esc.reason } : null;

@@ -154,7 +154,7 @@ export interface Report {
      * change has been unprotected, the first few. Known for a window that
      * ends now only (null otherwise, or when it cannot be worked out).
      */
-    unprotected: { paths: number; since: string | null; sample: string[]; checkpoint: string | null } | null;
+    unprotected: { paths: number; since: string | null; sample: string[]; checkpoint: { id: string; time: string; kind: string } | null } | null;
   };
   /** The run's config file and the mistakes in it (the agent will not start until they are fixed). */
   config: { file: string | null; problems: string[] };

@@ -15,7 +15,7 @@ import { TaskLog } from '../tasklog/index.js';
 import { isoUtc } from '../units.js';
 import { requireRun, stateGit, workspaceGit } from './layout.js';
 import { indexTotals } from './gitindex.js';
-import { stageAll, withScratch } from './pending.js';
+import { withScratch } from './pending.js';
 import { checkObjects, gitObjectId, readObjects } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
@@ -508,7 +508,7 @@ export interface DiffEntry {
 export async function diffState(paths: RunPaths, from: Checkpoint, to: Checkpoint | null): Promise<DiffEntry[]> {
   const git = stateGit(paths);
   // Against the files now: staged in a scratch index and object directory, so a diff writes nothing into the run.
-  if (!to) return withScratch(git, async (g) => diffTrees(g, from.tree, await stageAll(g)));
+  if (!to) return withScratch(git, ({ tree, read }) => diffTrees(read, from.tree, tree));
   return diffTrees(git, from.tree, to.tree);
 }
 

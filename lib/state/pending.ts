@@ -1,9 +1,10 @@
 // What a checkpoint now would hold that the newest one does not: the changes
 // to state/ and the workspace left unprotected. Staged the way a checkpoint
-// stages them, but into a scratch index and object directory outside the run
-// (the run's objects serve only as alternates), so asking writes nothing into
-// the run, whoever asks: `status`, the report and `--check`, and
-// `sw-checkpoint diff`.
+// stages them, but into a scratch index and object directory outside the run,
+// so asking writes nothing into the run, whoever asks: `status`, the report
+// and `--check`, and `sw-checkpoint diff`. The run's objects are never an
+// alternate while staging: git would "freshen" (touch) every object it finds
+// there already.
 
 import fs from 'node:fs';
 import os from 'node:os';
@@ -13,11 +14,19 @@ import type { RunPaths } from '../run.js';
 import { readTip, type Checkpoint } from './checkpoint.js';
 import { stateGit, workspaceGit } from './layout.js';
 
+export interface Scratch {
+  /** The work tree staged as `git add --all` would: the tree's id (its objects, new ones in the scratch store only). */
+  tree: string;
+  /** A handle that reads the scratch objects and the run's (for diffs against a checkpoint). */
+  read: Git;
+}
+
 /**
- * Run fn with a handle on repo whose index is a scratch copy of its own and
- * whose new objects go to a scratch directory; both are removed afterwards.
+ * Stage repo's work tree into a scratch copy of its index and a scratch object
+ * store, run fn, and remove both. Unchanged files are taken from the index
+ * copy (not hashed again), so only what changed is written, and only there.
  */
-export async function withScratch<T>(repo: Git, fn: (g: Git) => Promise<T>): Promise<T> {
+export async function withScratch<T>(repo: Git, fn: (s: Scratch) => Promise<T>): Promise<T> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selfware-scratch-'));
   try {
     const index = path.join(dir, 'index');
@@ -26,13 +35,14 @@ export async function withScratch<T>(repo: Git, fn: (g: Git) => Promise<T>): Pro
     } catch {
       /* no index yet: git starts an empty one */
     }
-    fs.mkdirSync(path.join(dir, 'objects'));
-    const g = repo.with({
-      GIT_INDEX_FILE: index,
-      GIT_OBJECT_DIRECTORY: path.join(dir, 'objects'),
-      GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(repo.gitDir, 'objects'),
-    });
-    return await fn(g);
+    const objects = path.join(dir, 'objects');
+    fs.mkdirSync(objects);
+    const write = repo.with({ GIT_INDEX_FILE: index, GIT_OBJECT_DIRECTORY: objects, GIT_ALTERNATE_OBJECT_DIRECTORIES: '' });
+    await write.run(['-c', 'core.untrackedCache=false', 'add', '--all', '--', '.']);
+    // The objects of unchanged files and subtrees are in the run's store, which this handle does not see.
+    const tree = await write.out(['write-tree', '--missing-ok']);
+    const read = repo.with({ GIT_INDEX_FILE: index, GIT_OBJECT_DIRECTORY: objects, GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(repo.gitDir, 'objects') });
+    return await fn({ tree, read });
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -55,15 +65,13 @@ export async function pendingChanges(paths: RunPaths, wsDir: string): Promise<Pe
   const git = stateGit(paths);
   const tip = await readTip(git);
   const changed: Array<{ where: string; path: string; status: string }> = [];
-  await withScratch(git, async (g) => {
-    const tree = await stageAll(g);
+  await withScratch(git, async ({ tree, read: g }) => {
     if (tip && tree === tip.tree) return;
     for (const c of await diffTrees(g, tip?.tree ?? EMPTY_TREE, tree)) changed.push({ where: paths.stateDir, ...c });
   });
   if (fs.existsSync(path.join(wsDir, '.git'))) {
     const ws = workspaceGit(wsDir);
-    await withScratch(ws, async (g) => {
-      const tree = await stageAll(g);
+    await withScratch(ws, async ({ tree, read: g }) => {
       const before = tip?.workspace.tree ?? null;
       if (before === tree) return;
       // A snapshot tree the workspace repository no longer has (pruned, or a workspace
@@ -89,12 +97,6 @@ export async function pendingChanges(paths: RunPaths, wsDir: string): Promise<Pe
 
 /** git's empty tree, for "everything is new". */
 const EMPTY_TREE = '4b825dc642cb6eb9a060e54bf8d69288fbee4904';
-
-/** The tree of the work tree as `git add --all` sees it (g is a scratch handle). */
-export async function stageAll(g: Git): Promise<string> {
-  await g.run(['-c', 'core.untrackedCache=false', 'add', '--all', '--', '.']);
-  return g.out(['write-tree']);
-}
 
 async function diffTrees(g: Git, from: string, to: string): Promise<Array<{ status: string; path: string }>> {
   const out = await g.out(['diff-tree', '-r', '-z', '--no-renames', '--name-status', from, to]);

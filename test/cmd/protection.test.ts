@@ -7,9 +7,17 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ignoreHostDisk, makeEnv, sw, type TestEnv } from '../helpers.js';
+import { git, ignoreHostDisk, makeEnv, sw, type TestEnv } from '../helpers.js';
 import { scriptedRun, startAgent, waitFor } from '../fixtures/agent.js';
 import { isoUtc } from '../../lib/units.js';
+import { walk } from '../../lib/fsutil.js';
+
+/** Every path under dir with its modification time and size. */
+function mtimes(dir: string): Map<string, string> {
+  const out = new Map<string, string>();
+  walk(dir, (p, st) => out.set(p, `${st.mtimeMs} ${st.size}`));
+  return out;
+}
 
 async function check(t: TestEnv): Promise<{ code: number; line: string; alert: { status: string; message: string } | undefined }> {
   const r = await sw('sw-report', ['run1', '--check'], t);
@@ -23,8 +31,14 @@ test('an idle run unchanged since a checkpoint of two hours ago is OK; changes l
     ignoreHostDisk(t);
     scriptedRun(t, {});
     assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
+    // A file the workspace's own history holds.
+    const ws = path.join(t.stateDir, 'run1', 'workspace');
+    fs.writeFileSync(path.join(ws, 'kept.txt'), 'kept\n');
+    for (const args of [['add', 'kept.txt'], ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'kept']]) assert.equal((await git(ws, args)).exitCode, 0);
     const a = startAgent(t);
     await waitFor('the agent idle', async () => JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout)).agent.status === 'idle', 20_000, a);
+    // Idle, it protects its state itself (no timer runs here): nothing is left unprotected.
+    await waitFor('the idle state checkpointed', async () => JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout)).checkpoints.unprotected?.paths === 0, 20_000, a);
     // The routine checkpoint of the timer, made (as far as its clock says) two hours ago: nothing has changed since.
     const twoHours = isoUtc(Date.now() - 2 * 3_600_000);
     const ck = await sw('sw-checkpoint', ['create', 'run1', '--kind', 'routine', '--force', '--time', twoHours, '--json'], t);
@@ -56,6 +70,18 @@ test('an idle run unchanged since a checkpoint of two hours ago is OK; changes l
     // Stopped after its shutdown checkpoint: OK.
     const stopped = await check(t);
     assert.equal(stopped.code, 0, stopped.line);
+    // Asking writes nothing into the run, not even a modification time (git would "freshen" objects it finds).
+    fs.writeFileSync(note, 'a changed lesson\n');
+    fs.writeFileSync(path.join(t.stateDir, 'run1', 'workspace', 'new.txt'), 'new\n');
+    // Files whose content is stored already but whose times changed: git hashes them again and finds their objects.
+    const later = new Date(Date.now() + 5000);
+    for (const f of ['state/run.yaml', 'workspace/kept.txt']) fs.utimesSync(path.join(t.stateDir, 'run1', f), later, later);
+    const before = mtimes(path.join(t.stateDir, 'run1'));
+    for (const args of [['sw-agent', 'status', 'run1'], ['sw-report', 'run1'], ['sw-report', 'run1', '--check'], ['sw-checkpoint', 'diff', 'run1', 'latest']]) {
+      const r = await sw(args[0] as string, args.slice(1), t);
+      assert.ok(r.exitCode === 0 || r.exitCode === 1, `${args.join(' ')}: ${r.stderr}`);
+      assert.deepEqual(mtimes(path.join(t.stateDir, 'run1')), before, `${args.join(' ')} wrote into the run`);
+    }
   } finally {
     t.cleanup();
   }
