@@ -403,6 +403,7 @@ function dropBadFiles(t: TestEnv): Array<[string, RegExp]> {
 test('show of a malformed queue file exits 65 with its one-line error; list reports each by name and agrees', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
+    assert.equal((await agent(['init', 'run1', '-q'], t)).exitCode, 0);
     const good = String((await agent(['add', 'run1', '--title', 'good', 'do good'], t)).stdout).trim();
     const bad = dropBadFiles(t);
     const q = path.join(runPaths('run1', t.env).stateDir, 'queue');

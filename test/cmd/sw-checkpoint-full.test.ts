@@ -36,6 +36,7 @@ test('sw-checkpoint create on a full disk: exit 74 at every point it can fail, n
   const t = makeEnv();
   execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=2m,mode=0755', 'tmpfs', t.stateDir]);
   try {
+    assert.equal((await sw('sw-agent', ['init', 'run1', '-q'], t)).exitCode, 0);
     assert.equal((await sw('sw-checkpoint', ['create', 'run1', '-q'], t)).exitCode, 0);
     const p = runPaths('run1', t.env);
     for (let i = 0; i < 6; i++) fs.writeFileSync(path.join(p.stateDir, 'memory', `note${i}.md`), `${'y'.repeat(3000)} ${i}\n`);

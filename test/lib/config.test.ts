@@ -164,7 +164,7 @@ test('an absurd duration or size is refused with file:line:col, key, bound and v
   try {
     const f = path.join(t.configDir, 'run1.yaml');
     fs.writeFileSync(f, 'recovery:\n  window: 100000d\n');
-    const r = await sw('sw-agent', ['config', 'run1'], t);
+    const r = await sw('sw-agent', ['config', 'run1', 'recovery.window'], t);
     assert.equal(r.exitCode, 78);
     assert.equal(String(r.stderr), `sw-agent: ${f}:2:11: recovery.window: expected a duration such as 30s, 5m or 1h30m (from 1s to 7d), got "100000d"`);
   } finally {
