@@ -8,6 +8,7 @@ import { usageError } from '../lib/exit.js';
 import { readDecision } from '../lib/governor/decision.js';
 import { initNotify } from '../lib/notify.js';
 import { table, type Output } from '../lib/output.js';
+import { listRejected, rejectedDir } from '../lib/queue/reject.js';
 import { TASK_STATUSES, TASK_ID_RE, byRunOrder, type Task } from '../lib/queue/task.js';
 import { validateRunName, type RunPaths } from '../lib/run.js';
 import { workspaceDir } from '../lib/config/index.js';
@@ -148,13 +149,20 @@ function cmdList(program: Command): void {
       const { paths, config } = await setup(runArg, out, 'list', { writes: false });
       requireRun(paths);
       const { tasks, invalid } = await listTasks(paths, config);
-      for (const bad of invalid) out.warn(`ignoring ${bad.error}`);
+      // Only reported here: the agent (or sw-recover) sets them aside in queue/rejected/.
+      for (const bad of invalid) out.warn(`not a task: ${bad.error}`);
+      const rejected = listRejected(paths.stateDir);
+      if (rejected.length > 0) out.warn(`${plural(rejected.length, 'file')} set aside in ${rejectedDir(paths.stateDir)} (each with its .reason)`);
       const attempts = await attemptsStarted(paths);
       const shown = tasks
         .filter((t) => !o.status || t.status === o.status)
         .sort(byRunOrder);
       if (o.json) {
-        out.json({ tasks: shown.map((t) => taskJson(t, attempts.get(t.id) ?? 0)) });
+        out.json({
+          tasks: shown.map((t) => taskJson(t, attempts.get(t.id) ?? 0)),
+          invalid: invalid.map((b) => ({ file: b.file, error: b.error })),
+          rejected: rejected.map((r) => ({ file: r.file, time: r.time, reason: r.reason })),
+        });
         return;
       }
       const rows = [['ID', 'STATUS', 'ATTEMPTS', 'PRIORITY', 'TITLE']];

@@ -22,17 +22,32 @@ const CONFIG_FLAGS = [
   '-c', 'core.excludesFile=/dev/null',
 ]; // prettier-ignore
 
+/**
+ * What git prints when it could not write: a full disk or quota in errno's
+ * words, or git's own ("sha1 file '...' write error. Out of diskspace" when
+ * write(2) returns 0, "short write"), and any other failed write. All are
+ * I/O errors (exit 74), not a failed answer (1).
+ */
+const WRITE_FAILED = /No space left on device|Disk quota exceeded|Out of diskspace|File too large|Read-only file system|Input\/output error|\bshort write\b|\bunable to write\b|\bwrite error\b|\bcould not write\b|\bfailed to write\b|\bunable to create temporary\b/i;
+
+/** The disk is full (or the quota reached): worth saying in those words. */
+const DISK_FULL = /No space left on device|Disk quota exceeded|Out of diskspace/i;
+
 export class GitError extends SwError {
   readonly stderr: string;
   readonly args: string[];
+  /** git could not write (disk full, quota, I/O error): exit 74. */
+  readonly writeFailed: boolean;
   constructor(args: string[], res: RunResult) {
-    // git's own verdict (fatal:, error:), not a warning printed before it.
     const lines = res.stderr.split('\n').filter((l) => l.trim() !== '');
-    const first = lines.find((l) => /^(fatal|error): /.test(l)) ?? lines[0] ?? `exit status ${res.code ?? res.signal}`;
-    const full = /No space left|Disk quota/i.test(res.stderr);
-    super(`git ${args[0]}: ${first.replace(/^(fatal|error): /, '')}`, full ? EXIT.IOERR : EXIT.FAIL);
+    // The line that says why: the one naming the full disk, else git's own verdict (fatal:, error:), not a warning printed before it.
+    const first =
+      lines.find((l) => DISK_FULL.test(l)) ?? lines.find((l) => WRITE_FAILED.test(l)) ?? lines.find((l) => /^(fatal|error): /.test(l)) ?? lines[0] ?? `exit status ${res.code ?? res.signal}`;
+    const writeFailed = WRITE_FAILED.test(res.stderr);
+    super(`git ${args[0]}: ${first.replace(/^(fatal|error): /, '')}`, writeFailed ? EXIT.IOERR : EXIT.FAIL);
     this.stderr = res.stderr;
     this.args = args;
+    this.writeFailed = writeFailed;
   }
 }
 
@@ -94,14 +109,52 @@ export class Git {
   }
 
   async run(args: string[], opts: GitRunOptions = {}): Promise<RunResult> {
+    const started = Date.now();
     const res = await run('git', [...CONFIG_FLAGS, ...args], {
       cwd: this.dir,
       env: this.env(opts.env),
       input: opts.input,
       timeoutMs: opts.timeoutMs,
     });
-    if (res.code !== 0 && !opts.allowFail) throw new GitError(args, res);
+    if (res.code !== 0) {
+      const err = new GitError(args, res);
+      // git dies on a full disk without removing the object it was writing: each failure would leak some of what little space is left.
+      if (err.writeFailed) this.removeTempObjects(started);
+      if (!opts.allowFail) throw err;
+    }
     return res;
+  }
+
+  /**
+   * Remove the temporary object and pack files (tmp_obj_*, tmp_pack_*,
+   * tmp_idx_*) a failed git left, those made since it started; a git
+   * running meanwhile writes to the same full disk and fails as well.
+   */
+  private removeTempObjects(sinceMs: number): void {
+    const objects = path.join(this.gitDir, 'objects');
+    let dirs: string[];
+    try {
+      dirs = fs.readdirSync(objects).filter((d) => /^[0-9a-f]{2}$/.test(d) || d === 'pack');
+    } catch {
+      return;
+    }
+    for (const d of dirs) {
+      let names: string[];
+      try {
+        names = fs.readdirSync(path.join(objects, d));
+      } catch {
+        continue;
+      }
+      for (const n of names) {
+        if (!/^tmp_(obj|pack|idx|rev|mtimes)_/.test(n)) continue;
+        const p = path.join(objects, d, n);
+        try {
+          if (fs.lstatSync(p).mtimeMs >= sinceMs - 1000) fs.unlinkSync(p);
+        } catch {
+          /* gone already */
+        }
+      }
+    }
   }
 
   /** stdout of a git command, trailing newline removed. */

@@ -16,6 +16,7 @@ import { readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
 import type { Output } from '../output.js';
+import { SETTLE_MS, rejectionEvent, setAsideInvalid, type SetAsideResult } from '../queue/reject.js';
 import { queueDir, readQueue, runOrder, taskFile, writeTask, type Task } from '../queue/task.js';
 import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
 import { restoreWorkspace } from '../recover/restore.js';
@@ -103,6 +104,7 @@ export class Agent {
   private lastStatus = '';
   private tokensPerS: number | null = null;
   private queueCache: { key: string; tasks: Task[] } | null = null;
+  /** Bad queue entries that cannot be set aside, warned about once. */
   private warnedFiles = new Set<string>();
   private governorNote = '';
   private contextLimit: number | null = null;
@@ -383,34 +385,78 @@ export class Agent {
     }
   }
 
-  /** The queue, read again only when its directory changed. New dropped-in files are adopted. */
+  /**
+   * The queue, read again only when its directory changed (or while an entry
+   * waits to settle). New dropped-in files are adopted; entries that are not
+   * valid tasks are set aside in queue/rejected/, so no file can stop the run.
+   */
   private async queue(): Promise<Task[]> {
     const dir = queueDir(this.paths.stateDir);
-    let st: fs.Stats;
-    try {
-      st = fs.statSync(dir);
-    } catch {
-      return [];
-    }
-    const key = `${st.mtimeMs}:${st.ino}`;
+    const dirKey = (): string | null => {
+      try {
+        const st = fs.statSync(dir);
+        return `${st.mtimeMs}:${st.ino}`;
+      } catch {
+        return null;
+      }
+    };
+    const key = dirKey();
+    if (key === null) return [];
     if (this.queueCache && this.queueCache.key === key) return this.queueCache.tasks;
-    const q = await readQueue(this.paths.stateDir, taskDefaults(this.config));
-    for (const bad of q.invalid) {
-      const k = `${bad.file}:${bad.error}`;
-      if (!this.warnedFiles.has(k)) {
-        this.warnedFiles.add(k);
-        this.out.warn(`ignoring ${bad.error.startsWith(bad.file) ? bad.error : `${bad.file}: ${bad.error}`}`);
+    const defaults = taskDefaults(this.config);
+    let q = await readQueue(this.paths.stateDir, defaults);
+    const aside = q.invalid.length > 0 ? await this.setAside() : { waiting: false, seen: new Set<string>() };
+    const adopted = await this.adopt(q.tasks);
+    const after = dirKey();
+    if (q.invalid.length > 0 || adopted.count > 0) q = await readQueue(this.paths.stateDir, defaults);
+    // A task not adopted yet (its file is still settling) does not run.
+    const tasks = q.tasks.filter((t) => this.known?.has(t.id));
+    // Entries that wait to settle or appeared meanwhile: look again next time even if the directory is unchanged.
+    const again = aside.waiting || adopted.waiting || q.invalid.some((e) => !aside.seen.has(e.error)) || tasks.length < q.tasks.length || after === null;
+    this.queueCache = again ? null : { key: after, tasks };
+    return tasks;
+  }
+
+  /**
+   * Set the bad entries of the queue aside, under the state lock. waiting:
+   * some are left for a later look; seen: the errors of every bad entry
+   * handled (those that cannot be moved are warned about once).
+   */
+  private async setAside(): Promise<{ waiting: boolean; seen: Set<string> }> {
+    const lock = await lockState(this.paths);
+    let res: SetAsideResult;
+    try {
+      const q = await readQueue(this.paths.stateDir, taskDefaults(this.config));
+      res = setAsideInvalid(this.paths.stateDir, q.invalid, { settleMs: SETTLE_MS });
+      for (const r of res.moved) this.log.append(rejectionEvent(this.paths.stateDir, r));
+    } finally {
+      lock.release();
+    }
+    const seen = new Set<string>();
+    for (const r of res.moved) {
+      seen.add(r.error);
+      this.out.warn(`rejected ${r.error}; moved to ${r.to}`);
+    }
+    let waiting = false;
+    for (const l of res.left) {
+      seen.add(l.error);
+      if (l.why.startsWith('it changed a moment ago')) waiting = true;
+      else if (!this.warnedFiles.has(`${l.error}:${l.why}`)) {
+        this.warnedFiles.add(`${l.error}:${l.why}`);
+        this.out.warn(`ignoring ${l.error}: ${l.why}`);
       }
     }
-    await this.adopt(q.tasks);
-    this.queueCache = { key: `${fs.statSync(dir).mtimeMs}:${st.ino}`, tasks: (await readQueue(this.paths.stateDir, taskDefaults(this.config))).tasks };
-    return this.queueCache.tasks;
+    return { waiting, seen };
   }
 
   private known: Set<string> | null = null;
 
-  /** Files dropped into queue/ by hand become tasks like `sw-agent add` ones: written out in full and logged. */
-  private async adopt(tasks: Task[]): Promise<void> {
+  /**
+   * Files dropped into queue/ by hand become tasks like `sw-agent add` ones:
+   * written out in full and logged, once they have settled (a file still
+   * being written is left for the next look).
+   */
+  private async adopt(tasks: Task[]): Promise<{ count: number; waiting: boolean }> {
     // Tasks `sw-agent add` queued since the agent last looked are in the log already.
     if (!this.known || tasks.some((t) => !this.known?.has(t.id))) {
       const snap = await this.log.snapshot();
@@ -420,20 +466,36 @@ export class Agent {
         snap.db.close();
       }
     }
+    let count = 0;
+    let waiting = false;
+    const now = Date.now();
     for (const t of tasks) {
       if (this.known.has(t.id)) continue;
+      const yml = path.join(queueDir(this.paths.stateDir), `${t.id}.yml`);
+      let mtime: number;
+      try {
+        mtime = fs.lstatSync(fs.existsSync(taskFile(this.paths.stateDir, t.id)) ? taskFile(this.paths.stateDir, t.id) : yml).mtimeMs;
+      } catch {
+        continue;
+      }
+      if (Math.abs(now - mtime) < SETTLE_MS) {
+        waiting = true;
+        continue;
+      }
       const lock = await lockState(this.paths);
       try {
         await writeTask(this.paths.stateDir, t);
         // A task dropped in as ID.yml lives on as ID.yaml.
-        fs.rmSync(path.join(this.paths.stateDir, 'queue', `${t.id}.yml`), { force: true });
+        fs.rmSync(yml, { force: true });
         logTaskAdded(this.paths, t);
       } finally {
         lock.release();
       }
       this.known.add(t.id);
+      count++;
       this.out.info(`adopted task ${t.id} from ${taskFile(this.paths.stateDir, t.id)}`);
     }
+    return { count, waiting };
   }
 
   private async nextTask(current: string | null): Promise<Task | null> {

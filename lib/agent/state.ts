@@ -10,7 +10,9 @@ import type { RunConfig } from '../config/schema.js';
 import { EXIT, SwError, noInputError, usageError } from '../exit.js';
 import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
 import { lockHolder } from '../lock.js';
-import { MAX_TASK_TIMEOUT_MS, parseTask, queueDir, readQueue, taskFile, taskSpec, titleOf, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
+import { listRejected } from '../queue/reject.js';
+import { MAX_TASK_TIMEOUT_MS, queueDir, readQueue, readTaskFile, taskFile, taskSpec, titleOf, writeTask, type QueueRead, type Task, type TaskDefaults } from '../queue/task.js';
+import { parseJsonText, readTextFile } from '../safefile.js';
 import type { RunPaths } from '../run.js';
 import { INITIAL_AGENT_STATE, agentLockFile, initRun, lockState, runExists } from '../state/layout.js';
 import { workspaceDir } from '../config/index.js';
@@ -75,7 +77,9 @@ export function agentFile(paths: RunPaths): string {
 
 export function readAgentState(paths: RunPaths): AgentState {
   try {
-    return { ...DEFAULT_STATE, ...(JSON.parse(fs.readFileSync(agentFile(paths), 'utf8')) as Partial<AgentState>) };
+    const v = parseJsonText(agentFile(paths), readTextFile(agentFile(paths), 'agent'));
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) return { ...DEFAULT_STATE };
+    return { ...DEFAULT_STATE, ...(v as Partial<AgentState>) };
   } catch {
     return { ...DEFAULT_STATE };
   }
@@ -176,16 +180,21 @@ export function logTaskAdded(paths: RunPaths, t: Task): void {
   TaskLog.forRun(paths).append({ t: 'task_added', task: t.id, title: t.title, priority: t.priority, max_attempts: t.max_attempts, source: t.source, spec: taskSpec(t) });
 }
 
-/** One task, read fresh from its file; 66 if there is none. */
+/**
+ * One task, read fresh from its file by the rules the queue is read by: 66
+ * if there is none, 65 naming the file if it is not a valid task.
+ */
 export async function readTask(paths: RunPaths, config: RunConfig, id: string): Promise<Task> {
-  const file = taskFile(paths.stateDir, id);
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    throw noInputError(`no such task '${id}'`);
+  // A dropped-in ID.yml is the task until the agent writes it out as ID.yaml.
+  for (const file of [taskFile(paths.stateDir, id), path.join(queueDir(paths.stateDir), `${id}.yml`)]) {
+    try {
+      return await readTaskFile(file, taskDefaults(config));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
   }
-  return parseTask(file, text, taskDefaults(config));
+  const aside = listRejected(paths.stateDir).find((r) => /^(.*)\.ya?ml(\.\d+)?$/.exec(path.basename(r.file))?.[1] === id);
+  throw noInputError(`no such task '${id}'${aside ? ` (${aside.file} was set aside${aside.reason ? `: ${aside.reason}` : ''})` : ''}`);
 }
 
 /** Cancel a task that has not ended; the agent stops it at its next step if it is running. */
@@ -209,7 +218,7 @@ export async function setPaused(paths: RunPaths, paused: boolean, reason: string
   return s;
 }
 
-export async function listTasks(paths: RunPaths, config: RunConfig): Promise<{ tasks: Task[]; invalid: Array<{ file: string; error: string }> }> {
+export async function listTasks(paths: RunPaths, config: RunConfig): Promise<QueueRead> {
   return readQueue(paths.stateDir, taskDefaults(config));
 }
 
@@ -239,9 +248,11 @@ export function approvalFile(paths: RunPaths, id: string): string {
   return path.join(approvalsDir(paths), `${id}.json`);
 }
 
+/** An approval, or null when there is none or its file is not one (a link, too big, not JSON). */
 export function readApproval(paths: RunPaths, id: string): Approval | null {
   try {
-    return JSON.parse(fs.readFileSync(approvalFile(paths, id), 'utf8')) as Approval;
+    const v = parseJsonText(approvalFile(paths, id), readTextFile(approvalFile(paths, id), 'approval'));
+    return v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Approval) : null;
   } catch {
     return null;
   }

@@ -13,6 +13,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { mkdirDurable } from '../fsutil.js';
+import { jsonTooDeep, readTextFile } from '../safefile.js';
 import { plural } from '../units.js';
 import type { ChatMessage } from './llm/types.js';
 import { describeAction, type Action } from './schema.js';
@@ -64,21 +65,27 @@ export function appendLine(file: string, line: TranscriptLine): void {
   }
 }
 
-/** Every complete line (a torn or garbled one is skipped). */
+/**
+ * Every complete line (a torn or garbled one is skipped, as is one nested
+ * too deep to walk). No file means no lines; a file that is not a regular
+ * file or is larger than 256 MiB is refused (exit 65) rather than read.
+ */
 export function readTranscript(file: string): TranscriptLine[] {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch {
-    return [];
+    text = readTextFile(file, 'transcript', { text: false });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw e;
   }
   const out: TranscriptLine[] = [];
   const lines = text.split('\n');
   if (!text.endsWith('\n')) lines.pop();
   for (const l of lines) {
-    if (l === '') continue;
+    if (l === '' || jsonTooDeep(l) !== null) continue;
     try {
-      out.push(JSON.parse(l) as TranscriptLine);
+      const v = JSON.parse(l) as unknown;
+      if (v !== null && typeof v === 'object' && !Array.isArray(v)) out.push(v as TranscriptLine);
     } catch {
       /* a garbled line: recovery reports it */
     }

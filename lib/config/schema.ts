@@ -3,6 +3,11 @@
 
 import type { Spec } from './spec.js';
 
+// Upper bounds: every duration and size has one, so an absurd value is refused at load time.
+const HOUR = 3_600_000;
+const WEEK = 7 * 24 * HOUR;
+const MiB = 1024 * 1024;
+
 const count = (doc: string, dflt: number): Spec => ({ kind: 'int', min: 0, max: 100_000, default: dflt, doc });
 const ratio = (what: string, warning: number, critical: number): Spec => ({
   kind: 'object',
@@ -16,8 +21,8 @@ const span = (what: string, warning: number, critical: number): Spec => ({
   kind: 'object',
   doc: what,
   fields: {
-    warning: { kind: 'duration', min: 60_000, default: warning, doc: `${what} this: a warning` },
-    critical: { kind: 'duration', min: 60_000, default: critical, doc: `${what} this: critical` },
+    warning: { kind: 'duration', min: 60_000, max: WEEK, default: warning, doc: `${what} this: a warning` },
+    critical: { kind: 'duration', min: 60_000, max: WEEK, default: critical, doc: `${what} this: critical` },
   },
 });
 
@@ -57,13 +62,13 @@ export const RUN_SCHEMA: Spec = {
         task_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 3_600_000, doc: 'time a task attempt may take unless it says otherwise (at most 4h)' },
         tool_timeout: { kind: 'duration', min: 100, max: 5 * 60_000, default: 30_000, doc: 'time one action (a shell command) may take (at most 5m); then its process group is killed' },
         step_timeout: { kind: 'duration', min: 1000, max: 4 * 3_600_000, default: 10 * 60_000, doc: 'time the model may take to answer one step (actions have tool_timeout, approvals approval_timeout)' },
-        idle_warning: { kind: 'duration', min: 1000, default: 30 * 60_000, doc: 'warn when the queue has been empty this long' },
-        output_budget: { kind: 'bytes', default: 16 * 1024, doc: "bytes of an action's output kept in the transcript (head and tail)" },
+        idle_warning: { kind: 'duration', min: 1000, max: WEEK, default: 30 * 60_000, doc: 'warn when the queue has been empty this long' },
+        output_budget: { kind: 'bytes', max: 16 * MiB, default: 16 * 1024, doc: "bytes of an action's output kept in the transcript (head and tail)" },
         context_budget: { kind: 'int', min: 0, max: 10_000_000, default: 0, doc: 'tokens of transcript given to the model; 0: the context size less the answer' },
-        rss_limit: { kind: 'bytes', default: 4 * 1024 ** 3, doc: 'resident memory of the agent above which it checkpoints and exits to be restarted; 0: no limit' },
-        heartbeat: { kind: 'duration', min: 1000, default: 5 * 60_000, doc: 'how often the agent notes in the task log that it is alive' },
+        rss_limit: { kind: 'bytes', max: 1024 ** 4, default: 4 * 1024 ** 3, doc: 'resident memory of the agent above which it checkpoints and exits to be restarted; 0: no limit' },
+        heartbeat: { kind: 'duration', min: 1000, max: HOUR, default: 5 * 60_000, doc: 'how often the agent notes in the task log that it is alive' },
         idle_task: { kind: 'string', default: null, nullable: true, doc: 'a prompt queued when the queue has been empty for idle_task_after (self-improvement)' },
-        idle_task_after: { kind: 'duration', min: 1000, default: 30 * 60_000, doc: 'how long the queue must be empty before idle_task is queued' },
+        idle_task_after: { kind: 'duration', min: 1000, max: WEEK, default: 30 * 60_000, doc: 'how long the queue must be empty before idle_task is queued' },
         shell: { kind: 'string', default: '/bin/sh', pattern: /^\//, patternDoc: 'an absolute path', doc: 'the shell that runs shell actions and verify commands' },
       },
     },
@@ -85,15 +90,15 @@ export const RUN_SCHEMA: Spec = {
         temperature: { kind: 'number', min: 0, max: 2, default: 0.2, doc: 'sampling temperature' },
         threads: { kind: 'int', min: 0, max: 1024, default: 0, doc: 'CPU threads for llama; 0: all cores but one (see bench/tokens.ts to find the best on a machine)' },
         gpu: { kind: 'bool', default: true, doc: 'llama: offload to a GPU when there is one' },
-        idle_unload: { kind: 'duration', min: 1000, default: 10 * 60_000, doc: 'unload the model after this long without a request' },
+        idle_unload: { kind: 'duration', min: 1000, max: WEEK, default: 10 * 60_000, doc: 'unload the model after this long without a request' },
         endpoint: { kind: 'string', default: 'http://127.0.0.1:8080/v1', pattern: /^https?:\/\//, patternDoc: 'an http(s) URL', doc: 'openai: the base URL' },
         model: { kind: 'string', default: 'default', doc: 'openai: the model name sent with each request' },
         api_key_env: { kind: 'string', default: null, nullable: true, doc: 'openai: the environment variable holding the API key' },
-        request_timeout: { kind: 'duration', min: 100, default: 5 * 60_000, doc: 'openai: time one request may take' },
+        request_timeout: { kind: 'duration', min: 100, max: 4 * HOUR, default: 5 * 60_000, doc: 'openai: time one request may take' },
         retries: { kind: 'int', min: 0, max: 100, default: 3, doc: 'openai: retries of a failed request, with backoff' },
-        patience: { kind: 'duration', min: 0, default: 5 * 60_000, doc: 'openai: unavailable this long, the agent exits 69 so systemd restarts it' },
+        patience: { kind: 'duration', min: 0, max: WEEK, default: 5 * 60_000, doc: 'openai: unavailable this long, the agent exits 69 so systemd restarts it' },
         breaker_threshold: { kind: 'int', min: 1, max: 1000, default: 5, doc: 'openai: failures in a row that open the circuit breaker' },
-        breaker_cooldown: { kind: 'duration', min: 0, default: 30_000, doc: 'openai: how long an open breaker refuses requests' },
+        breaker_cooldown: { kind: 'duration', min: 0, max: HOUR, default: 30_000, doc: 'openai: how long an open breaker refuses requests' },
         script: { kind: 'string', default: null, nullable: true, pattern: /^\//, patternDoc: 'an absolute path', doc: 'scripted: the YAML file of answers' },
       },
     },
@@ -114,7 +119,7 @@ export const RUN_SCHEMA: Spec = {
           doc: 'rules that make an action wait for a human',
         },
         allow: { kind: 'list', of: { kind: 'string', default: null, doc: 'a rule' }, default: ['*'], doc: 'rules that let an action run; an action no rule matches waits for a human' },
-        approval_timeout: { kind: 'duration', min: 1000, default: 3_600_000, doc: 'how long an approval may wait' },
+        approval_timeout: { kind: 'duration', min: 1000, max: WEEK, default: 3_600_000, doc: 'how long an approval may wait' },
         on_timeout: { kind: 'enum', values: ['reject', 'pause'], default: 'reject', doc: 'what an approval that timed out does: reject the action, or pause the run until a human decides' },
       },
     },
@@ -123,10 +128,10 @@ export const RUN_SCHEMA: Spec = {
       doc: 'what sw-recover does after a crash',
       fields: {
         max_failures: { kind: 'int', min: 1, max: 1000, default: 5, doc: 'crashes or failed recoveries inside the window that escalate' },
-        window: { kind: 'duration', min: 1000, default: 3_600_000, doc: 'the window for max_failures' },
+        window: { kind: 'duration', min: 1000, max: WEEK, default: 3_600_000, doc: 'the window for max_failures' },
         backoff_base: { kind: 'duration', min: 0, max: 3_600_000, default: 1000, doc: 'delay before restarting after the first crash; doubles with each crash in a row' },
         backoff_max: { kind: 'duration', min: 0, max: 3_600_000, default: 60_000, doc: 'the longest delay' },
-        stable_after: { kind: 'duration', min: 1000, default: 3_600_000, doc: 'a session that stayed up this long resets the count of crashes in a row' },
+        stable_after: { kind: 'duration', min: 1000, max: WEEK, default: 3_600_000, doc: 'a session that stayed up this long resets the count of crashes in a row' },
       },
     },
     report: {
@@ -155,6 +160,7 @@ export const RUN_SCHEMA: Spec = {
       fields: {
         compact_bytes: {
           kind: 'bytes',
+          max: 64 * MiB,
           default: 1024 * 1024,
           doc: 'a checkpoint folds the journal into the database once the journal holds this much',
         },

@@ -14,7 +14,7 @@ export type Spec =
   /** Milliseconds in the parsed config; "90s", "5m", "1h30m", or a number of seconds in YAML. */
   | (Base & { kind: 'duration'; default: number | null; min?: number; max?: number; nullable?: boolean })
   /** Bytes; "512MiB", "2G" or an integer in YAML. */
-  | (Base & { kind: 'bytes'; default: number | null; nullable?: boolean })
+  | (Base & { kind: 'bytes'; default: number | null; nullable?: boolean; min?: number; max?: number })
   | (Base & { kind: 'list'; of: Spec; default: unknown[] })
   /** A mapping with free keys, each value of one spec. */
   | (Base & { kind: 'map'; of: Spec; default: Record<string, unknown>; keyPattern?: RegExp })

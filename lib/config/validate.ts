@@ -18,14 +18,44 @@ function describeValue(node: Node | null | undefined): string {
   return 'an unsupported value';
 }
 
+/**
+ * The most any duration may be, whatever its key's own bound: what a timer
+ * (setTimeout) can wait, 2^31-1 ms (about 24.8 days). Longer would fire at once.
+ */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+/** The most any size may be (1 PiB): beyond it a value is a mistake, whatever the key. */
+export const MAX_BYTES = 1024 ** 5;
+
+/** A duration bound as it would be written, whole (formatDuration rounds to two units): 7d, 24d20h31m23s, 0s. */
+function fmtBound(ms: number): string {
+  if (ms < 1000) return `${ms}ms`;
+  let s = Math.floor(ms / 1000);
+  let out = '';
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (s >= size) {
+      out += `${Math.floor(s / size)}${unit}`;
+      s %= size;
+    }
+  }
+  return out;
+}
+
+/** A size bound as it would be written: 16MiB, 1PiB, 0. */
+function fmtSize(n: number): string {
+  for (const [unit, size] of [['PiB', 1024 ** 5], ['TiB', 1024 ** 4], ['GiB', 1024 ** 3], ['MiB', 1024 ** 2], ['KiB', 1024]] as const) {
+    if (n >= size && n % size === 0) return `${n / size}${unit}`;
+  }
+  return String(n);
+}
+
 function expected(spec: Spec): string {
-  const range = (min?: number, max?: number): string =>
+  const range = (min?: number, max?: number, fmt: (n: number) => string = String): string =>
     min !== undefined && max !== undefined
-      ? ` from ${min} to ${max}`
+      ? ` from ${fmt(min)} to ${fmt(max)}`
       : min !== undefined
-        ? ` >= ${min}`
+        ? ` >= ${fmt(min)}`
         : max !== undefined
-          ? ` <= ${max}`
+          ? ` <= ${fmt(max)}`
           : '';
   switch (spec.kind) {
     case 'int':
@@ -39,9 +69,9 @@ function expected(spec: Spec): string {
     case 'enum':
       return `one of ${spec.values.join(', ')}`;
     case 'duration':
-      return `a duration such as 30s, 5m or 1h30m${spec.min !== undefined || spec.max !== undefined ? ` (${range(spec.min === undefined ? undefined : spec.min / 1000, spec.max === undefined ? undefined : spec.max / 1000).trim()} seconds)` : ''}`;
+      return `a duration such as 30s, 5m or 1h30m (${range(spec.min ?? 0, Math.min(spec.max ?? MAX_DURATION_MS, MAX_DURATION_MS), (n) => (n === 0 ? '0s' : fmtBound(n))).trim()})`;
     case 'bytes':
-      return 'a size such as 512MiB or 2G';
+      return `a size such as 512MiB or 2G (${range(spec.min ?? 0, Math.min(spec.max ?? MAX_BYTES, MAX_BYTES), fmtSize).trim()})`;
     case 'list':
       return 'a list';
     case 'map':
@@ -124,7 +154,7 @@ export class Validator {
         if (v === null && spec.nullable) return null;
         if (typeof v !== 'string' && typeof v !== 'number') return bad();
         const ms = parseDuration(v);
-        if (ms === undefined) return bad();
+        if (ms === undefined || !Number.isFinite(ms) || ms > MAX_DURATION_MS) return bad();
         if ((spec.min !== undefined && ms < spec.min) || (spec.max !== undefined && ms > spec.max)) return bad();
         return ms;
       }
@@ -132,7 +162,8 @@ export class Validator {
         if (v === null && spec.nullable) return null;
         if (typeof v !== 'string' && typeof v !== 'number') return bad();
         const b = parseBytes(v);
-        if (b === undefined) return bad();
+        if (b === undefined || !Number.isSafeInteger(b) || b > MAX_BYTES) return bad();
+        if ((spec.min !== undefined && b < spec.min) || (spec.max !== undefined && b > spec.max)) return bad();
         return b;
       }
     }

@@ -11,6 +11,7 @@ import { workspaceDir, type RunConfig } from '../config/index.js';
 import { EXIT, SwError, dataError, noInputError, tempFailError } from '../exit.js';
 import { exists, writeFileAtomic } from '../fsutil.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
+import { rejectionEvent } from '../queue/reject.js';
 import { readQueue, writeTask, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
 import {
@@ -33,7 +34,7 @@ import { readJournalLocked } from '../tasklog/journal.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
 import { freshState, keepForensics, restoreStateFiles, restoreWorkspace, stamp } from './restore.js';
-import { validateState } from './validate.js';
+import { validateState, type Validation } from './validate.js';
 
 export { computeBackoff, checkEscalation } from './backoff.js';
 export { planReconcile, placeFromLog } from './reconcile.js';
@@ -412,6 +413,7 @@ async function recoverCrash(
     const v = await validateState(paths, defaults, { repair: !dryRun });
     res.repairs = v.repairs;
     for (const r of v.repairs) say('info', r);
+    noteRejections(paths, v, res, dryRun, say);
     if (v.ok) {
       res.action = 'reconcile';
       say('info', 'state/ is valid: the files the crash left are the newest state');
@@ -438,6 +440,17 @@ async function recoverCrash(
     }
   }
   if (res.action === 'reconcile') res.checkpoint = res.recovery_checkpoint;
+}
+
+/** Queue entries validation set aside: a repair each, said once as a warning, and a task_rejected event. */
+function noteRejections(paths: RunPaths, v: Validation, res: RecoverResult, dryRun: boolean, say: NonNullable<RecoverOptions['say']>): void {
+  for (const r of v.rejected) {
+    const line = `rejected ${r.error}; ${dryRun ? 'would move it' : 'moved it'} to ${r.to}`;
+    res.repairs.push(line);
+    say('warn', line);
+    if (!dryRun) TaskLog.forRun(paths).append(rejectionEvent(paths.stateDir, r));
+  }
+  for (const n of v.notes) if (!res.notes.includes(n)) res.notes.push(n);
 }
 
 /** Try checkpoints newest first; each must verify and its files must validate. None: a fresh start. */
@@ -488,6 +501,7 @@ async function restoreNewestValid(
     mark(c.id);
     await restoreStateFiles(paths, c);
     const v = await validateState(paths, defaults, { repair: true });
+    noteRejections(paths, v, res, false, say);
     if (!v.ok) {
       const reason = `its files do not validate: ${v.problems.join('; ')}`;
       res.rejected.push({ id: c.id, reason });

@@ -10,6 +10,8 @@ import fs from 'node:fs';
 import fsExt from 'fs-ext';
 import { dataError, tempFailError } from '../exit.js';
 import { writeFileAtomic } from '../fsutil.js';
+import { FILE_LIMITS } from '../safefile.js';
+import { formatBytes } from '../units.js';
 
 export const JOURNAL_VERSION = 1;
 
@@ -282,6 +284,10 @@ export function readJournalLocked<T>(file: string, also: (journal: JournalConten
 /** Read the whole journal; the caller holds a lock on it (see readJournalLocked). */
 export function readJournalFd(fd: number, file: string): JournalContents {
   const size = fs.fstatSync(fd).size;
+  // Read whole: a bound with a clear message instead of running out of memory.
+  if (size > FILE_LIMITS.journal) {
+    throw dataError(`${file}: too big to read (${formatBytes(size)}; the task log journal may hold at most ${formatBytes(FILE_LIMITS.journal)})`);
+  }
   const buf = Buffer.alloc(size);
   let off = 0;
   while (off < size) {

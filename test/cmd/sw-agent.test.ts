@@ -5,6 +5,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { makeEnv, sw, treeSnapshot, type TestEnv } from '../helpers.js';
@@ -322,7 +323,7 @@ test('cancel, add from stdin, and a dropped-in task file', async () => {
     const queueFiles = fs.readdirSync(path.join(runPaths('run1', t.env).stateDir, 'queue')).filter((n) => n.startsWith('other'));
     assert.deepEqual(queueFiles, ['other.yaml'], 'a .yml file lives on as .yaml');
     assert.deepEqual(await query(t, "SELECT count(*) FROM task_attempts WHERE task_id = 'other'"), [[1]], 'done once, not again and again');
-    assert.match(a.output(), /ignoring .*broken\.yaml:\d+:\d+: invalid YAML/);
+    assert.match(a.output(), /warning: rejected .*broken\.yaml:\d+:\d+: invalid YAML.*; moved to .*\/queue\/rejected\/broken\.yaml$/m);
     const l = await tasks(t);
     assert.equal(l.find((x) => x.id === cid)?.status, 'cancelled');
     const show = JSON.parse(String((await agent(['show', 'run1', pid, '--json'], t)).stdout));
@@ -374,6 +375,173 @@ test('a second agent on the same run exits 75', async () => {
     assert.match(String(b.stderr), /already has an agent running \(pid \d+\)/);
     assert.deepEqual(treeSnapshot(runPaths('run1', t.env).stateDir), before, 'the refused agent changed nothing');
     await a.stop();
+  } finally {
+    t.cleanup();
+  }
+});
+
+/** Queue entries that are not tasks, and the error that names each (after the path). */
+function dropBadFiles(t: TestEnv): Array<[string, RegExp]> {
+  const q = path.join(runPaths('run1', t.env).stateDir, 'queue');
+  fs.writeFileSync(path.join(q, 'words.yaml'), 'prompt: [fix, the, build]\nverify: [make, test]\n');
+  fs.writeFileSync(path.join(q, 'nul.yaml'), 'prompt: fix\u0000 the build\n');
+  fs.writeFileSync(path.join(q, 'deep.yaml'), `prompt: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`);
+  fs.writeFileSync(path.join(q, 'big.yaml'), `prompt: ${'x'.repeat(300 * 1024)}\n`);
+  fs.mkdirSync(path.join(q, 'dir.yaml'));
+  fs.writeFileSync(path.join(t.dir, 'elsewhere.yaml'), 'prompt: not here\n');
+  fs.symlinkSync(path.join(t.dir, 'elsewhere.yaml'), path.join(q, 'link.yaml'));
+  return [
+    ['words', /^:1:9: prompt: expected a string, got a list$/],
+    ['nul', /^:1:12: not text: a NUL byte$/],
+    ['deep', /^:1:72: nested deeper than 64 levels$/],
+    ['big', /^: too big \(300 KiB; a task file may hold at most 256 KiB\)$/],
+    ['dir', /^: a directory, not a file$/],
+    ['link', /^: a symbolic link, not a file$/],
+  ];
+}
+
+test('show of a malformed queue file exits 65 with its one-line error; list reports each by name and agrees', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    assert.equal((await agent(['init', 'run1', '-q'], t)).exitCode, 0);
+    const good = String((await agent(['add', 'run1', '--title', 'good', 'do good'], t)).stdout).trim();
+    const bad = dropBadFiles(t);
+    const q = path.join(runPaths('run1', t.env).stateDir, 'queue');
+    const l = await agent(['list', 'run1', '--json'], t);
+    assert.equal(l.exitCode, 0, String(l.stderr));
+    const lj = JSON.parse(String(l.stdout)) as { tasks: Array<{ id: string }>; invalid: Array<{ file: string; error: string }>; rejected: unknown[] };
+    assert.deepEqual(lj.tasks.map((x) => x.id), [good], 'only the good task is a task');
+    assert.deepEqual(lj.invalid.map((x) => path.basename(x.file)).sort(), bad.map(([id]) => `${id}.yaml`).sort());
+    assert.deepEqual(lj.rejected, [], 'list moves nothing');
+    for (const [id, re] of bad) {
+      const file = path.join(q, `${id}.yaml`);
+      const entry = lj.invalid.find((x) => x.file === file);
+      assert.ok(entry && entry.error.startsWith(file), `${id}: the error names the file`);
+      assert.match(entry.error.slice(file.length), re, id);
+      assert.match(String(l.stderr), new RegExp(`^sw-agent: warning: not a task: ${file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}`, 'm'));
+      const s = await agent(['show', 'run1', id], t);
+      assert.equal(s.exitCode, 65, `${id}: ${s.stderr}`);
+      assert.equal(String(s.stdout), '', id);
+      assert.equal(String(s.stderr), `sw-agent: ${entry.error}`, `${id}: show says what list says, in one line`);
+    }
+    assert.doesNotMatch(String(l.stderr), /EISDIR|\[non-scalar\]/);
+    assert.equal((await agent(['show', 'run1', good], t)).exitCode, 0);
+    assert.equal((await agent(['show', 'run1', 'absent'], t)).exitCode, 66);
+    const text = await agent(['list', 'run1'], t);
+    assert.equal(text.exitCode, 0);
+    assert.equal(String(text.stdout).trim().split('\n').length, 2, 'a header and the good task');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('the agent sets bad queue files aside in queue/rejected/ with their reason, once, and works on; a file still being written is not rejected', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    scriptedRun(t, {
+      'from a file': [{ action: 'finish', summary: 'ok' }],
+      late: [{ action: 'finish', summary: 'ok' }],
+    });
+    assert.equal((await agent(['add', 'run1', '--title', 'from a file', 'first'], t)).exitCode, 0);
+    const st = runPaths('run1', t.env).stateDir;
+    const q = path.join(st, 'queue');
+    const rejected = path.join(q, 'rejected');
+    const bad = dropBadFiles(t);
+    const a = startAgent(t);
+    try {
+      await waitFor('the agent is working', () => /agent ready/.test(a.output()), 20_000, a);
+      // A file written in several goes: invalid until the last, which must not be rejected half-way.
+      const late = path.join(q, 'late.yaml');
+      fs.writeFileSync(late, 'title: late\nprompt: [unfinished');
+      const until = Date.now() + 3000;
+      while (Date.now() < until) {
+        await new Promise((r) => setTimeout(r, 250));
+        fs.writeFileSync(late, `title: late\nprompt: [unfinished ${Date.now()}`);
+      }
+      fs.writeFileSync(late, 'title: late\nprompt: written at last\n');
+      await waitFor('every bad file set aside', () => bad.every(([id]) => fs.existsSync(path.join(rejected, `${id}.yaml.reason`))), 20_000, a);
+      await waitFor('the late task completed', async () => (await tasks(t)).find((x) => x.id === 'late')?.status === 'completed', 20_000, a);
+    } finally {
+      await a.stop();
+    }
+    assert.equal(fs.existsSync(path.join(rejected, 'late.yaml')), false, 'the file being written was left alone');
+    for (const [id, re] of bad) {
+      const file = path.join(q, `${id}.yaml`);
+      assert.equal(fs.existsSync(file), false, `${id}.yaml left the queue`);
+      const reason = fs.readFileSync(path.join(rejected, `${id}.yaml.reason`), 'utf8');
+      assert.match(reason, new RegExp(`^\\d{4}-\\d\\d-\\d\\dT\\S+Z ${id}\\.yaml`));
+      assert.match(reason.trim().replace(/^\S+ [^:]+/, ''), re);
+      const said = a.output().split('\n').filter((line) => line.includes(`warning: rejected ${file}`));
+      assert.equal(said.length, 1, `${id}: said once: ${said.join('\n')}`);
+      assert.match(said[0] as string, new RegExp(`; moved to ${path.join(rejected, `${id}.yaml`).replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`));
+    }
+    const evs = (await query(t, "SELECT data FROM events WHERE type = 'task_rejected'")).map((r) => JSON.parse(String(r[0])) as { file: string });
+    assert.deepEqual(evs.map((e) => e.file).sort(), bad.map(([id]) => `queue/${id}.yaml`).sort());
+    // The words of a task with a list for its prompt are not lost, and no list ran as its verify command.
+    assert.equal(fs.readFileSync(path.join(rejected, 'words.yaml'), 'utf8'), 'prompt: [fix, the, build]\nverify: [make, test]\n');
+    assert.deepEqual(await query(t, "SELECT id FROM tasks WHERE id IN ('words', 'nul', 'deep', 'big', 'dir', 'link')"), []);
+    const all: string[] = [];
+    (function walk(d: string): void {
+      for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+        if (e.name === '.git') continue;
+        if (e.isDirectory()) walk(path.join(d, e.name));
+        else if (e.isFile()) all.push(fs.readFileSync(path.join(d, e.name), 'utf8'));
+      }
+    })(st);
+    assert.equal(all.some((c) => c.includes('[non-scalar]')), false);
+    const l = await tasks(t);
+    assert.deepEqual(l.map((x) => x.status), ['completed', 'completed']);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a bad scripted-backend file: run exits 78 naming the file (and line), never hangs', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const f = (name: string, text: string): string => {
+      const p = path.join(t.dir, name);
+      fs.writeFileSync(p, text);
+      return p;
+    };
+    const fifo = path.join(t.dir, 'fifo.yaml');
+    execFileSync('mkfifo', [fifo]);
+    const big = path.join(t.dir, 'big.yaml');
+    fs.writeFileSync(big, 'tasks: {}\n');
+    fs.truncateSync(big, 17 * 1024 * 1024);
+    const good = f('good.yaml', 'tasks:\n  x:\n    - {action: finish, summary: ok}\n');
+    const link = path.join(t.dir, 'link.yaml');
+    fs.symlinkSync(good, link);
+    const cases: Array<[string, RegExp]> = [
+      [fifo, /fifo\.yaml: a FIFO, not a file$/],
+      ['/dev/null', /\/dev\/null: a character device, not a file$/],
+      [t.dir, /: a directory, not a file$/],
+      [big, /big\.yaml: too big \(17\.0 MiB; a script may hold at most 16\.0 MiB\)$/],
+      [f('deep.yaml', `tasks:\n  x: ${'['.repeat(20_000)}${']'.repeat(20_000)}\n`), /deep\.yaml:2:68: nested deeper than 64 levels$/],
+      [f('nul.yaml', 'tasks:\n  x: []\n\u0000'), /nul\.yaml:3:1: not text: a NUL byte$/],
+      [f('bad.yaml', 'tasks:\n  x: [\n'), /bad\.yaml:3:1: invalid YAML: /],
+      [f('shape.yaml', 'tasks: [a, b]\n'), /shape\.yaml:1:1: a script is \{tasks: \{<task title>: \[action, \.\.\.\]\}\}$/],
+      [f('entry.yaml', 'tasks:\n  x:\n    - shell\n'), /entry\.yaml:3:7: x: expected an action such as \{action: shell, command: \.\.\.\}$/],
+      [f('wait.yaml', 'tasks:\n  x:\n    - {action: shell, command: "true", delay_ms: 99999999999999}\n'), /wait\.yaml:3:50: x: delay_ms: expected an integer from 0 to 2147483647, got 99999999999999$/],
+      [f('stall.yaml', 'tasks:\n  x:\n    - action: shell\n      stall_ms: soon\n'), /stall\.yaml:4:17: x: stall_ms: expected an integer from 0 to 2147483647, got "soon"$/],
+    ];
+    for (const [script, re] of cases) {
+      fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), `llm:\n  backend: scripted\n  script: ${script}\n`);
+      const r = await agent(['run', 'run1'], t, { timeout: 15_000 });
+      assert.equal(r.timedOut, false, `${script}: it hung`);
+      assert.equal(r.exitCode, 78, `${script}: ${r.stderr}`);
+      assert.match(String(r.stderr).trim(), re, script);
+      assert.equal(String(r.stderr).trim().split('\n').length, 1, `${script}: one line`);
+    }
+    assert.deepEqual(fs.readdirSync(t.stateDir), [], 'a refused start changes nothing');
+    // A link to a good script is followed: scripts are named by a human, often through links.
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), `llm:\n  backend: scripted\n  script: ${link}\n`);
+    const ok = startAgent(t);
+    try {
+      await waitFor('the agent is ready', () => /agent ready/.test(ok.output()), 20_000, ok);
+    } finally {
+      assert.equal(await ok.stop(), 0);
+    }
   } finally {
     t.cleanup();
   }

@@ -15,7 +15,11 @@ import { runPaths } from '../../lib/run.js';
 
 const CMD = path.join(DIST, 'bin', 'sw-recover.cjs');
 
-/** A crashed run: tasks in every state, and (for 'restore') a garbled queue file so a checkpoint must be restored. */
+/**
+ * A crashed run: tasks in every state, a garbled queue file (set aside, the
+ * task back from the log), and (for 'restore') a garbled agent.json so a
+ * checkpoint must be restored.
+ */
 async function template(t: TestEnv, kind: 'reconcile' | 'restore'): Promise<void> {
   fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), 'recovery:\n  backoff_base: 0s\n');
   await createRun(t);
@@ -33,10 +37,11 @@ async function template(t: TestEnv, kind: 'reconcile' | 'restore'): Promise<void
   }
   addTask(t, { id: 'late', status: 'pending' });
   fs.rmSync(path.join(runPaths('run1', t.env).stateDir, 'queue', 'late.yaml'));
-  if (kind === 'restore') fs.writeFileSync(path.join(runPaths('run1', t.env).stateDir, 'queue', 't5.yaml'), 'status: [in_prog');
+  fs.writeFileSync(path.join(runPaths('run1', t.env).stateDir, 'queue', 't5.yaml'), 'status: [in_prog');
+  if (kind === 'restore') fs.writeFileSync(path.join(runPaths('run1', t.env).stateDir, 'agent.json'), '{"status": "runn');
 }
 
-/** The run's outcome, without what legitimately differs between two recoveries (times, lock notes, forensics names). */
+/** The run's outcome, without what legitimately differs between two recoveries (times, lock notes, forensics names, when a file was set aside). */
 async function outcome(t: TestEnv): Promise<Record<string, unknown>> {
   const p = runPaths('run1', t.env);
   const files: Record<string, string> = {};
@@ -44,7 +49,7 @@ async function outcome(t: TestEnv): Promise<Record<string, unknown>> {
     for (const n of fs.readdirSync(dir).sort()) {
       const f = path.join(dir, n);
       if (fs.statSync(f).isDirectory()) walk(f);
-      else if (n !== '.git') files[path.relative(p.stateDir, f)] = fs.readFileSync(f, 'utf8').replace(/^updated: .*$/m, 'updated: -');
+      else if (n !== '.git') files[path.relative(p.stateDir, f)] = fs.readFileSync(f, 'utf8').replace(/^updated: .*$/m, 'updated: -').replace(/^\d{4}-\d\d-\d\dT\S+Z (?=t5\.yaml)/, '- ');
     }
   };
   walk(p.stateDir);

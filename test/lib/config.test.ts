@@ -3,11 +3,13 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { loadConfigFile, loadRunConfig, parseConfigText, RUN_SCHEMA, workspaceDir, type RunConfig } from '../../lib/config/index.js';
-import { defaultsOf, didYouMean, levenshtein } from '../../lib/config/spec.js';
+import { defaultsOf, didYouMean, levenshtein, type Spec } from '../../lib/config/spec.js';
+import { MAX_DURATION_MS } from '../../lib/config/validate.js';
+import { GOVERNOR_SCHEMA } from '../../lib/governor/config.js';
 import { EXIT, SwError } from '../../lib/exit.js';
 import { runPaths } from '../../lib/run.js';
 import { execa } from 'execa';
-import { ROOT, makeEnv } from '../helpers.js';
+import { ROOT, makeEnv, sw } from '../helpers.js';
 
 const parse = (text: string) => parseConfigText<RunConfig>(text, RUN_SCHEMA);
 
@@ -87,7 +89,7 @@ test('loadConfigFile throws exit 78 with file:line:col: key: message', async () 
     await assert.rejects(loadConfigFile(f, RUN_SCHEMA), (e: unknown) => {
       assert.ok(e instanceof SwError);
       assert.equal(e.code, EXIT.CONFIG);
-      assert.equal(e.message, `${f}:2:18: tasklog.compact_bytes: expected a size such as 512MiB or 2G, got "huge"`);
+      assert.equal(e.message, `${f}:2:18: tasklog.compact_bytes: expected a size such as 512MiB or 2G (from 0 to 64MiB), got "huge"`);
       return true;
     });
     fs.chmodSync(f, 0o000);
@@ -123,4 +125,49 @@ test('units/example.yaml parses and holds the defaults (but the example model pa
   const dflt = defaultsOf(RUN_SCHEMA) as RunConfig;
   assert.ok(Object.keys(config.llm.models).length === 3);
   assert.deepEqual({ ...config, llm: { ...config.llm, models: {} } }, dflt);
+});
+
+test('every duration and size of the run and governor configs has a maximum, no duration past what a timer can wait', () => {
+  const unbounded: string[] = [];
+  const walk = (spec: Spec, key: string): void => {
+    if (spec.kind === 'object') for (const [k, sub] of Object.entries(spec.fields)) walk(sub, key ? `${key}.${k}` : k);
+    else if (spec.kind === 'map' || spec.kind === 'list') walk(spec.of, `${key}.*`);
+    else if (spec.kind === 'duration' && (spec.max === undefined || spec.max > MAX_DURATION_MS)) unbounded.push(key);
+    else if (spec.kind === 'bytes' && spec.max === undefined) unbounded.push(key);
+  };
+  walk(RUN_SCHEMA, '');
+  walk(GOVERNOR_SCHEMA, 'governor');
+  assert.deepEqual(unbounded, []);
+});
+
+test('an absurd duration or size is refused with file:line:col, key, bound and value (exit 78)', { timeout: 60_000 }, async () => {
+  for (const [yaml, key, message] of [
+    ['recovery:\n  window: 100000d\n', 'recovery.window', 'expected a duration such as 30s, 5m or 1h30m (from 1s to 7d), got "100000d"'],
+    ['agent:\n  heartbeat: 1e300\n', 'agent.heartbeat', 'expected a duration such as 30s, 5m or 1h30m (from 1s to 1h), got 1e+300'],
+    ['llm:\n  patience: 30d\n', 'llm.patience', 'expected a duration such as 30s, 5m or 1h30m (from 0s to 7d), got "30d"'],
+    ['agent:\n  output_budget: 1TiB\n', 'agent.output_budget', 'expected a size such as 512MiB or 2G (from 0 to 16MiB), got "1TiB"'],
+    ['agent:\n  rss_limit: 999999999999999999999\n', 'agent.rss_limit', 'expected a size such as 512MiB or 2G (from 0 to 1TiB), got 1e+21'],
+  ] as const) {
+    const { issues } = await parse(yaml);
+    assert.equal(issues.length, 1, yaml);
+    assert.deepEqual([issues[0]?.line, issues[0]?.key, issues[0]?.message], [2, key, message]);
+  }
+  // Past 2^31-1 ms even where a key's own bound would allow it (setTimeout would fire at once).
+  const loose: Spec = { kind: 'object', doc: '', fields: { d: { kind: 'duration', default: 0, doc: '' }, b: { kind: 'bytes', default: 0, doc: '' } } };
+  const l = await parseConfigText<{ d: number; b: number }>('d: 25d\nb: 2PiB\n', loose);
+  assert.deepEqual(l.issues.map((i) => [i.key, i.message]), [
+    ['d', 'expected a duration such as 30s, 5m or 1h30m (from 0s to 24d20h31m23s), got "25d"'],
+    ['b', 'expected a size such as 512MiB or 2G (from 0 to 1PiB), got "2PiB"'],
+  ]);
+  assert.deepEqual((await parseConfigText<{ d: number }>('d: 24d\n', loose)).issues, []);
+  const t = makeEnv();
+  try {
+    const f = path.join(t.configDir, 'run1.yaml');
+    fs.writeFileSync(f, 'recovery:\n  window: 100000d\n');
+    const r = await sw('sw-agent', ['config', 'run1', 'recovery.window'], t);
+    assert.equal(r.exitCode, 78);
+    assert.equal(String(r.stderr), `sw-agent: ${f}:2:11: recovery.window: expected a duration such as 30s, 5m or 1h30m (from 1s to 7d), got "100000d"`);
+  } finally {
+    t.cleanup();
+  }
 });

@@ -4,8 +4,8 @@
 // `delay_ms` (answer after that long, tokens flowing meanwhile) and
 // `stall_ms` (one token, then none for that long: an inference that hangs).
 
-import fs from 'node:fs';
-import { configError } from '../../exit.js';
+import { EXIT, SwError, configError, errnoText } from '../../exit.js';
+import { checkYamlDepth, readTextFile } from '../../safefile.js';
 import { LIMITS } from '../schema.js';
 import { abortError, sleepOrAbort, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
 
@@ -19,17 +19,28 @@ export interface Script {
   tasks: Map<string, Entry[]>;
 }
 
-/** Parse a script file; errors name file:line (exit 78, it is configuration). */
+/** The longest delay_ms or stall_ms: what a timer can wait (2^31-1 ms, about 24.8 days). */
+const MAX_WAIT_MS = 2 ** 31 - 1;
+
+/**
+ * Parse a script file; errors name file:line:col (exit 78, it is
+ * configuration). The file is read by the rules every parsed file is (a
+ * regular file or a link to one, at most 16 MiB, UTF-8 text, nested at most
+ * 64 levels), so a FIFO, a device or a pathological file is refused at once,
+ * never waited on.
+ */
 export async function loadScript(file: string): Promise<Script> {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = readTextFile(file, 'script', { code: EXIT.CONFIG, follow: true });
+    await checkYamlDepth(file, text, EXIT.CONFIG);
   } catch (e) {
-    throw configError(`${file}: cannot read the script: ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    if (e instanceof SwError) throw e;
+    throw configError(`${file}: cannot read the script: ${errnoText(e)}`);
   }
-  const { parseDocument, LineCounter, isMap, isSeq } = await import('yaml');
+  const { parseDocument, LineCounter, isMap, isSeq, isScalar } = await import('yaml');
   const lc = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   const at = (node: unknown): string => {
     const r = (node as { range?: number[] } | null)?.range;
     const p = lc.linePos(r?.[0] ?? 0);
@@ -45,15 +56,30 @@ export async function loadScript(file: string): Promise<Script> {
   if (!isMap(tasksNode)) throw configError(`${at(root)}: a script is {tasks: {<task title>: [action, ...]}}`);
   const tasks = new Map<string, Entry[]>();
   for (const pair of tasksNode.items) {
-    const title = String((pair.key as { value?: unknown }).value);
+    const key = pair.key as { value?: unknown } | null;
+    if (!isScalar(key) || (typeof key.value !== 'string' && typeof key.value !== 'number')) throw configError(`${at(key)}: expected a task title, got ${isSeq(key) ? 'a list' : isMap(key) ? 'a mapping' : 'nothing'}`);
+    const title = String(key.value);
     const seq = pair.value;
-    if (!isSeq(seq)) throw configError(`${at(pair.key)}: ${title}: expected a list of actions`);
+    if (!isSeq(seq)) throw configError(`${at(pair.value ?? pair.key)}: ${title}: expected a list of actions`);
     const entries: Entry[] = [];
     for (const item of seq.items) {
-      const v = (item as { toJSON(): unknown }).toJSON() as Record<string, unknown> | null;
-      if (!v || typeof v !== 'object' || typeof v.action !== 'string') throw configError(`${at(item)}: ${title}: expected an action such as {action: shell, command: ...}`);
+      let v: Record<string, unknown> | null;
+      try {
+        v = isMap(item) ? (item.toJS(doc, { maxAliasCount: 100 }) as Record<string, unknown>) : null;
+      } catch (e) {
+        throw configError(`${at(item)}: ${title}: ${(e as Error).message.split('\n')[0]}`);
+      }
+      if (!v || typeof v.action !== 'string') throw configError(`${at(item)}: ${title}: expected an action such as {action: shell, command: ...}`);
       const { delay_ms: delay, stall_ms: stall, ...answer } = v;
-      entries.push({ answer, delayMs: typeof delay === 'number' ? delay : 0, stallMs: typeof stall === 'number' ? stall : 0 });
+      const wait = (k: string, x: unknown): number => {
+        if (x === undefined || x === null) return 0;
+        if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > MAX_WAIT_MS) {
+          const node = (item as import('yaml').YAMLMap).get(k, true);
+          throw configError(`${at(node ?? item)}: ${title}: ${k}: expected an integer from 0 to ${MAX_WAIT_MS}, got ${JSON.stringify(x)}`);
+        }
+        return x;
+      };
+      entries.push({ answer, delayMs: wait('delay_ms', delay), stallMs: wait('stall_ms', stall) });
     }
     tasks.set(title, entries);
   }
