@@ -293,6 +293,9 @@ function cmdStatus(program: Command): void {
       if (prot.error) problems.push({ severity: 'WARNING', what: 'checkpoints', message: `cannot tell what the newest checkpoint protects: ${prot.error}` });
       if (escalated) problems.push({ severity: 'CRITICAL', what: 'escalation', message: `escalated ${ago(escalated.time)}: ${escalated.reason ?? 'too many failures'}; systemd does not restart it until a human starts it again` });
       for (const bad of invalid) problems.push({ severity: 'WARNING', what: 'queue', message: `ignored: ${bad.error.startsWith(bad.file) ? bad.error : `${bad.file}: ${bad.error}`}` });
+      // Set aside until a human fixes or removes them: someone's task is not being done.
+      const rejected = listRejected(paths.stateDir);
+      for (const r of rejected) problems.push({ severity: 'WARNING', what: 'queue', message: `set aside${r.time ? ` ${ago(r.time)}` : ''}: ${r.file}${r.reason ? `: ${r.reason}` : ''}` });
 
       const pend = prot.pending;
       const checkpoints = {
@@ -307,6 +310,7 @@ function cmdStatus(program: Command): void {
         escalated: escalated ? { time: new Date(escalated.time).toISOString(), reason: escalated.reason } : null,
         queue: counts,
         queue_invalid: invalid.map((b) => ({ file: b.file, error: b.error })),
+        queue_rejected: rejected,
         approvals_pending: pending.map((a) => a.id),
         governor: gov.decision ? { tier: gov.decision.tier, quantization: gov.decision.quantization, actions: gov.decision.actions, time: gov.decision.time } : null,
         checkpoints,
@@ -329,7 +333,7 @@ function cmdStatus(program: Command): void {
         ['paused:', st.paused ? `yes${st.pause_reason ? ` (${st.pause_reason})` : ''}` : govPause ? `by the governor (${govPause.reasons.join('; ')})` : 'no'],
         ['task:', st.task ? `${st.task}, attempt ${st.attempt ?? '?'}, step ${st.step ?? 0}` : '-'],
         ['model:', `${config.llm.backend}${st.quantization ? ` at ${st.quantization}` : ''}${st.model_loaded ? '' : ' (not loaded)'}`],
-        ['queue:', TASK_STATUSES.map((s) => `${counts[s]} ${s.replace('_', ' ')}`).join(', ') + (invalid.length ? `; ${plural(invalid.length, 'file')} ignored` : '')],
+        ['queue:', TASK_STATUSES.map((s) => `${counts[s]} ${s.replace('_', ' ')}`).join(', ') + (invalid.length ? `; ${plural(invalid.length, 'file')} ignored` : '') + (rejected.length ? `; ${plural(rejected.length, 'file')} set aside` : '')],
         ['approvals:', pending.length ? pending.map((a) => a.id).join(', ') : 'none pending'],
         ['governor:', gov.decision ? `${gov.decision.tier}, ${gov.decision.quantization}${gov.decision.actions.length ? `, ${gov.decision.actions.join(' ')}` : ''}` : gov.stale ? 'decision stale' : 'no decision'],
         ['checkpoints:', ckLine()],

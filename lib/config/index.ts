@@ -1,8 +1,8 @@
 // A run's configuration: /etc/selfware/<run>.yaml, every key with a default,
 // validated with file:line:col errors (exit 78). A missing file means defaults.
 
-import fs from 'node:fs';
-import { configError } from '../exit.js';
+import { EXIT, configError } from '../exit.js';
+import { BadFileError, MAX_DEPTH, readTextFile, yamlTooDeep } from '../safefile.js';
 import type { RunPaths } from '../run.js';
 import { RUN_CHECKS, RUN_SCHEMA, type RunConfig } from './schema.js';
 import { defaultsOf, type ConfigIssue, type Spec } from './spec.js';
@@ -35,6 +35,9 @@ export async function parseConfigText<T>(
 ): Promise<{ config: T; issues: ConfigIssue[]; syntax: boolean; valueIssues: ConfigIssue[]; located: (key: string) => KeyPlace }> {
   const { parseDocument, LineCounter, isMap, isScalar } = await import('yaml');
   const { Validator } = await import('./validate.js');
+  // Nesting measured before the parser, which recurses, sees the text.
+  const deep = await yamlTooDeep(text);
+  if (deep) return { config: defaultsOf(schema) as T, issues: [{ ...deep, key: '', message: `invalid YAML: nested deeper than ${MAX_DEPTH} levels` }], syntax: true, valueIssues: [], located: () => null };
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true, strict: true });
   const issues: ConfigIssue[] = [];
@@ -105,11 +108,13 @@ export async function loadConfigFile<T>(file: string, schema: Spec, checks: Conf
   const needs = opts.needs ?? [];
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // Bounded and checked: a config is a file a human names (often a link), never a device or a FIFO.
+    text = readTextFile(file, 'config', { code: EXIT.CONFIG, follow: true });
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') return { config: defaultsOf(schema) as T, file: null, problems: [] };
-    const line = `${file}: cannot read: ${code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code)}`;
+    const line =
+      e instanceof BadFileError ? e.message : `${file}: cannot read: ${code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code)}`;
     if (!opts.lenient || needs.length > 0) throw configError(line);
     return { config: defaultsOf(schema) as T, file, problems: [line] };
   }

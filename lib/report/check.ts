@@ -256,12 +256,14 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
     max: null,
   });
 
-  // 9. Queue files the agent ignores (or set aside): someone's task is not being done.
-  const ignored = r.queue.invalid;
+  // 9. Queue files the agent ignores, or set aside in queue/rejected/ (until a human fixes or
+  // removes them): someone's task is not being done.
+  const ignored = r.queue.invalid + r.queue.rejected;
+  const first = r.queue.invalid_files[0] ?? r.queue.rejected_files[0] ?? 'see sw-agent status';
   out.push({
     name: 'queue',
     status: ignored ? 'WARNING' : 'OK',
-    message: ignored ? `${plural(ignored, 'queue file')} ignored: ${r.queue.invalid_files[0] ?? 'see sw-agent status'}` : 'every queue file is a task',
+    message: ignored ? `${plural(ignored, 'queue file')} not taken as tasks (${r.queue.rejected} set aside in queue/rejected/): ${first}` : 'every queue file is a task',
     value: ignored,
     warning: 0,
     critical: null,

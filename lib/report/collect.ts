@@ -10,6 +10,7 @@ import path from 'node:path';
 import type { Database } from 'sql.js';
 import type { RunConfig } from '../config/index.js';
 import { workspaceDir } from '../config/index.js';
+import { listRejected } from '../queue/reject.js';
 import { checkpointAttempts, escalatedAt, failingFrom, protection, writability, type Protection } from '../health.js';
 import { agentProcess, listApprovals, listTasks, readAgentState } from '../agent/state.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
@@ -374,8 +375,9 @@ async function fromSnapshot(
 
   // The queue and approvals now.
   const { tasks, invalid } = await listTasks(paths, config);
+  const rejected = listRejected(paths.stateDir);
   const count = (st: string): number => tasks.filter((t) => t.status === st).length;
-  const queue = { pending: count('pending'), in_progress: count('in_progress'), completed: count('completed'), failed: count('failed'), cancelled: count('cancelled'), invalid: invalid.length, invalid_files: invalid.slice(0, 5).map((b) => (b.error.startsWith(b.file) ? b.error : `${b.file}: ${b.error}`)) };
+  const queue = { pending: count('pending'), in_progress: count('in_progress'), completed: count('completed'), failed: count('failed'), cancelled: count('cancelled'), invalid: invalid.length, invalid_files: invalid.slice(0, 5).map((b) => (b.error.startsWith(b.file) ? b.error : `${b.file}: ${b.error}`)), rejected: rejected.length, rejected_files: rejected.slice(0, 5).map((r) => `${r.file}${r.reason ? `: ${r.reason}` : ''}`) };
   const approvals = listApprovals(paths)
     .filter((a) => a.status === 'pending')
     .map((a) => ({ id: a.id, task: a.task, action: typeof a.action === 'object' ? JSON.stringify(a.action) : String(a.action), requested: a.requested }));

@@ -188,7 +188,7 @@ export interface Report {
     };
   };
   /** The queue now (not limited to the window). */
-  queue: { pending: number; in_progress: number; completed: number; failed: number; cancelled: number; invalid: number; invalid_files: string[] };
+  queue: { pending: number; in_progress: number; completed: number; failed: number; cancelled: number; invalid: number; invalid_files: string[]; rejected: number; rejected_files: string[] };
   approvals: { pending: Array<{ id: string; task: string; action: string; requested: string }> };
   alerts: Alert[];
   /** Counts over the whole log up to `until`, for counters (prometheus). */

@@ -104,7 +104,7 @@ test('a run worked by the scripted agent: the report counts exactly what happene
     );
     assert.ok((r.checkpoints.by_kind.shutdown ?? 0) >= 1 && r.checkpoints.by_kind.recovery === 1, JSON.stringify(r.checkpoints.by_kind));
     assert.ok(r.checkpoints.disk_bytes > 0);
-    assert.deepEqual(r.queue, { pending: 0, in_progress: 0, completed: 4, failed: 1, cancelled: 0, invalid: 0, invalid_files: [] });
+    assert.deepEqual(r.queue, { pending: 0, in_progress: 0, completed: 4, failed: 1, cancelled: 0, invalid: 0, invalid_files: [], rejected: 0, rejected_files: [] });
     assert.equal(r.agent.running, false);
     // Two of the 13 steps failed (the bad task's `exit 3`): 15% is above the 10% warning.
     assert.equal(r.verdict, 'WARNING');

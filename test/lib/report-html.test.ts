@@ -63,7 +63,7 @@ function emptyReport(since: number, until: number): Report {
       samples: 0,
       peaks: { vram_used_mb: null, vram_total_mb: null, vram_pct: null, ram_used_mb: null, ram_total_mb: null, ram_pct: null, swap_used_mb: null, gpu_temp: null, cpu_load: null, disk_free_pct: null },
     },
-    queue: { pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0, invalid: 0, invalid_files: [] },
+    queue: { pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0, invalid: 0, invalid_files: [], rejected: 0, rejected_files: [] },
     approvals: { pending: [] },
     alerts: [
       { name: 'success_rate', status: 'OK', message: 'no task finished in the last 1h', value: null, warning: 0.5, critical: 0.25, worse: 'below', uom: '', label: 'success', min: 0, max: 1 },
@@ -211,7 +211,7 @@ function busyReport(s: Shape): Report {
       samples: samples.length * 3,
       peaks: { vram_used_mb: 22_900, vram_total_mb: 24_576, vram_pct: 93.2, ram_used_mb: 30_100, ram_total_mb: 64_000, ram_pct: 47.0, swap_used_mb: 0, gpu_temp: 81, cpu_load: 3.9, disk_free_pct: 41 },
     },
-    queue: { pending: 12, in_progress: 1, completed: 804, failed: 9, cancelled: 3, invalid: 0, invalid_files: [] },
+    queue: { pending: 12, in_progress: 1, completed: 804, failed: 9, cancelled: 3, invalid: 0, invalid_files: [], rejected: 0, rejected_files: [] },
     approvals: { pending: [{ id: 'ap-17', task: 'T-0412', action: 'git push --force', requested: iso(until - 2 * HOUR) }] },
     alerts: [
       { name: 'success_rate', status: 'OK', message: 'success rate 90% over 1h (9 of 10)', value: 0.9, warning: 0.5, critical: 0.25, worse: 'below', uom: '', label: 'success', min: 0, max: 1 },
