@@ -30,6 +30,12 @@ function setup(runArg: string, out: Output, sub: string, opts: Omit<SetupOptions
   return setupRun(runArg, { ...opts, out, command: `sw-agent ${sub} ${runArg} ...` });
 }
 
+/** Text with its control characters (ESC, BEL, backspace...) written as \xNN, and newlines too unless kept. */
+function visible(text: string, keepLines: boolean): string {
+  const re = keepLines ? /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g : /[\x00-\x1f\x7f-\x9f]/g;
+  return text.replace(re, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
 function checkTaskId(id: string): void {
   if (!TASK_ID_RE.test(id)) throw usageError(`invalid task id '${id}'`);
 }
@@ -202,15 +208,17 @@ function cmdShow(program: Command): void {
           1,
         ),
       );
-      out.print(`\n${t.prompt}\n`);
+      // What a model wrote (and a task file holds) may carry terminal control sequences: shown escaped, never sent to the terminal.
+      const shown = (x: string, keepLines = false): string => visible(x, keepLines);
+      out.print(`\n${shown(t.prompt, true)}\n`);
       for (const l of lines) {
         if (l.type === 'attempt') out.print(`--- attempt ${l.attempt} (${l.ts})${l.reset ? `: ${l.reset}` : ''}`);
         else if (l.type === 'step') {
           const what = l.action ? describeAction(l.action) : 'no valid action';
           const res = l.observation.error ? `error: ${l.observation.error}` : l.observation.exit_code !== null ? `exit ${l.observation.exit_code}` : 'ok';
-          out.print(`step ${l.step}: ${what} -> ${res}`);
-        } else if (l.type === 'verify') out.print(`verify: ${l.command} -> ${l.observation.ok ? 'passed' : `failed (${l.observation.error ?? `exit ${l.observation.exit_code}`})`}`);
-        else if (l.type === 'end') out.print(`end of attempt ${l.attempt}: ${l.outcome}${l.reason ? ` (${l.reason})` : ''}`);
+          out.print(shown(`step ${l.step}: ${what} -> ${res}`));
+        } else if (l.type === 'verify') out.print(shown(`verify: ${l.command} -> ${l.observation.ok ? 'passed' : `failed (${l.observation.error ?? `exit ${l.observation.exit_code}`})`}`));
+        else if (l.type === 'end') out.print(shown(`end of attempt ${l.attempt}: ${l.outcome}${l.reason ? ` (${l.reason})` : ''}`));
       }
     }),
   );
@@ -291,6 +299,13 @@ function cmdStatus(program: Command): void {
         problems.push({ severity: 'CRITICAL', what: 'checkpoints', message: `checkpoints failing since ${ago(f.since)} (${plural(f.count, 'attempt')}, the last ${f.last.kind}): ${f.last.reason}` });
       }
       if (prot.error) problems.push({ severity: 'WARNING', what: 'checkpoints', message: `cannot tell what the newest checkpoint protects: ${prot.error}` });
+      // Changes left unprotected too long while the agent works, by the report's thresholds.
+      const unprotectedMs = running && !prot.failing && prot.pending?.paths.length && prot.pending.since !== null ? now - prot.pending.since : 0;
+      const th = config.report.check.checkpoint_age;
+      if (unprotectedMs > th.warning) {
+        const pp = prot.pending as NonNullable<typeof prot.pending>;
+        problems.push({ severity: unprotectedMs > th.critical ? 'CRITICAL' : 'WARNING', what: 'checkpoints', message: `${plural(pp.paths.length, 'change')} left unprotected for ${formatDuration(unprotectedMs)} (${pp.paths[0] ?? ''}${pp.paths.length > 1 ? ` and ${pp.paths.length - 1} more` : ''})` });
+      }
       if (escalated) problems.push({ severity: 'CRITICAL', what: 'escalation', message: `escalated ${ago(escalated.time)}: ${escalated.reason ?? 'too many failures'}; systemd does not restart it until a human starts it again` });
       for (const bad of invalid) problems.push({ severity: 'WARNING', what: 'queue', message: `ignored: ${bad.error.startsWith(bad.file) ? bad.error : `${bad.file}: ${bad.error}`}` });
       // Set aside until a human fixes or removes them: someone's task is not being done.

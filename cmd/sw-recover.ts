@@ -7,7 +7,7 @@ import { action, createProgram, main, optsOf, outputFor, withCommonOptions } fro
 import { EXIT, usageError } from '../lib/exit.js';
 import { extendTimeout, initNotify, status } from '../lib/notify.js';
 import { EXIT_ESCALATED, recordServiceExit, recover, type RecoverResult } from '../lib/recover/index.js';
-import { RUN_NAME_RE, runDefined, runPaths, validateRunName } from '../lib/run.js';
+import { runDefined, runPaths, validateRunName } from '../lib/run.js';
 import { actAsOwner } from '../lib/owner.js';
 import { setupRun } from '../lib/setup.js';
 import type { Output } from '../lib/output.js';
@@ -42,7 +42,7 @@ function removeEmptyStateDirectory(out: Output): void {
   try {
     if (fs.readdirSync(dir).length === 0) {
       fs.rmdirSync(dir);
-      out.notice(`removed the empty state directory ${dir} that systemd made for an instance that is no run`);
+      out.notice(`removed the empty state directory ${dir} that systemd made for a start that made nothing`);
     }
   } catch {
     /* gone, not empty, or not ours to remove */
@@ -63,9 +63,9 @@ function buildProgram(): Command {
         if (o.recordExit && (o.checkpoint || o.dryRun)) throw usageError('--record-exit goes alone');
         if (o.checkpoint !== undefined && !CHECKPOINT_REF_RE.test(o.checkpoint)) throw usageError(`option '--checkpoint <id>': invalid checkpoint id '${o.checkpoint}'`);
         if (o.recordExit) {
-          // After a failed start of an instance whose name is no run's (selfware@bad\x20name): the
-          // empty state directory systemd made for it goes, and nothing else is touched.
-          if (!RUN_NAME_RE.test(runArg)) removeEmptyStateDirectory(out);
+          // After a start that failed before making anything (a name that is no run's, selfware@bad\x20name,
+          // or a typo that never got a config): the empty state directory systemd made for it goes.
+          removeEmptyStateDirectory(out);
           const paths = runPaths(validateRunName(runArg));
           actAsOwner(paths, { writes: true });
           const done = runDefined(paths) && recordServiceExit(paths, process.env);

@@ -139,7 +139,7 @@ test('make install PREFIX= DESTDIR= UNITDIR=, then make uninstall', { timeout: 3
   }
 });
 
-test('npm i -g . gives working commands', async () => {
+test('npm i -g . gives working commands', { timeout: 60_000 }, async () => {
   const t = makeEnv('npm-g');
   try {
     const prefix = path.join(t.dir, 'npm-prefix');
@@ -152,6 +152,8 @@ test('npm i -g . gives working commands', async () => {
       assert.equal(v.exitCode, 0, v.stderr);
       assert.match(v.stdout, /^\d+\.\d+\.\d+$/);
     }
+    const init = await execa(path.join(prefix, 'bin', 'sw-agent'), ['init', 'run1'], { env: { ...process.env, ...t.env }, reject: false });
+    assert.equal(init.exitCode, 0, init.stderr);
     const c = await execa(path.join(prefix, 'bin', 'sw-checkpoint'), ['create', 'run1'], { env: { ...process.env, ...t.env }, reject: false });
     assert.equal(c.exitCode, 0, c.stderr);
   } finally {

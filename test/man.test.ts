@@ -70,7 +70,7 @@ function fromHelp(help: string): { groups: string[][]; args: string[] } {
   return { groups, args };
 }
 
-test('man pages are mandoc -Tlint clean', async () => {
+test('man pages are mandoc -Tlint clean', { timeout: 60_000 }, async () => {
   assert.ok(pages.length > 0);
   const r = await execa('mandoc', ['-Tlint', '-Wwarning', ...pages.map((p) => path.join(MAN, p))], { reject: false });
   assert.equal(r.stdout + r.stderr, '', 'mandoc -Tlint');
@@ -79,7 +79,7 @@ test('man pages are mandoc -Tlint clean', async () => {
 
 for (const page of pages.filter((p) => p.startsWith('sw-'))) {
   const cmd = page.replace(/\.[1-8]$/, '');
-  test(`${page}: SYNOPSIS matches --help`, async () => {
+  test(`${page}: SYNOPSIS matches --help`, { timeout: 60_000 }, async () => {
     const t = makeEnv();
     try {
       const bin = path.join(DIST, 'bin', `${cmd}.cjs`);

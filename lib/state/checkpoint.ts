@@ -16,6 +16,7 @@ import { isoUtc } from '../units.js';
 import { requireRun, stateGit, workspaceGit } from './layout.js';
 import { indexTotals } from './gitindex.js';
 import { withScratch } from './pending.js';
+import { noteFailure, noteSuccess } from './attempts.js';
 import { checkObjects, gitObjectId, readObjects } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
@@ -346,6 +347,18 @@ export type CreateResult = { skipped: false; checkpoint: Checkpoint } | { skippe
  * the state lock and has initialised the run.
  */
 export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opts: CreateOptions): Promise<CreateResult> {
+  let result: CreateResult;
+  try {
+    result = await createLocked(paths, wsDir, opts);
+  } catch (e) {
+    noteFailure(paths, opts.kind, e);
+    throw e;
+  }
+  noteSuccess(paths, opts.kind, result.skipped ? result.latest.id : null);
+  return result;
+}
+
+async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions): Promise<CreateResult> {
   const git = stateGit(paths);
   const ws = workspaceGit(wsDir);
   git.removeStaleLocks();

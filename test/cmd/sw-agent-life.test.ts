@@ -11,7 +11,7 @@ import { makeEnv, rng, sleep, sw } from '../helpers.js';
 import { addTask, query, scriptedRun, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
 import { notifySocket } from '../fixtures/notify.js';
 
-test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes at the next step', async () => {
+test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes at the next step', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, {
@@ -55,7 +55,7 @@ test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes a
   }
 });
 
-test('stopped while the check runs: the next start runs the check, not another model step', async () => {
+test('stopped while the check runs: the next start runs the check, not another model step', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, { checked: [{ action: 'finish', summary: 'done' }, { action: 'shell', command: 'echo extra >> extra.txt' }] });
@@ -76,7 +76,7 @@ test('stopped while the check runs: the next start runs the check, not another m
   }
 });
 
-test('SIGKILL at random instants, sw-recover between: every task completed exactly once, none lost', async () => {
+test('SIGKILL at random instants, sw-recover between: every task completed exactly once, none lost', { timeout: 180_000 }, async () => {
   const t = makeEnv();
   try {
     const script: Record<string, Array<Record<string, unknown>>> = {};
@@ -127,7 +127,7 @@ test('SIGKILL at random instants, sw-recover between: every task completed exact
   }
 });
 
-test('sd_notify: READY after the model loads, WATCHDOG while working (not while the model stalls), STATUS, STOPPING', async () => {
+test('sd_notify: READY after the model loads, WATCHDOG while working (not while the model stalls), STATUS, STOPPING', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   const n = notifySocket(t);
   try {
@@ -169,7 +169,7 @@ test('sd_notify: READY after the model loads, WATCHDOG while working (not while 
   }
 });
 
-test('the memory guard: above rss_limit the agent checkpoints and exits 3, a planned restart', async () => {
+test('the memory guard: above rss_limit the agent checkpoints and exits 3, a planned restart', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, { small: [{ action: 'finish', summary: 'x' }] }, 'agent:\n  rss_limit: 1MiB\n');
@@ -187,7 +187,7 @@ test('the memory guard: above rss_limit the agent checkpoints and exits 3, a pla
   }
 });
 
-test("the governor's decision is obeyed before each model call: pause, a level switch, and back", async () => {
+test("the governor's decision is obeyed before each model call: pause, a level switch, and back", { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const { writeDecision } = await import('../../lib/governor/decision.js');

@@ -10,7 +10,7 @@ import { makeEnv, sw } from '../helpers.js';
 import { query, startAgent, tasks, transcript, waitFor } from '../fixtures/agent.js';
 import { tinyLlamaConfig, tinyModels } from '../fixtures/gguf.js';
 
-test('llama backend: tasks run on the tiny model, the model unloads when idle and comes back on demand', async () => {
+test('llama backend: tasks run on the tiny model, the model unloads when idle and comes back on demand', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const models = tinyModels(path.join(t.dir, 'models'));

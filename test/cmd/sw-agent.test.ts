@@ -17,7 +17,7 @@ import { pidAlive } from '../../lib/fsutil.js';
 const agent = (args: string[], t: TestEnv, opts = {}) => sw('sw-agent', args, t, opts);
 const ws = (t: TestEnv) => runPaths('run1', t.env).defaultWorkspace;
 
-test('usage errors exit 64; bad config 78; --help for each subcommand', async () => {
+test('usage errors exit 64; bad config 78; --help for each subcommand', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const h = await agent(['--help'], t);
@@ -61,7 +61,7 @@ test('usage errors exit 64; bad config 78; --help for each subcommand', async ()
   }
 });
 
-test('tasks complete, in priority order, each checkpointed; SIGTERM ends the session cleanly', async () => {
+test('tasks complete, in priority order, each checkpointed; SIGTERM ends the session cleanly', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, {
@@ -110,7 +110,7 @@ test('tasks complete, in priority order, each checkpointed; SIGTERM ends the ses
   }
 });
 
-test('verify fails, the attempt is retried from the pre-task workspace snapshot, then it passes', async () => {
+test('verify fails, the attempt is retried from the pre-task workspace snapshot, then it passes', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const counter = path.join(t.dir, 'verify-count');
@@ -143,7 +143,7 @@ test('verify fails, the attempt is retried from the pre-task workspace snapshot,
   }
 });
 
-test('approvals: an approve-rule action waits (pre-op checkpoint), runs once approved; a rejected one is reported to the model', async () => {
+test('approvals: an approve-rule action waits (pre-op checkpoint), runs once approved; a rejected one is reported to the model', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, {
@@ -189,7 +189,7 @@ test('approvals: an approve-rule action waits (pre-op checkpoint), runs once app
   }
 });
 
-test('an approval that times out is rejected (on_timeout: reject)', async () => {
+test('an approval that times out is rejected (on_timeout: reject)', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, { waits: [{ action: 'shell', command: 'sudo true' }, { action: 'finish', summary: 'x' }] }, 'policy:\n  approval_timeout: 1s\n');
@@ -204,7 +204,7 @@ test('an approval that times out is rejected (on_timeout: reject)', async () => 
   }
 });
 
-test('deny rules refuse, and paths outside the workspace are refused', async () => {
+test('deny rules refuse, and paths outside the workspace are refused', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const outside = path.join(t.dir, 'outside.txt');
@@ -242,7 +242,7 @@ test('deny rules refuse, and paths outside the workspace are refused', async () 
   }
 });
 
-test('a tool that runs too long is killed with its whole process group', async () => {
+test('a tool that runs too long is killed with its whole process group', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const pidFile = path.join(t.dir, 'child.pid');
@@ -270,7 +270,7 @@ test('a tool that runs too long is killed with its whole process group', async (
   }
 });
 
-test('pause and resume: no step while paused', async () => {
+test('pause and resume: no step while paused', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, { later: [{ action: 'write_file', path: 'x.txt', content: 'x' }, { action: 'finish', summary: 'x' }] });
@@ -294,7 +294,7 @@ test('pause and resume: no step while paused', async () => {
   }
 });
 
-test('cancel, add from stdin, and a dropped-in task file', async () => {
+test('cancel, add from stdin, and a dropped-in task file', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, {
@@ -335,7 +335,7 @@ test('cancel, add from stdin, and a dropped-in task file', async () => {
   }
 });
 
-test("the endpoint's API key is not in the actions' environment", async () => {
+test("the endpoint's API key is not in the actions' environment", { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, { env: [{ action: 'shell', command: 'env > env.txt' }, { action: 'finish', summary: 'x' }] });
@@ -360,7 +360,7 @@ test("the endpoint's API key is not in the actions' environment", async () => {
   }
 });
 
-test('a second agent on the same run exits 75', async () => {
+test('a second agent on the same run exits 75', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, {});
@@ -542,6 +542,29 @@ test('a bad scripted-backend file: run exits 78 naming the file (and line), neve
     } finally {
       assert.equal(await ok.stop(), 0);
     }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('show writes what a model or a task file holds with its control characters escaped, never raw to the terminal', { timeout: 30_000 }, async () => {
+  const t = makeEnv();
+  try {
+    assert.equal((await agent(['init', 'run1'], t)).exitCode, 0);
+    const id = String((await agent(['add', 'run1', '--title', 'esc', 'clear the screen: \u001b[2J and ring \u0007\ttab'], t)).stdout).trim();
+    const file = path.join(runPaths('run1', t.env).stateDir, 'transcripts', `${id}.jsonl`);
+    const ts = new Date().toISOString();
+    const lines = [
+      { type: 'attempt', attempt: 1, ts },
+      { type: 'step', attempt: 1, step: 1, ts, action: { action: 'shell', command: 'printf "\u001b]0;pwned\u0007"' }, observation: { ok: false, exit_code: 1, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 1, error: 'bad\u001b[31mred' } },
+    ];
+    fs.writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+    const r = await agent(['show', 'run1', id], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const out = String(r.stdout);
+    assert.doesNotMatch(out, /[\u0000-\u0008\u000b-\u001f\u007f]/, 'no raw control character');
+    assert.match(out, /clear the screen: \\x1b\[2J and ring \\x07\ttab/);
+    assert.match(out, /step 1: .*\\x1b\]0;pwned\\x07.* -> error: bad\\x1b\[31mred/);
   } finally {
     t.cleanup();
   }

@@ -40,9 +40,10 @@ function spawnKilled(t: TestEnv, args: string[]) {
   return execa(process.execPath, [CMD, ...args], { reject: false, env: { ...process.env, ...t.env } });
 }
 
-test('SIGKILL during create at random instants, many rounds', async () => {
+test('SIGKILL during create at random instants, many rounds', { timeout: 180_000 }, async () => {
   const t = makeEnv('kill-create');
   try {
+    assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
     const first = await sw('sw-checkpoint', ['create', 'run1'], t);
     assert.equal(first.exitCode, 0, String(first.stderr));
     const acknowledged = [String(first.stdout).trim()];
@@ -75,9 +76,10 @@ test('SIGKILL during create at random instants, many rounds', async () => {
   }
 });
 
-test('SIGKILL during prune at random instants, then prune finishes the same', async () => {
+test('SIGKILL during prune at random instants, then prune finishes the same', { timeout: 180_000 }, async () => {
   const t = makeEnv('kill-prune');
   try {
+    assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
     const st = path.join(t.stateDir, 'run1', 'state');
     const ids: string[] = [];
     for (let i = 0; i < 14; i++) {

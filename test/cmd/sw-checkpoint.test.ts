@@ -25,7 +25,7 @@ async function created(t: TestEnv, args: string[] = []): Promise<string> {
   return id;
 }
 
-test('--help, --version, and usage errors exit 64', async () => {
+test('--help, --version, and usage errors exit 64', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const h = await cp(['--help'], t);
@@ -62,7 +62,7 @@ test('--help, --version, and usage errors exit 64', async () => {
   }
 });
 
-test('bad run names exit 64 and touch nothing', async () => {
+test('bad run names exit 64 and touch nothing', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     await created(t);
@@ -82,7 +82,7 @@ test('bad run names exit 64 and touch nothing', async () => {
   }
 });
 
-test('create initialises a new run, prints the id, and records it everywhere', async () => {
+test('create initialises a new run, prints the id, and records it everywhere', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const r = await cp(['create', 'run1', '--kind', 'manual', '--message', 'first'], t);
@@ -107,7 +107,7 @@ test('create initialises a new run, prints the id, and records it everywhere', a
   }
 });
 
-test('a routine checkpoint with nothing changed is skipped unless --force', async () => {
+test('a routine checkpoint with nothing changed is skipped unless --force', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const id = await created(t, ['--kind', 'routine']);
@@ -134,7 +134,7 @@ test('a routine checkpoint with nothing changed is skipped unless --force', asyn
   }
 });
 
-test('the workspace snapshot leaves branch, index, HEAD and files alone', async () => {
+test('the workspace snapshot leaves branch, index, HEAD and files alone', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const ws = path.join(t.dir, 'ws');
@@ -186,7 +186,7 @@ test('the workspace snapshot leaves branch, index, HEAD and files alone', async 
   }
 });
 
-test('list, show and their JSON', async () => {
+test('list, show and their JSON', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const a = await created(t, ['--kind', 'task', '--message', 'task a done', '--time', '2026-11-20T08:00:00Z']);
@@ -227,7 +227,7 @@ test('list, show and their JSON', async () => {
   }
 });
 
-test('diff shows what changed in state/', async () => {
+test('diff shows what changed in state/', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const a = await created(t);
@@ -249,7 +249,7 @@ test('diff shows what changed in state/', async () => {
   }
 });
 
-test('commands on a run that does not exist exit 66 and create nothing', async () => {
+test('commands on a run that does not exist exit 66 and create nothing', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     for (const args of [['list', 'nope'], ['show', 'nope', 'latest'], ['diff', 'nope', 'latest'], ['verify', 'nope'], ['prune', 'nope']]) {
@@ -263,7 +263,7 @@ test('commands on a run that does not exist exit 66 and create nothing', async (
   }
 });
 
-test('a config mistake in a key the command needs exits 78 naming file:line:col and changes nothing; elsewhere, one warning', async () => {
+test('a config mistake in a key the command needs exits 78 naming file:line:col and changes nothing; elsewhere, one warning', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     await created(t);
@@ -288,7 +288,7 @@ test('a config mistake in a key the command needs exits 78 naming file:line:col 
   }
 });
 
-test('a live lock holder gives exit 75 and nothing changes', async () => {
+test('a live lock holder gives exit 75 and nothing changes', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     await created(t);
@@ -311,7 +311,7 @@ test('a live lock holder gives exit 75 and nothing changes', async () => {
   }
 });
 
-test('verify: valid checkpoints exit 0; flipped bytes in objects and task log are named, exit 1', async () => {
+test('verify: valid checkpoints exit 0; flipped bytes in objects and task log are named, exit 1', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const st = stateOf(t);
@@ -363,7 +363,7 @@ test('verify: valid checkpoints exit 0; flipped bytes in objects and task log ar
   }
 });
 
-test('prune: policy, the two protections, dry run, JSON, and measured space freed', async () => {
+test('prune: policy, the two protections, dry run, JSON, and measured space freed', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const st = stateOf(t);
@@ -424,7 +424,7 @@ test('prune: policy, the two protections, dry run, JSON, and measured space free
   }
 });
 
-test('prune removes forensics copies older than a week, and keeps younger ones', async () => {
+test('prune removes forensics copies older than a week, and keeps younger ones', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     await created(t);
@@ -454,7 +454,7 @@ test('prune removes forensics copies older than a week, and keeps younger ones',
   }
 });
 
-test('prune never removes the newest valid checkpoint when newer ones are corrupt', async () => {
+test('prune never removes the newest valid checkpoint when newer ones are corrupt', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const st = stateOf(t);

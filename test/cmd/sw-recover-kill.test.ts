@@ -61,7 +61,7 @@ async function outcome(t: TestEnv): Promise<Record<string, unknown>> {
 }
 
 for (const kind of ['reconcile', 'restore'] as const) {
-  test(`SIGKILL sw-recover at random instants (${kind}), then again: the same as one uninterrupted run`, async () => {
+  test(`SIGKILL sw-recover at random instants (${kind}), then again: the same as one uninterrupted run`, { timeout: 240_000 }, async () => {
     const tpl = makeEnv(`tpl-${kind}`);
     const ref = makeEnv(`ref-${kind}`);
     try {

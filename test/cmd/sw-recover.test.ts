@@ -26,7 +26,7 @@ async function recoveries(t: TestEnv): Promise<unknown[][]> {
   }
 }
 
-test('usage errors exit 64 and name the value', async () => {
+test('usage errors exit 64 and name the value', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const h = await rec(['--help'], t);
@@ -51,7 +51,7 @@ test('usage errors exit 64 and name the value', async () => {
   }
 });
 
-test('no run, no session, a clean stop: nothing to do, exit 0', async () => {
+test('no run, no session, a clean stop: nothing to do, exit 0', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     // No such run: 66 (a typo never creates one).
@@ -79,7 +79,7 @@ test('no run, no session, a clean stop: nothing to do, exit 0', async () => {
   }
 });
 
-test('the reconciliation matrix, row by row, through the command', async () => {
+test('the reconciliation matrix, row by row, through the command', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -151,7 +151,7 @@ test('the reconciliation matrix, row by row, through the command', async () => {
   }
 });
 
-test('--dry-run says what it would do and changes nothing', async () => {
+test('--dry-run says what it would do and changes nothing', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -255,7 +255,7 @@ test('bad queue files (20,000 nested brackets, a list for a string, NUL, too big
   }
 });
 
-test('truncated and garbage queue files are set aside: state/ is kept, the task comes back from the log', async () => {
+test('truncated and garbage queue files are set aside: state/ is kept, the task comes back from the log', { timeout: 60_000 }, async () => {
   for (const damage of ['truncated', 'garbage'] as const) {
     const t = makeEnv();
     try {
@@ -290,7 +290,7 @@ test('truncated and garbage queue files are set aside: state/ is kept, the task 
   }
 });
 
-test('flipped bytes in the newest checkpoint: it is rejected by name, the one before is restored', async () => {
+test('flipped bytes in the newest checkpoint: it is rejected by name, the one before is restored', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -320,7 +320,7 @@ test('flipped bytes in the newest checkpoint: it is rejected by name, the one be
   }
 });
 
-test('a deleted state/.git is repaired; the checkpoints were never in it', async () => {
+test('a deleted state/.git is repaired; the checkpoints were never in it', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -340,7 +340,7 @@ test('a deleted state/.git is repaired; the checkpoints were never in it', async
   }
 });
 
-test('a torn last task-log record is dropped and recovery goes on', async () => {
+test('a torn last task-log record is dropped and recovery goes on', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -360,7 +360,7 @@ test('a torn last task-log record is dropped and recovery goes on', async () => 
   }
 });
 
-test('a torn transcript line is dropped, a garbled one is a problem', async () => {
+test('a torn transcript line is dropped, a garbled one is a problem', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -382,7 +382,7 @@ test('a torn transcript line is dropped, a garbled one is a problem', async () =
   }
 });
 
-test('no checkpoint at all and broken state: a fresh start, said loudly, tasks back from the log', async () => {
+test('no checkpoint at all and broken state: a fresh start, said loudly, tasks back from the log', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -409,7 +409,7 @@ test('no checkpoint at all and broken state: a fresh start, said loudly, tasks b
   }
 });
 
-test('a config that no longer parses: exit 78, nothing changed', async () => {
+test('a config that no longer parses: exit 78, nothing changed', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     await createRun(t);
@@ -429,7 +429,7 @@ test('a config that no longer parses: exit 78, nothing changed', async () => {
   }
 });
 
-test('a running agent: exit 75, nothing changed', async () => {
+test('a running agent: exit 75, nothing changed', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     await createRun(t);
@@ -451,7 +451,7 @@ test('a running agent: exit 75, nothing changed', async () => {
   }
 });
 
-test('backoff: 1 s, 2 s, 4 s ... from the crash history, and it really waits', async () => {
+test('backoff: 1 s, 2 s, 4 s ... from the crash history, and it really waits', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', 'recovery:\n  backoff_base: 150ms\n  backoff_max: 1s\n  max_failures: 50\n');
@@ -479,7 +479,7 @@ test('backoff: 1 s, 2 s, 4 s ... from the crash history, and it really waits', a
   }
 });
 
-test('backoff under systemd 254+ (SELFWARE_BACKOFF=systemd from restart-steps.conf): systemd spaces the restarts, sw-recover does not sleep too', async () => {
+test('backoff under systemd 254+ (SELFWARE_BACKOFF=systemd from restart-steps.conf): systemd spaces the restarts, sw-recover does not sleep too', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', 'recovery:\n  backoff_base: 20s\n  max_failures: 50\n');
@@ -495,7 +495,7 @@ test('backoff under systemd 254+ (SELFWARE_BACKOFF=systemd from restart-steps.co
   }
 });
 
-test('escalation after N crashes in the window: exit 79, recorded, and a fresh count after it', async () => {
+test('escalation after N crashes in the window: exit 79, recorded, and a fresh count after it', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', 'recovery:\n  backoff_base: 0s\n  max_failures: 3\n');
@@ -519,7 +519,7 @@ test('escalation after N crashes in the window: exit 79, recorded, and a fresh c
   }
 });
 
-test('--record-exit notes how systemd saw the end; a watchdog kill is a hang', async () => {
+test('--record-exit notes how systemd saw the end; a watchdog kill is a hang', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);
@@ -538,7 +538,7 @@ test('--record-exit notes how systemd saw the end; a watchdog kill is a hang', a
   }
 });
 
-test('--checkpoint ID rolls back state/ and the workspace (branch, index, files), then reconciles', async () => {
+test('--checkpoint ID rolls back state/ and the workspace (branch, index, files), then reconciles', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     writeConfig(t, 'run1', NO_WAIT);

@@ -22,7 +22,7 @@ async function reportJson(t: TestEnv, args: string[]): Promise<Report> {
   return JSON.parse(String(r.stdout)) as Report;
 }
 
-test('a run worked by the scripted agent: the report counts exactly what happened', async () => {
+test('a run worked by the scripted agent: the report counts exactly what happened', { timeout: 120_000 }, async () => {
   const t = makeEnv('report-real');
   try {
     scriptedRun(t, {
@@ -197,7 +197,7 @@ async function check(t: TestEnv, until: number, extra: string[] = []): Promise<{
   return { code: r.exitCode as number, line: line.trim() };
 }
 
-test('--check: the success rate over the last hour, at and around each threshold', async () => {
+test('--check: the success rate over the last hour, at and around each threshold', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-check');
   try {
     const now = Date.now();
@@ -248,7 +248,7 @@ test('--check: the success rate over the last hour, at and around each threshold
   }
 });
 
-test('--check: progress while tasks wait, the error rate, an escalation', async () => {
+test('--check: progress while tasks wait, the error rate, an escalation', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-check2');
   try {
     const now = Date.now();
@@ -300,7 +300,7 @@ test('--check: progress while tasks wait, the error rate, an escalation', async 
   }
 });
 
-test('--check: failed checkpoints by the task log at any --until, and disk free by the governor thresholds', async () => {
+test('--check: failed checkpoints by the task log at any --until, and disk free by the governor thresholds', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-check3');
   try {
     scriptedRun(t, {});
@@ -351,7 +351,7 @@ test('--check: failed checkpoints by the task log at any --until, and disk free 
   }
 });
 
-test('--check: UNKNOWN (3) with one line for a missing run, a broken config, no runs at all', async () => {
+test('--check: UNKNOWN (3) with one line for a missing run, a broken config, no runs at all', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-unknown');
   try {
     let r = await sw('sw-report', ['nosuch', '--check'], t);
@@ -403,7 +403,7 @@ test('--check: UNKNOWN (3) with one line for a missing run, a broken config, no 
   }
 });
 
-test('--format prometheus passes promtool check metrics; --all gives each family once; --output replaces the file atomically', async () => {
+test('--format prometheus passes promtool check metrics; --all gives each family once; --output replaces the file atomically', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-prom');
   try {
     for (const run of ['alpha', 'beta']) {
@@ -459,7 +459,7 @@ test('--format prometheus passes promtool check metrics; --all gives each family
   }
 });
 
-test('--mail: no sendmail exits 69, no address exits 78, and the message is multipart text and HTML with the verdict in the subject', async () => {
+test('--mail: no sendmail exits 69, no address exits 78, and the message is multipart text and HTML with the verdict in the subject', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-mail');
   try {
     await createRun(t);
@@ -560,6 +560,11 @@ test('selfware-alert: mails the failed unit through report.sendmail; when sendma
     r = await alert();
     assert.equal(r.exitCode, 69);
     assert.equal(r.stderr, `<3>selfware-alert: selfware@run1.service failed; cannot mail the alert to ops@example.com: ${fake}: exited with status 75`);
+    // An address that cannot be read is said so, not taken for none configured.
+    writeConfig(t, 'run1', 'report:\n  mail: [ops@example.com\n');
+    r = await alert();
+    assert.equal(r.exitCode, 78);
+    assert.match(r.stderr, /^<3>selfware-alert: selfware@run1\.service failed; cannot read run 'run1''s report\.mail \(sw-agent: .*run1\.yaml:\d+:\d+: invalid YAML: .*\), so no mail was sent$/);
   } finally {
     t.cleanup();
   }

@@ -13,7 +13,7 @@ import { ROOT, makeEnv, sw } from '../helpers.js';
 
 const parse = (text: string) => parseConfigText<RunConfig>(text, RUN_SCHEMA);
 
-test('a missing file means every default', async () => {
+test('a missing file means every default', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const paths = runPaths('run1', t.env);
@@ -27,7 +27,7 @@ test('a missing file means every default', async () => {
   }
 });
 
-test('an empty file and a partial file fill in defaults', async () => {
+test('an empty file and a partial file fill in defaults', { timeout: 60_000 }, async () => {
   assert.deepEqual((await parse('')).config, defaultsOf(RUN_SCHEMA));
   assert.deepEqual((await parse('# only a comment\n')).config, defaultsOf(RUN_SCHEMA));
   const { config, issues } = await parse('checkpoint:\n  retention:\n    keep_daily: 3\n');
@@ -37,14 +37,14 @@ test('an empty file and a partial file fill in defaults', async () => {
   assert.equal(config.tasklog.compact_bytes, 1024 * 1024);
 });
 
-test('sizes and paths are parsed', async () => {
+test('sizes and paths are parsed', { timeout: 60_000 }, async () => {
   const { config, issues } = await parse('workspace: /srv/ws\ntasklog:\n  compact_bytes: 4MiB\n');
   assert.deepEqual(issues, []);
   assert.equal(config.workspace, '/srv/ws');
   assert.equal(config.tasklog.compact_bytes, 4 * 1024 * 1024);
 });
 
-test('a wrong type names line, column, key, expectation and value', async () => {
+test('a wrong type names line, column, key, expectation and value', { timeout: 60_000 }, async () => {
   const { issues } = await parse('checkpoint:\n  retention:\n    keep_last: -3\n');
   assert.equal(issues.length, 1);
   assert.deepEqual(issues[0], { line: 3, col: 16, key: 'checkpoint.retention.keep_last', message: 'expected an integer from 0 to 100000, got -3' });
@@ -57,7 +57,7 @@ test('a wrong type names line, column, key, expectation and value', async () => 
   assert.equal(m.issues[0]?.message, 'expected a mapping, got 5');
 });
 
-test('unknown keys are errors with a did-you-mean', async () => {
+test('unknown keys are errors with a did-you-mean', { timeout: 60_000 }, async () => {
   const { issues } = await parse('checkpoint:\n  retension:\n    keep_last: 1\n');
   assert.equal(issues.length, 1);
   assert.equal(issues[0]?.key, 'checkpoint.retension');
@@ -67,7 +67,7 @@ test('unknown keys are errors with a did-you-mean', async () => {
   assert.equal(far.issues[0]?.message, 'unknown key');
 });
 
-test('YAML syntax errors and duplicate keys carry their position', async () => {
+test('YAML syntax errors and duplicate keys carry their position', { timeout: 60_000 }, async () => {
   const bad = await parse('checkpoint:\n  retention: [1, 2\n');
   assert.ok(bad.issues.length >= 1);
   assert.match(bad.issues[0]?.message ?? '', /^invalid YAML: /);
@@ -76,12 +76,12 @@ test('YAML syntax errors and duplicate keys carry their position', async () => {
   assert.equal(dup.issues[0]?.line, 2);
 });
 
-test('a top level that is not a mapping is refused', async () => {
+test('a top level that is not a mapping is refused', { timeout: 60_000 }, async () => {
   const { issues } = await parse('- a\n- b\n');
   assert.equal(issues[0]?.message, 'expected a mapping, got a list');
 });
 
-test('loadConfigFile throws exit 78 with file:line:col: key: message', async () => {
+test('loadConfigFile throws exit 78 with file:line:col: key: message', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const f = path.join(t.configDir, 'run1.yaml');
@@ -118,7 +118,7 @@ test('levenshtein and didYouMean', () => {
   assert.equal(didYouMean('qqqqqqq', ['keep_last']), undefined);
 });
 
-test('units/example.yaml parses and holds the defaults (but the example model paths)', async () => {
+test('units/example.yaml parses and holds the defaults (but the example model paths)', { timeout: 60_000 }, async () => {
   const { ROOT } = await import('../helpers.js');
   const file = path.join(ROOT, 'units', 'example.yaml');
   const { config } = await loadConfigFile<RunConfig>(file, RUN_SCHEMA);

@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EXIT, SwError, describeError, exitCodeFor } from '../../lib/exit.js';
 
-test('the exit-code table is the one in DESIGN.md', () => {
-  assert.deepEqual(EXIT, { OK: 0, FAIL: 1, USAGE: 64, DATAERR: 65, NOINPUT: 66, UNAVAILABLE: 69, IOERR: 74, TEMPFAIL: 75, CONFIG: 78 });
+test('the exit-code table is the one in DESIGN.md, with 77 for a run of another user (issue 10: a documented code)', () => {
+  assert.deepEqual(EXIT, { OK: 0, FAIL: 1, USAGE: 64, DATAERR: 65, NOINPUT: 66, UNAVAILABLE: 69, IOERR: 74, TEMPFAIL: 75, NOPERM: 77, CONFIG: 78 });
 });
 
 test('errors map to codes', () => {

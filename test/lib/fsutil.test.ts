@@ -19,7 +19,7 @@ test('writeFileAtomic replaces content and leaves no temp file', () => {
   }
 });
 
-test('SIGKILL during writeFileAtomic leaves the old or the new content, never a mix', async () => {
+test('SIGKILL during writeFileAtomic leaves the old or the new content, never a mix', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const f = path.join(t.dir, 'target');

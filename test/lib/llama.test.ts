@@ -73,7 +73,7 @@ test('the fixture writes the same bytes for a seed and other bytes for another s
   }
 });
 
-test('the fixture runs as a script and prints each level and its file', async () => {
+test('the fixture runs as a script and prints each level and its file', { timeout: 60_000 }, async () => {
   const t = makeEnv('gguf');
   try {
     const r = await execa(process.execPath, [path.join(DIST, 'test', 'fixtures', 'gguf.js'), path.join(t.dir, 'demo')], { reject: false });
@@ -91,7 +91,7 @@ test('the fixture runs as a script and prints each level and its file', async ()
   }
 });
 
-test('the tiny model answers with valid actions, counting tokens', async (ctx) => {
+test('the tiny model answers with valid actions, counting tokens', { timeout: 60_000 }, async (ctx) => {
   await withBackend(async (b) => {
     const progress: number[] = [];
     await b.load('Q4_K_M', () => progress.push(Date.now()));
@@ -116,7 +116,7 @@ test('the tiny model answers with valid actions, counting tokens', async (ctx) =
   });
 });
 
-test('unload frees the model and the next request loads it again', async () => {
+test('unload frees the model and the next request loads it again', { timeout: 60_000 }, async () => {
   await withBackend(async (b) => {
     await b.load('Q4_K_M');
     await b.unload();
@@ -129,7 +129,7 @@ test('unload frees the model and the next request loads it again', async () => {
   });
 });
 
-test('load switches to another level and its file', async () => {
+test('load switches to another level and its file', { timeout: 60_000 }, async () => {
   await withBackend(async (b) => {
     await b.load('Q4_K_M');
     const before = await b.complete(request(2, { maxTokens: 64 }));
@@ -145,7 +145,7 @@ test('load switches to another level and its file', async () => {
   }, { temperature: 0 });
 });
 
-test('an aborted request rejects with AbortError and the backend still answers', async () => {
+test('an aborted request rejects with AbortError and the backend still answers', { timeout: 60_000 }, async () => {
   await withBackend(async (b) => {
     await b.load('Q4_K_M');
     const ac = new AbortController();
@@ -170,7 +170,7 @@ test('an aborted request rejects with AbortError and the backend still answers',
   });
 });
 
-test('a missing model file or level gives an error naming the level and path', async () => {
+test('a missing model file or level gives an error naming the level and path', { timeout: 60_000 }, async () => {
   await withBackend(async (b, t, cfg) => {
     const gone = path.join(t.dir, 'models', 'gone.gguf');
     cfg.models.Q3_K_L = gone;
@@ -183,7 +183,7 @@ test('a missing model file or level gives an error naming the level and path', a
   });
 });
 
-test('answers hold no broken UTF-8 and keep short string limits', async () => {
+test('answers hold no broken UTF-8 and keep short string limits', { timeout: 60_000 }, async () => {
   // Random weights pick lone high bytes as often as letters; the backend bans them.
   const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 6 }, tags: { type: 'array', items: { type: 'string', maxLength: 3 }, maxItems: 3 } }, required: ['name', 'tags'] };
   await withBackend(async (b) => {

@@ -16,7 +16,7 @@ function holder(file: string, mode = 'exclusive') {
   return { child, ready };
 }
 
-test('a live holder gives exit 75 naming it; a SIGKILLed one is taken over', async () => {
+test('a live holder gives exit 75 naming it; a SIGKILLed one is taken over', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const file = path.join(t.dir, 'locks', 'state.lock');
@@ -41,7 +41,7 @@ test('a live holder gives exit 75 naming it; a SIGKILLed one is taken over', asy
   }
 });
 
-test('waiting acquires a lock released within the wait', async () => {
+test('waiting acquires a lock released within the wait', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const file = path.join(t.dir, 'l');
@@ -56,7 +56,7 @@ test('waiting acquires a lock released within the wait', async () => {
   }
 });
 
-test('shared locks coexist and exclude an exclusive one', async () => {
+test('shared locks coexist and exclude an exclusive one', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const file = path.join(t.dir, 'l');
@@ -76,7 +76,7 @@ test('shared locks coexist and exclude an exclusive one', async () => {
   }
 });
 
-test('programs run while a lock is held inherit it: an orphan of a SIGKILLed holder keeps it until it exits', async () => {
+test('programs run while a lock is held inherit it: an orphan of a SIGKILLed holder keeps it until it exits', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const file = path.join(t.dir, 'held.lock');

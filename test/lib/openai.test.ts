@@ -60,7 +60,7 @@ function llmConfig(over: Partial<RunConfig['llm']>): RunConfig['llm'] {
 const req = () => ({ messages: [{ role: 'user' as const, content: 'hi' }], schema: ACTION_SCHEMA as unknown as Record<string, unknown>, maxTokens: 64 });
 const noSleep = async (): Promise<void> => {};
 
-test('a streamed answer: text, token counts, onToken, and the request it sent', async () => {
+test('a streamed answer: text, token counts, onToken, and the request it sent', { timeout: 60_000 }, async () => {
   const s = await server((_q, _b, res) => stream(res, '{"action":"finish","summary":"ok"}'));
   try {
     process.env.SW_TEST_KEY = 'sekrit';
@@ -85,7 +85,7 @@ test('a streamed answer: text, token counts, onToken, and the request it sent', 
   }
 });
 
-test('failures are retried with backoff, then the answer comes', async () => {
+test('failures are retried with backoff, then the answer comes', { timeout: 60_000 }, async () => {
   let n = 0;
   const s = await server((_q, _b, res) => {
     if (++n <= 2) {
@@ -106,7 +106,7 @@ test('failures are retried with backoff, then the answer comes', async () => {
   }
 });
 
-test('the circuit breaker opens after failures in a row, refuses without calling, and half-opens after its cooldown', async () => {
+test('the circuit breaker opens after failures in a row, refuses without calling, and half-opens after its cooldown', { timeout: 60_000 }, async () => {
   let fail = true;
   const s = await server((_q, _b, res) => {
     if (fail) {
@@ -136,7 +136,7 @@ test('the circuit breaker opens after failures in a row, refuses without calling
   }
 });
 
-test('a 4xx is not retried; a request that hangs times out', async () => {
+test('a 4xx is not retried; a request that hangs times out', { timeout: 60_000 }, async () => {
   const bad = await server((_q, _b, res) => {
     res.writeHead(400);
     res.end('{"error":"bad schema"}');
@@ -170,7 +170,7 @@ async function closedPort(): Promise<number> {
   return port;
 }
 
-test('an endpoint gone longer than the patience is unavailable', async () => {
+test('an endpoint gone longer than the patience is unavailable', { timeout: 60_000 }, async () => {
   const port = await closedPort();
   let now = 0;
   const b = new OpenAiBackend(llmConfig({ endpoint: `http://127.0.0.1:${port}/v1`, retries: 0, patience: 60_000, breaker_threshold: 100 }), { now: () => now, sleep: noSleep });
@@ -181,7 +181,7 @@ test('an endpoint gone longer than the patience is unavailable', async () => {
   await assert.rejects(b.complete(req()), (e: unknown) => e instanceof LlmUnavailableError && /unavailable for 61 s/.test(e.message));
 });
 
-test('the agent on a dead endpoint exits 69 after its patience', async () => {
+test('the agent on a dead endpoint exits 69 after its patience', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const port = await closedPort();

@@ -17,7 +17,7 @@ import { DAY, T0, T1, truthFor, writeWeekLog } from '../fixtures/weeklog.js';
 
 const config = defaultsOf(RUN_SCHEMA) as RunConfig;
 
-test('a seven-day task log: every figure matches the known truth, for the week and for windows inside it', async () => {
+test('a seven-day task log: every figure matches the known truth, for the week and for windows inside it', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-week');
   try {
     const facts = await writeWeekLog(t.stateDir, 'week');
@@ -148,7 +148,7 @@ test('perfdata and the check line follow the Monitoring Plugins format', () => {
   assert.deepEqual(checkLine([report]), { status: 'CRITICAL', line: 'SELFWARE CRITICAL - success rate 20% over 1h (1 of 5) | checkpoint_age=240s;900;3600;0 success=0.2;0.5:;0.25:;0;1' });
 });
 
-test('sw-report on the week log through the command: JSON as collected, text, and --since bad input exits 64 changing nothing', async () => {
+test('sw-report on the week log through the command: JSON as collected, text, and --since bad input exits 64 changing nothing', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-cmd');
   try {
     const facts = await writeWeekLog(t.stateDir, 'week', { tasks: 200, samples: 5000 });

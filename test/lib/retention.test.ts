@@ -35,7 +35,7 @@ test('policy basics: empty keeps all, keep-last counts, buckets keep the newest 
   assert.deepEqual(daily.reasons.get('c6'), ['daily']);
 });
 
-test("retention matches restic's own forget on a few hundred irregular times", async (t) => {
+test("retention matches restic's own forget on a few hundred irregular times", { timeout: 60_000 }, async (t) => {
   if (!(await resticAvailable())) {
     assert.fail('restic is not installed (make deps installs it from Debian)');
   }

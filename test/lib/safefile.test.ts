@@ -14,7 +14,7 @@ import { makeEnv } from '../helpers.js';
 const depth = (v: unknown): number =>
   Array.isArray(v) ? 1 + Math.max(0, ...v.map(depth)) : v && typeof v === 'object' ? 1 + Math.max(0, ...Object.values(v).map(depth)) : 0;
 
-test('YAML nesting is measured without the parser: flow, block, compact and mixed, exactly at 64', async () => {
+test('YAML nesting is measured without the parser: flow, block, compact and mixed, exactly at 64', { timeout: 60_000 }, async () => {
   const cases: Array<[string, string]> = [
     ['flow', `p: ${'['.repeat(63)}${']'.repeat(63)}\n`],
     ['block sequences', `${'- '.repeat(64)}x\n`],

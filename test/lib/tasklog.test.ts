@@ -20,7 +20,7 @@ test('crc32 matches the standard check value', () => {
   assert.equal(crc32(Buffer.from('123456789')), 0xcbf43926);
 });
 
-test('events land in their tables; positions are global and survive compaction', async () => {
+test('events land in their tables; positions are global and survive compaction', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const log = newLog(t.dir);
@@ -58,7 +58,7 @@ test('events land in their tables; positions are global and survive compaction',
   }
 });
 
-test('a torn last record is dropped, never read, and cut off by the next append', async () => {
+test('a torn last record is dropped, never read, and cut off by the next append', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const log = newLog(t.dir);
@@ -83,7 +83,7 @@ test('a torn last record is dropped, never read, and cut off by the next append'
   }
 });
 
-test('a corrupt record in the middle is reported by position and skipped', async () => {
+test('a corrupt record in the middle is reported by position and skipped', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const log = newLog(t.dir);
@@ -109,7 +109,7 @@ test('a corrupt record in the middle is reported by position and skipped', async
   }
 });
 
-test('a flipped byte in the database is caught by the checksum the journal keeps', async () => {
+test('a flipped byte in the database is caught by the checksum the journal keeps', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const log = newLog(t.dir);
@@ -128,7 +128,7 @@ test('a flipped byte in the database is caught by the checksum the journal keeps
   }
 });
 
-test('a compaction killed between the database and the new journal is completed, not called corrupt', async () => {
+test('a compaction killed between the database and the new journal is completed, not called corrupt', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const log = newLog(t.dir);
@@ -156,7 +156,7 @@ test('a compaction killed between the database and the new journal is completed,
   }
 });
 
-test('an older database is upgraded; a newer one is refused with exit 65', async () => {
+test('an older database is upgraded; a newer one is refused with exit 65', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const SQL = await sqljs();
@@ -199,7 +199,7 @@ function appender(log: TaskLog, writer: string, count?: number, mode?: string) {
   return execa(process.execPath, args, { reject: false });
 }
 
-test('several processes appending and compacting at once lose nothing', async () => {
+test('several processes appending and compacting at once lose nothing', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const log = newLog(t.dir);
@@ -217,7 +217,7 @@ test('several processes appending and compacting at once lose nothing', async ()
   }
 });
 
-test('SIGKILL at random instants: every acknowledged event is there, the log opens', async () => {
+test('SIGKILL at random instants: every acknowledged event is there, the log opens', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     const log = newLog(t.dir);

@@ -249,7 +249,7 @@ export class LlamaBackend implements LlmBackend {
         tokensIn: meter.usedInputTokens,
         tokensOut,
         latencyMs: Math.round(end - t0),
-        tokensPerS: gen.ms > 0 ? gen.n / (gen.ms / 1000) : 0,
+        tokensPerS: gen.ms > 0 ? gen.n / (gen.ms / 1000) : null,
         model: path.basename(this.config.models[this.level] ?? ''),
         quantization: this.level,
       };

@@ -189,7 +189,7 @@ export class OpenAiBackend implements LlmBackend {
       if (tokensIn === 0) tokensIn = Math.ceil(req.messages.reduce((n, m) => n + m.content.length, 0) / 3.5);
       const latencyMs = this.now() - started;
       const genMs = firstToken ? this.now() - firstToken : latencyMs;
-      return { text, tokensIn, tokensOut, latencyMs, tokensPerS: genMs > 0 ? (tokensOut * 1000) / genMs : 0, model: this.config.model, quantization: this.level };
+      return { text, tokensIn, tokensOut, latencyMs, tokensPerS: genMs > 0 ? (tokensOut * 1000) / genMs : null, model: this.config.model, quantization: this.level };
     } catch (e) {
       if (ctrl.signal.aborted && !req.signal?.aborted) throw new Error(`${this.config.endpoint}: no answer within ${this.config.request_timeout} ms`);
       throw e;
