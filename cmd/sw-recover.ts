@@ -10,8 +10,6 @@ import { EXIT_ESCALATED, recordServiceExit, recover, type RecoverResult } from '
 import { runDefined, runPaths, validateRunName } from '../lib/run.js';
 import { actAsOwner } from '../lib/owner.js';
 import { setupRun } from '../lib/setup.js';
-import type { Output } from '../lib/output.js';
-import fs from 'node:fs';
 import { formatDuration, plural } from '../lib/units.js';
 import { sleep } from '../lib/sleep.js';
 import { CHECKPOINT_REF_RE } from '../lib/state/checkpoint.js';
@@ -35,20 +33,6 @@ function summary(r: RecoverResult): string {
   }
 }
 
-/** $STATE_DIRECTORY (set by systemd's StateDirectory=) removed when empty; a path systemd chose, not one made from the name. */
-function removeEmptyStateDirectory(out: Output): void {
-  const dir = process.env.STATE_DIRECTORY;
-  if (!dir || dir.includes(':') || !dir.startsWith('/')) return;
-  try {
-    if (fs.readdirSync(dir).length === 0) {
-      fs.rmdirSync(dir);
-      out.notice(`removed the empty state directory ${dir} that systemd made for a start that made nothing`);
-    }
-  } catch {
-    /* gone, not empty, or not ours to remove */
-  }
-}
-
 function buildProgram(): Command {
   const program = createProgram('sw-recover', 'Validate, restore and reconcile a selfware run after a crash; decide the restart backoff; escalate.');
   withCommonOptions(program)
@@ -63,9 +47,6 @@ function buildProgram(): Command {
         if (o.recordExit && (o.checkpoint || o.dryRun)) throw usageError('--record-exit goes alone');
         if (o.checkpoint !== undefined && !CHECKPOINT_REF_RE.test(o.checkpoint)) throw usageError(`option '--checkpoint <id>': invalid checkpoint id '${o.checkpoint}'`);
         if (o.recordExit) {
-          // After a start that failed before making anything (a name that is no run's, selfware@bad\x20name,
-          // or a typo that never got a config): the empty state directory systemd made for it goes.
-          removeEmptyStateDirectory(out);
           const paths = runPaths(validateRunName(runArg));
           actAsOwner(paths, { writes: true });
           const done = runDefined(paths) && recordServiceExit(paths, process.env);

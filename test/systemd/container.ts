@@ -83,7 +83,25 @@ export class Container {
     this.prepareRoot();
     const log = fs.openSync(this.opts.log, 'a');
     const args = ['--register=no', '--keep-unit', '-D', this.opts.root, '--bind-ro=/usr', ...this.opts.binds, '-M', this.opts.name, '-b', '--', 'systemd.firstboot=off'];
-    this.nspawn = spawn('systemd-nspawn', args, { detached: true, stdio: ['ignore', log, log] });
+    // A guardian around nspawn: if this test process dies without its finally (killed by a
+    // timeout), the container is shut down, and after 20 s killed with all it runs (its
+    // init outlives a killed nspawn otherwise). It polls once a second: a watchdog, not a wait.
+    const guard = [
+      'parent=$1; shift',
+      '"$@" & n=$!',
+      "trap 'kill -TERM $n 2>/dev/null' TERM INT",
+      'kids() { for c in $(pgrep -P "$1"); do kids "$c"; echo "$c"; done; }',
+      'while kill -0 $n 2>/dev/null; do',
+      '  if ! kill -0 "$parent" 2>/dev/null; then',
+      '    kill -TERM $n 2>/dev/null; i=0',
+      '    while [ $i -lt 20 ] && kill -0 $n 2>/dev/null; do sleep 1; i=$((i + 1)); done',
+      '    kill -KILL $(kids $n) $n 2>/dev/null; break',
+      '  fi',
+      '  sleep 1',
+      'done',
+      'wait $n',
+    ].join('\n');
+    this.nspawn = spawn('sh', ['-c', guard, 'guard', String(process.pid), 'systemd-nspawn', ...args], { detached: true, stdio: ['ignore', log, log] });
     const child = this.nspawn;
     this.exitPromise = new Promise((res) => child.once('exit', () => res()));
     fs.closeSync(log);
@@ -159,7 +177,7 @@ export class Container {
     if (this.nspawn && this.nspawn.exitCode === null) await this.kill();
   }
 
-  /** Stop the container: SIGTERM to nspawn (a clean shutdown), then SIGKILL to its init (the whole PID namespace goes). */
+  /** Stop the container: SIGTERM to nspawn through its guardian (a clean shutdown), then SIGKILL to its init (the whole PID namespace goes) and to nspawn. */
   async kill(): Promise<void> {
     if (!this.nspawn || this.nspawn.exitCode !== null) return;
     const signal = (pid: number, sig: NodeJS.Signals): void => {
@@ -173,7 +191,8 @@ export class Container {
     await Promise.race([this.exitPromise, sleep(20_000)]);
     if (this.nspawn.exitCode === null) {
       if (this.initPid) signal(this.initPid, 'SIGKILL');
-      signal(this.nspawn.pid as number, 'SIGKILL');
+      // The guardian and nspawn share its process group.
+      signal(-(this.nspawn.pid as number), 'SIGKILL');
       await Promise.race([this.exitPromise, sleep(10_000)]);
     }
   }
