@@ -14,6 +14,7 @@ import { median } from './stats.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CMD = path.join(ROOT, 'dist/bin/sw-checkpoint.cjs');
+const INIT = path.join(ROOT, 'dist/bin/sw-agent.cjs');
 const rounds = Number(process.argv[2] ?? 15);
 const FILES = 500;
 const SIZE = 100 * 1024;
@@ -42,6 +43,7 @@ try {
   const fullFloor: number[] = [];
   for (let r = 0; r < Math.max(3, Math.floor(rounds / 3)); r++) {
     const run = `full${r}`;
+    time(process.execPath, [INIT, 'init', run, '-q']);
     time(process.execPath, [CMD, 'create', run, '-q']);
     fill(path.join(dir, 'state', run, 'state', 'memory'));
     fs.rmSync(plain, { recursive: true, force: true });
@@ -53,6 +55,7 @@ try {
   }
   // Delta checkpoints on one run: change one file, checkpoint; same in the plain repo.
   const run = 'delta';
+  time(process.execPath, [INIT, 'init', run, '-q']);
   time(process.execPath, [CMD, 'create', run, '-q']);
   fill(path.join(dir, 'state', run, 'state', 'memory'));
   time(process.execPath, [CMD, 'create', run, '-q']);

@@ -521,7 +521,7 @@ export interface DiffEntry {
 export async function diffState(paths: RunPaths, from: Checkpoint, to: Checkpoint | null): Promise<DiffEntry[]> {
   const git = stateGit(paths);
   // Against the files now: staged in a scratch index and object directory, so a diff writes nothing into the run.
-  if (!to) return withScratch(git, ({ tree, read }) => diffTrees(read, from.tree, tree));
+  if (!to) return withScratch(git, ({ tree, read }) => diffTrees(read, from.tree, tree), { blobs: true });
   return diffTrees(git, from.tree, to.tree);
 }
 

@@ -24,9 +24,10 @@ export interface Scratch {
 /**
  * Stage repo's work tree into a scratch copy of its index and a scratch object
  * store, run fn, and remove both. Unchanged files are taken from the index
- * copy (not hashed again), so only what changed is written, and only there.
+ * copy (not hashed again). With `blobs` (a diff needs their contents) what
+ * changed is written, and only there; without, it is only hashed.
  */
-export async function withScratch<T>(repo: Git, fn: (s: Scratch) => Promise<T>): Promise<T> {
+export async function withScratch<T>(repo: Git, fn: (s: Scratch) => Promise<T>, opts: { blobs?: boolean } = {}): Promise<T> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selfware-scratch-'));
   try {
     const index = path.join(dir, 'index');
@@ -38,7 +39,7 @@ export async function withScratch<T>(repo: Git, fn: (s: Scratch) => Promise<T>):
     const objects = path.join(dir, 'objects');
     fs.mkdirSync(objects);
     const write = repo.with({ GIT_INDEX_FILE: index, GIT_OBJECT_DIRECTORY: objects, GIT_ALTERNATE_OBJECT_DIRECTORIES: '' });
-    await write.run(['-c', 'core.untrackedCache=false', 'add', '--all', '--', '.']);
+    if (opts.blobs || !(await hashChanges(write))) await write.run(['-c', 'core.untrackedCache=false', 'add', '--all', '--', '.']);
     // The objects of unchanged files and subtrees are in the run's store, which this handle does not see.
     const tree = await write.out(['write-tree', '--missing-ok']);
     const read = repo.with({ GIT_INDEX_FILE: index, GIT_OBJECT_DIRECTORY: objects, GIT_ALTERNATE_OBJECT_DIRECTORIES: path.join(repo.gitDir, 'objects') });
@@ -46,6 +47,22 @@ export async function withScratch<T>(repo: Git, fn: (s: Scratch) => Promise<T>):
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * What `git add --all` would do to the index, with the changed files hashed
+ * but not stored (update-index --info-only): a 50 MB workspace is not
+ * compressed and written again at every look. False when the work tree holds
+ * what only `git add` handles (a repository inside it): the caller adds.
+ */
+async function hashChanges(g: Git): Promise<boolean> {
+  // Fresh stat information first, so a file merely touched is not taken for a change.
+  await g.run(['update-index', '-q', '--refresh'], { allowFail: true });
+  const out = await g.run(['-c', 'core.untrackedCache=false', 'ls-files', '-z', '--others', '--exclude-standard', '--modified', '--deleted']);
+  const paths = [...new Set(out.stdout.split('\0').filter((p) => p !== ''))];
+  if (paths.some((p) => p.endsWith('/'))) return false;
+  if (paths.length > 0) await g.run(['update-index', '-z', '--add', '--remove', '--info-only', '--stdin'], { input: paths.join('\0') + '\0' });
+  return true;
 }
 
 export interface PendingChanges {
