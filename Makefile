@@ -85,8 +85,9 @@ build: dist/.stamp
 
 # Every test has its own timeout (a minute, more where a test says why); the
 # one here is per file, a backstop for the longest (the real systemd, minutes).
+# Two files at a time: most wait on processes, not on a core.
 test: build deps-test
-	$(NODE) --test --test-timeout=1800000 $(TESTS)
+	$(NODE) --test --test-concurrency=2 --test-timeout=1800000 $(TESTS)
 
 lint: node_modules/.stamp
 	./node_modules/.bin/eslint -c .ci/eslint.config.mjs cmd lib test bench

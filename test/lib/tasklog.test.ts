@@ -229,7 +229,11 @@ test('SIGKILL at random instants: every acknowledged event is there, the log ope
       const child = appender(log, writer, undefined, round % 3 === 0 ? 'compact' : undefined);
       let out = '';
       child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-      await sleep(80 + rand() * 250);
+      // The random instant counts from its first acknowledged event (a loaded machine can take
+      // longer than the whole draw to start a process): every kill lands while it writes.
+      const deadline = Date.now() + 20_000;
+      while (out === '' && child.exitCode === null && Date.now() < deadline) await sleep(10);
+      await sleep(20 + rand() * 250);
       child.kill('SIGKILL');
       await child;
       const done = out.split('\n').filter((l) => l !== '').length;

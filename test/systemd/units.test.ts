@@ -292,7 +292,7 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
         const since = (await c.sh('date +%s')).trim();
         await c.sh(`systemctl restart ${UNIT}`, { allowFail: true });
         // systemd 252 keeps the last failure's Result (signal) and says so in the journal.
-        await waitFor('the start limit', async () => /Start request repeated too quickly/.test(await journal(`-u ${UNIT} --since @${since}`)), 180_000);
+        await waitFor('the start limit', async () => /Start request repeated too quickly/.test(await journal(`-u ${UNIT} --since @${since}`)), 300_000);
         await waitFor('the unit failed for good', async () => (await c.show(UNIT, ['ActiveState'])).ActiveState === 'failed', 30_000);
         const restarts = Number((await c.show(UNIT, ['NRestarts'])).NRestarts);
         assert.ok(restarts >= 5, `${restarts} restarts before the limit`);
