@@ -359,8 +359,10 @@ test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, 
   try {
     const models = tinyModels(path.join(t.dir, 'models'));
     fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 64', 'threads: 1'] }));
-    // Long tasks keep the agent asking the model while the governor works.
-    for (let i = 0; i < 3; i++) await sw('sw-agent', ['add', 'run1', '--title', `busy${i}`, '--verify', 'true', '--timeout', '25s', 'keep writing notes'], t);
+    // Enough tasks to keep the agent asking the model while the governor works: the tiny model
+    // may finish one in three steps, and on a loaded machine three tasks ran out before the
+    // pressure was over (so no answer came at the last level).
+    for (let i = 0; i < 12; i++) await sw('sw-agent', ['add', 'run1', '--title', `busy${i}`, '--verify', 'true', '--timeout', '25s', 'keep writing notes'], t);
     const fake = fakeNvidiaSmi(t.dir);
     fake.set(vramSeries([40], 1500));
     governorConfig(t, `interval: 250ms\ndwell: 1s\ncalm: 2s\nrecord_every: 1s\n${NO_DISK}`);
