@@ -31,6 +31,7 @@ import { systemdUnit } from '../notify.js';
 import { agentProcess } from '../agent/state.js';
 import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
 import { readJournalLocked } from '../tasklog/journal.js';
+import { sha256 } from '../tasklog/copy.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
 import { freshState, keepForensics, restoreStateFiles, restoreWorkspace, stamp } from './restore.js';
@@ -155,12 +156,18 @@ function emptyResult(run: string, dryRun: boolean): RecoverResult {
  * at the whole log.
  */
 function quickCheck(paths: RunPaths): string | null {
-  let records: Array<{ event: Record<string, unknown> }>;
+  let records: Array<{ event: Record<string, unknown> }> | null;
   try {
-    records = readJournalLocked(paths.tasklogJournal, (j) => j.records);
+    records = readJournalLocked(paths.tasklogJournal, (j) => {
+      // A damaged task log is repaired on any start, clean or not: the whole path.
+      if (j.corrupt.length > 0 || j.headerDamage) return null;
+      if (j.header.db_sha256 && (!exists(paths.tasklogDb) || sha256(fs.readFileSync(paths.tasklogDb)) !== j.header.db_sha256)) return null;
+      return j.records;
+    });
   } catch {
     return null;
   }
+  if (!records) return null;
   const recovered = new Set<string>();
   for (let i = records.length - 1; i >= 0; i--) {
     const e = (records[i] as { event: Record<string, unknown> }).event;
@@ -204,16 +211,27 @@ async function openHistory(paths: RunPaths, res: RecoverResult, dryRun: boolean)
     const aside = `${paths.tasklogDb}.corrupt-${Date.now()}`;
     fs.renameSync(paths.tasklogDb, aside);
     res.notes.push(`the task log database was unreadable; moved to ${aside}; the journal's events still count`);
+    res.forensics.push(aside);
     snap = await log.snapshot();
+    snap.damage.push(`${paths.tasklogDb}: unreadable, and no intact copy of it in state.git: the events before the journal are lost`);
   }
+  let history: History;
   try {
     if (snap.torn) res.notes.push('task log: a torn last record (from the crash) was dropped');
     for (const c of snap.corrupt) res.problems.push(`${describeCorrupt(paths.tasklogJournal, c)}; skipped`);
+    res.problems.push(...snap.damage);
     res.notes.push(...snap.warnings);
-    return readHistory(snap);
+    history = readHistory(snap);
   } finally {
     snap.db.close();
   }
+  if (!dryRun && (snap.damage.length > 0 || snap.corrupt.length > 0)) {
+    // Repaired: the good records folded into a new database (and its copy), a new journal; the damaged files kept aside.
+    const c = await log.compact({ repair: true });
+    res.forensics.push(...c.forensics);
+    res.repairs.push(`task log: rewritten from what was intact (${c.folded} events folded at position ${c.position}); the damaged files kept as ${c.forensics.map((f) => path.basename(f)).join(', ')}`);
+  }
+  return history;
 }
 
 async function recoveryCheckpointFor(paths: RunPaths, session: string): Promise<Checkpoint | null> {
@@ -238,9 +256,17 @@ async function reconcile(
   res.lost = plan.lost;
   res.requeued = res.reconciled.filter((c) => c.after.status === 'pending' && c.before !== null && c.before.status !== 'pending').length;
   for (const id of plan.lost) res.problems.push(`task ${id} is in the task log but not in the queue, and the log lacks its definition: not restored`);
+  for (const k of plan.kept) {
+    res.problems.push(
+      `task ${k.task}: its queue file says ${k.status} at attempt ${k.attempt}, ahead of the task log (${k.log.status} at attempt ${k.log.attempt}): the log lost a record; kept ${k.status}${dryRun ? '' : ', and its outcome written to the log again'}`,
+    );
+  }
   if (dryRun) return;
   // Recorded before the files change, so a recovery killed half-way reports all of it when run again.
   save();
+  if (plan.restore.length > 0) {
+    TaskLog.forRun(paths).appendMany(plan.restore.map((r) => ({ t: 'task_outcome', task: r.task, attempt: r.attempt, outcome: r.outcome, reason: r.reason, ts: r.ts, restored: 'from the queue file' })));
+  }
   for (const t of plan.write) await writeTask(paths.stateDir, t);
 }
 
@@ -407,11 +433,11 @@ async function recoverCrash(
   if (prior) {
     res.notes.push(`resuming an interrupted recovery${prior.checkpoint ? ` (restoring ${prior.checkpoint})` : ''}`);
     res.rejected = prior.rejected;
-    res.forensics = prior.forensics;
+    res.forensics = [...new Set([...prior.forensics, ...res.forensics])];
   } else save();
   if (!prior?.checkpoint) {
     const v = await validateState(paths, defaults, { repair: !dryRun });
-    res.repairs = v.repairs;
+    res.repairs.push(...v.repairs);
     for (const r of v.repairs) say('info', r);
     noteRejections(paths, v, res, dryRun, say);
     if (v.ok) {
@@ -435,11 +461,29 @@ async function recoverCrash(
     const existing = await recoveryCheckpointFor(paths, session.id);
     if (existing) res.recovery_checkpoint = existing.id;
     else {
-      const made = await createCheckpointLocked(paths, ws, { kind: 'recovery', message: `recovery of session ${session.id} (${res.reason}, ${res.action})` });
-      if (!made.skipped) res.recovery_checkpoint = made.checkpoint.id;
+      const said: string[] = [];
+      try {
+        const made = await createCheckpointLocked(paths, ws, { kind: 'recovery', message: `recovery of session ${session.id} (${res.reason}, ${res.action})`, checkObjects: said });
+        if (!made.skipped) res.recovery_checkpoint = made.checkpoint.id;
+      } finally {
+        noteObjectRepairs(said, res, say);
+      }
     }
   }
   if (res.action === 'reconcile') res.checkpoint = res.recovery_checkpoint;
+}
+
+/** Damaged objects of the checkpoint store found and set aside while making the recovery checkpoint: problems (the damage) and repairs (what was done). */
+function noteObjectRepairs(said: string[], res: RecoverResult, say: NonNullable<RecoverOptions['say']>): void {
+  for (const line of said) {
+    if (/^state\.git: object /.test(line)) res.problems.push(`${line}; written again from state/`);
+    else {
+      res.repairs.push(line);
+      const m = / to (\S+state\.git\.damaged-\d+)/.exec(line);
+      if (m && !res.forensics.includes(m[1] as string)) res.forensics.push(m[1] as string);
+    }
+    say('warn', line);
+  }
 }
 
 /** Queue entries validation set aside: a repair each, said once as a warning, and a task_rejected event. */
@@ -555,8 +599,13 @@ async function rollback(
   for (const f of res.forensics) say('info', `what was there before is kept at ${f}`);
   await reconcile(paths, config, history, null, res, false);
   for (const ch of res.reconciled) say('info', describeChange(ch));
-  const made = await createCheckpointLocked(paths, ws, { kind: 'recovery', message: `rollback to checkpoint ${c.id}` });
-  if (!made.skipped) res.recovery_checkpoint = made.checkpoint.id;
+  const said: string[] = [];
+  try {
+    const made = await createCheckpointLocked(paths, ws, { kind: 'recovery', message: `rollback to checkpoint ${c.id}`, checkObjects: said });
+    if (!made.skipped) res.recovery_checkpoint = made.checkpoint.id;
+  } finally {
+    noteObjectRepairs(said, res, say);
+  }
 }
 
 export function describeChange(c: ReconcileChange): string {

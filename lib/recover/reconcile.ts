@@ -10,6 +10,12 @@
 //   failed, attempts exhausted                failed
 //   cancelled                                 cancelled
 //   nothing (never started)                   pending, unchanged
+//
+// One exception: the queue is never moved backwards on the strength of the log.
+// The agent writes an outcome to the log before the queue file, so a queue file
+// ahead of the log (completed where the log has the attempt still running, or
+// at a later attempt) means the log lost the record (a damaged byte): the queue
+// file is kept, and the outcome it witnesses is written to the log again.
 
 import type { Task, TaskSpec, TaskStatus } from '../queue/task.js';
 
@@ -57,8 +63,35 @@ export function placeFromLog(latest: LogAttempt | null, maxAttempts: number): { 
   }
 }
 
+/** An outcome the log lost and the queue file witnesses, to append again. */
+export interface RestoredOutcome {
+  task: string;
+  attempt: number;
+  outcome: 'completed' | 'failed' | 'cancelled';
+  reason: string | null;
+  /** When the queue file was written (the outcome's time, as near as is known). */
+  ts: string;
+}
+
+const TERMINAL = new Set<TaskStatus>(['completed', 'failed', 'cancelled']);
+/** How far a task has come: later attempts, and an ended attempt past a running one. */
+const progress = (p: Placement): number => p.attempt * 2 + (TERMINAL.has(p.status) ? 1 : 0);
+
+/** The outcomes the log must have had for the queue file to be where it is, past the log's own placement. */
+function witnessed(t: Task, logAttempt: number): RestoredOutcome[] {
+  const out: RestoredOutcome[] = [];
+  // Every attempt before the queue's current one ended in failure (that is how attempts advance).
+  for (let a = logAttempt; a < t.attempt; a++) out.push({ task: t.id, attempt: a, outcome: 'failed', reason: a === t.attempt - 1 && !TERMINAL.has(t.status) ? t.reason : null, ts: t.updated });
+  if (TERMINAL.has(t.status)) out.push({ task: t.id, attempt: t.attempt, outcome: t.status as RestoredOutcome['outcome'], reason: t.reason, ts: t.updated });
+  return out;
+}
+
 export interface ReconcilePlan {
   changes: ReconcileChange[];
+  /** Outcomes the log lost, witnessed by queue files that are ahead of it. */
+  restore: RestoredOutcome[];
+  /** Tasks whose queue file was kept ahead of the log, with why. */
+  kept: Array<{ task: string; status: TaskStatus; attempt: number; log: Placement }>;
   /** Tasks to write: changed ones and ones restored from the log. */
   write: Task[];
   /** Tasks the log knows without a definition, that the queue lacks: cannot be restored. */
@@ -68,10 +101,19 @@ export interface ReconcilePlan {
 export function planReconcile(tasks: Task[], log: Map<string, LogTask>, now: string): ReconcilePlan {
   const changes: ReconcileChange[] = [];
   const write: Task[] = [];
+  const restore: RestoredOutcome[] = [];
+  const kept: ReconcilePlan['kept'] = [];
   const inQueue = new Map(tasks.map((t) => [t.id, t]));
   for (const t of tasks) {
     const entry = log.get(t.id);
-    const placed = placeFromLog(entry?.latest ?? null, t.max_attempts);
+    let placed = placeFromLog(entry?.latest ?? null, t.max_attempts);
+    if (placed && entry?.latest && progress({ status: t.status === 'in_progress' ? 'pending' : t.status, attempt: t.attempt }) > progress(placed.place)) {
+      // The queue file is ahead of the log: never moved back (see the top of this file).
+      kept.push({ task: t.id, status: t.status, attempt: t.attempt, log: placed.place });
+      // An attempt the log saw start counts from there; one it only saw end, from the next.
+      restore.push(...witnessed(t, entry.latest.outcome === null ? entry.latest.attempt : entry.latest.attempt + 1));
+      placed = null;
+    }
     // The log has nothing: the task never started; one the queue calls in
     // progress did not really start, so it is pending too.
     const after: Placement = placed ? placed.place : { status: t.status === 'in_progress' ? 'pending' : t.status, attempt: t.attempt };
@@ -96,5 +138,5 @@ export function planReconcile(tasks: Task[], log: Map<string, LogTask>, now: str
     write.push({ ...spec, status: after.status, attempt: after.attempt, updated: now, reason: entry.latest?.reason ?? null });
   }
   changes.sort((a, b) => a.task.localeCompare(b.task));
-  return { changes, write, lost };
+  return { changes, write, lost, restore, kept };
 }

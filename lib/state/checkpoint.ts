@@ -17,7 +17,7 @@ import { requireRun, stateGit, workspaceGit } from './layout.js';
 import { indexTotals } from './gitindex.js';
 import { withScratch } from './pending.js';
 import { noteFailure, noteSuccess } from './attempts.js';
-import { checkObjects, gitObjectId, readObjects } from './objects.js';
+import { checkObjects, gitObjectId, readObjects, setAsideObjects } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -227,6 +227,23 @@ export async function readTip(git: Git): Promise<Checkpoint | null> {
 }
 
 /** Stage all of state/ (new, changed, deleted) and return its tree. */
+/** The staged tree with no damaged object under it: damaged ones set aside and written again from state/. */
+async function stageIntact(paths: RunPaths, git: Git, tree: string, said: string[]): Promise<string> {
+  for (let round = 0; round < 3; round++) {
+    const seen = new Map<string, string | null>();
+    await checkTreeObjects(git, [], tree, seen, 'state');
+    const bad = [...seen].filter(([, err]) => err !== null);
+    if (bad.length === 0) return tree;
+    const aside = path.join(paths.runDir, `state.git.damaged-${Date.now()}`);
+    for (const [oid, err] of bad) said.push(`state.git: object ${oid.slice(0, 12)} ${err}`);
+    said.push(...(await setAsideObjects(git, bad.map(([oid]) => oid), aside)));
+    // The index names the objects as written: without it git hashes state/ again and writes what is missing.
+    fs.rmSync(path.join(git.gitDir, 'index'), { force: true });
+    tree = await stageState(git);
+  }
+  throw dataError(`state.git: damaged objects remain after setting them aside three times`);
+}
+
 async function stageState(git: Git): Promise<string> {
   await git.run(['add', '--all', '--', '.']);
   return git.out(['write-tree']);
@@ -338,6 +355,13 @@ export interface CreateOptions {
   message?: string;
   time?: Date;
   force?: boolean;
+  /**
+   * Read back every object the new state tree names before committing, and
+   * write again from the live files any that is damaged (moved aside to
+   * state.git.damaged-TIME): git otherwise reuses a damaged object whose name
+   * it knows. Lines saying what was repaired are pushed here.
+   */
+  checkObjects?: string[];
 }
 
 export type CreateResult = { skipped: false; checkpoint: Checkpoint } | { skipped: true; latest: Checkpoint };
@@ -367,7 +391,9 @@ async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions)
   removeLocksUnder(path.join(ws.gitDir, WORKSPACE_REF_PREFIX));
 
   const tasklog = TaskLog.forRun(paths);
-  const [prev, stateTree, snap] = await Promise.all([readTip(git), stageState(git), snapshotWorkspace(wsDir)]);
+  const [prev, staged, snap] = await Promise.all([readTip(git), stageState(git), snapshotWorkspace(wsDir)]);
+  let stateTree = staged;
+  if (opts.checkObjects) stateTree = await stageIntact(paths, git, stateTree, opts.checkObjects);
 
   if (prev && opts.kind === 'routine' && !opts.force && prev.tree === stateTree && prev.workspace.tree === snap.tree) {
     return { skipped: true, latest: prev };

@@ -38,6 +38,8 @@ export async function createCheckpoint(paths: RunPaths, config: RunConfig, opts:
       const tasklog = TaskLog.forRun(paths);
       let compacted: number | null = null;
       if (tasklog.journalBytes() >= config.tasklog.compact_bytes) compacted = (await tasklog.compact()).folded;
+      // The copy of the task log's database a compaction made, in case it failed to be stored then.
+      else tasklog.ensureCopy();
       const result = await createCheckpointLocked(paths, ws, opts);
       return { result, initialised: created, compacted };
     } finally {

@@ -3,6 +3,8 @@
 
 import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
 import type { Git } from '../git.js';
 
 export interface BadObject {
@@ -27,7 +29,7 @@ export async function checkObjects(git: Git, oids: string[]): Promise<BadObject[
   while (rest.length > 0) {
     const { done, error } = await catFileBatch(git, rest, (oid, type, content) => {
       if (gitObjectId(type, content) !== oid) bad.push({ oid, reason: 'content does not match its id' });
-    }, (oid) => bad.push({ oid, reason: 'missing' })); // prettier-ignore
+    }, (oid) => bad.push({ oid, reason: fs.existsSync(looseFile(git, oid)) ? 'damaged: its file cannot be read (git cannot inflate it)' : 'missing' })); // prettier-ignore
     if (done >= rest.length) break;
     const failed = rest[done] as string;
     bad.push({ oid: failed, reason: error || 'unreadable' });
@@ -92,4 +94,60 @@ function catFileBatch(
     child.stdin.on('error', () => {});
     child.stdin.end(oids.join('\n') + '\n');
   });
+}
+
+const looseFile = (git: Git, oid: string): string => path.join(git.gitDir, 'objects', oid.slice(0, 2), oid.slice(2));
+
+/** The pack files (their .pack paths) that hold any of oids. */
+async function packsHolding(git: Git, oids: Set<string>): Promise<string[]> {
+  const dir = path.join(git.gitDir, 'objects', 'pack');
+  let idxs: string[];
+  try {
+    idxs = fs.readdirSync(dir).filter((f) => f.endsWith('.idx'));
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const idx of idxs) {
+    const listed = await git.run(['show-index'], { input: fs.readFileSync(path.join(dir, idx)), allowFail: true });
+    // A damaged index: its pack is suspect as a whole.
+    const has = listed.code !== 0 || listed.stdout.split('\n').some((l) => oids.has(l.split(' ')[1] ?? ''));
+    if (has) out.push(path.join(dir, idx.replace(/\.idx$/, '.pack')));
+  }
+  return out;
+}
+
+/**
+ * Move damaged objects out of a repository into `aside` (forensics), so git
+ * writes them again from the live files instead of reusing them: a loose
+ * object's file is moved; a pack holding one is moved whole and every object
+ * still readable in it is unpacked back as a loose object. Returns what was
+ * moved, one line each.
+ */
+export async function setAsideObjects(git: Git, oids: string[], aside: string): Promise<string[]> {
+  const done: string[] = [];
+  const rest = new Set<string>();
+  for (const oid of oids) {
+    const f = looseFile(git, oid);
+    if (fs.existsSync(f)) {
+      const to = path.join(aside, 'objects', oid.slice(0, 2), oid.slice(2));
+      fs.mkdirSync(path.dirname(to), { recursive: true });
+      fs.renameSync(f, to);
+      done.push(`object ${oid.slice(0, 12)} moved to ${to}`);
+    } else rest.add(oid);
+  }
+  if (rest.size === 0) return done;
+  for (const pack of await packsHolding(git, rest)) {
+    const base = pack.replace(/\.pack$/, '');
+    const toDir = path.join(aside, 'pack');
+    fs.mkdirSync(toDir, { recursive: true });
+    for (const ext of ['.pack', '.idx', '.rev', '.bitmap', '.keep', '.promisor', '.mtimes']) {
+      if (fs.existsSync(base + ext)) fs.renameSync(base + ext, path.join(toDir, path.basename(base + ext)));
+    }
+    const moved = path.join(toDir, path.basename(pack));
+    // -r: go on past what is damaged and keep everything else.
+    await git.run(['unpack-objects', '-r', '-q'], { input: fs.readFileSync(moved), allowFail: true });
+    done.push(`pack ${path.basename(pack)} held a damaged object: moved to ${toDir}, its intact objects unpacked back`);
+  }
+  return done;
 }

@@ -102,7 +102,7 @@ async function oldForensics(paths: RunPaths, wsDir: string): Promise<string[]> {
   const dir = path.join(paths.runDir, 'forensics');
   if (fs.existsSync(dir)) for (const n of fs.readdirSync(dir)) if (old(path.join(dir, n))) out.push(path.join(dir, n));
   for (const n of fs.readdirSync(paths.runDir)) {
-    if (/^tasklog\.db\.corrupt-|^state\.git\.broken-/.test(n) && old(path.join(paths.runDir, n))) out.push(path.join(paths.runDir, n));
+    if (/^tasklog\.db\.corrupt-|^tasklog\.journal\.damaged-|^state\.git\.broken-|^state\.git\.damaged-/.test(n) && old(path.join(paths.runDir, n))) out.push(path.join(paths.runDir, n));
   }
   return out;
 }

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import crypto from 'node:crypto';
 import type { Database, SqlJsStatic } from 'sql.js';
-import { dataError } from '../exit.js';
+import { SwError, dataError } from '../exit.js';
 import { writeFileAtomic } from '../fsutil.js';
 import {
   appendRecords,
@@ -22,6 +22,8 @@ import {
   type JournalContents,
 } from './journal.js';
 import { EventApplier, SCHEMA_VERSION, getMeta, migrate, schemaVersion, setMeta } from './schema.js';
+import { readDbCopy, listDbCopies, storeDbCopy } from './copy.js';
+import path from 'node:path';
 
 export { SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './schema.js';
 export type { CorruptRecord } from './journal.js';
@@ -56,6 +58,8 @@ export interface Snapshot {
   torn: boolean;
   /** Problems found while reading (gaps, mismatches); reading went on. */
   warnings: string[];
+  /** Damage found (a header read from its copy, a database read from its copy); sw-recover repairs it. */
+  damage: string[];
 }
 
 export interface VerifyResult {
@@ -68,14 +72,79 @@ export interface VerifyResult {
 
 const sha256 = (b: Uint8Array): string => crypto.createHash('sha256').update(b).digest('hex');
 
+/** The database to read: the file, or its copy in the checkpoint store when the file is not the one the journal continues. */
+interface DbChoice {
+  bytes: Buffer | null;
+  /** Why the copy was used, or null. */
+  fromCopy: string | null;
+}
+
 export class TaskLog {
   constructor(
     readonly dbFile: string,
     readonly journalFile: string,
+    /** The git repository holding copies of the database (state.git), if any. */
+    readonly copyRepo: string | null = null,
   ) {}
 
   static forRun(paths: { tasklogDb: string; tasklogJournal: string }): TaskLog {
-    return new TaskLog(paths.tasklogDb, paths.tasklogJournal);
+    return new TaskLog(paths.tasklogDb, paths.tasklogJournal, path.join(path.dirname(paths.tasklogDb), 'state.git'));
+  }
+
+  private hasCopyRepo(): boolean {
+    return this.copyRepo !== null && fs.existsSync(path.join(this.copyRepo, 'HEAD'));
+  }
+
+  /**
+   * The file's bytes when they are the database the journal continues (its
+   * sha256 is in the header); otherwise the copy kept in state.git when there
+   * is one (a compaction killed before its new journal also lands here: the
+   * copy plus the whole journal is the same history).
+   */
+  private async chooseDb(bytes: Buffer | null, journal: JournalContents): Promise<DbChoice> {
+    const want = journal.header.db_sha256;
+    if (!want || (bytes && sha256(bytes) === want) || !this.hasCopyRepo()) return { bytes, fromCopy: null };
+    if (bytes && (await this.finishedCompaction(bytes, journal))) return { bytes, fromCopy: null };
+    const copy = readDbCopy(this.copyRepo as string, want);
+    if (!copy) return { bytes, fromCopy: null };
+    return {
+      bytes: copy,
+      fromCopy: bytes
+        ? `${this.dbFile}: not the database the journal continues (checksum differs); read from its copy in state.git`
+        : `${this.dbFile}: missing; read from its copy in state.git`,
+    };
+  }
+
+  /** A database a compaction wrote before it was killed, short of starting the new journal: it covers this whole journal. */
+  private async finishedCompaction(bytes: Buffer, journal: JournalContents): Promise<boolean> {
+    try {
+      const SQL = await sqljs();
+      const db = new SQL.Database(bytes);
+      try {
+        return getMeta(db, 'log') === journal.header.log && Number(getMeta(db, 'position')) === journal.end && journal.header.base < journal.end;
+      } finally {
+        db.close();
+      }
+    } catch {
+      return false;
+    }
+  }
+
+  /** Keep the copy of the database the journal continues in state.git (a no-op when it is there); returns whether one was written. */
+  ensureCopy(): boolean {
+    if (!this.hasCopyRepo() || !fs.existsSync(this.dbFile)) return false;
+    const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
+    try {
+      const bytes = fs.readFileSync(this.dbFile);
+      const want = readJournalFd(fd, this.journalFile).header.db_sha256;
+      // Only the database the journal continues is worth a copy (a damaged file is not).
+      if (sha256(bytes) !== want) return false;
+      if (listDbCopies(this.copyRepo as string).includes(want)) return false;
+      return storeDbCopy(this.copyRepo as string, bytes).stored;
+    } finally {
+      unlock(fd);
+      fs.closeSync(fd);
+    }
   }
 
   exists(): boolean {
@@ -144,20 +213,25 @@ export class TaskLog {
     } catch (e) {
       throw dataError(`${this.dbFile}: cannot open the task log database: ${(e as Error).message}`);
     }
+    let log: string | undefined;
+    let dbPos: number;
     try {
       migrate(db, this.dbFile);
+      // A damaged page shows on the first read of it ("malformed database schema"): bad data, named, not a crash.
+      log = getMeta(db, 'log');
+      dbPos = Number(getMeta(db, 'position') ?? 0);
     } catch (e) {
       db.close();
-      throw e;
+      if (e instanceof SwError) throw e;
+      throw dataError(`${this.dbFile}: cannot read the task log database: ${(e as Error).message}`);
     }
     let position = journal.header.base;
     if (bytes) {
-      const log = getMeta(db, 'log');
       if (log && log !== journal.header.log) {
         db.close();
         throw dataError(`${this.dbFile}: belongs to task log ${log}, but ${this.journalFile} to ${journal.header.log}`);
       }
-      position = Number(getMeta(db, 'position') ?? 0);
+      position = dbPos;
       if (journal.header.base > position) {
         warnings.push(`${this.journalFile} starts at position ${journal.header.base} but the database ends at ${position}: the events between are missing`);
       }
@@ -206,11 +280,13 @@ export class TaskLog {
 
   /** The whole log as one in-memory database (snapshot plus journal tail). */
   async snapshot(): Promise<Snapshot> {
-    const { bytes, journal } = this.readBoth();
-    const { db, position: dbPos, warnings } = await this.loadDb(bytes, journal);
+    const { bytes: fileBytes, journal } = this.readBoth();
+    const choice = await this.chooseDb(fileBytes, journal);
+    const { db, position: dbPos, warnings } = await this.loadDb(choice.bytes, journal);
     try {
       const { replayed, position } = TaskLog.replay(db, journal, dbPos);
-      return { db, log: journal.header.log, position, replayed, corrupt: journal.corrupt, torn: journal.torn, warnings };
+      const damage = [journal.headerDamage, choice.fromCopy].filter((d): d is string => d !== null);
+      return { db, log: journal.header.log, position, replayed, corrupt: journal.corrupt, torn: journal.torn, warnings, damage };
     } catch (e) {
       db.close();
       throw e;
@@ -220,24 +296,41 @@ export class TaskLog {
   /**
    * Fold the journal into the database snapshot and start a new journal that
    * continues at the same position. Writers wait on the journal lock meanwhile.
+   * The new database's copy goes to state.git. `repair`: fold even when there
+   * is nothing new, keeping the damaged files beside the run (`forensics`).
    */
-  async compact(): Promise<{ folded: number; position: number; dbBytes: number }> {
+  async compact(opts: { repair?: boolean } = {}): Promise<{ folded: number; position: number; dbBytes: number; forensics: string[] }> {
     const fd = openLocked(this.journalFile, 'ex');
     try {
-      const bytes = this.readDbBytes();
+      const fileBytes = this.readDbBytes();
       const journal = readJournalFd(fd, this.journalFile);
-      const { db, position: dbPos } = await this.loadDb(bytes, journal);
+      const choice = await this.chooseDb(fileBytes, journal);
+      const { db, position: dbPos } = await this.loadDb(choice.bytes, journal);
+      const forensics: string[] = [];
       try {
         const { replayed, position } = TaskLog.replay(db, journal, dbPos);
-        const shaNow = bytes ? sha256(bytes) : '';
-        if (replayed === 0 && journal.header.base === position && journal.header.db_sha256 === shaNow && bytes) {
-          return { folded: 0, position, dbBytes: bytes.length };
+        const shaNow = fileBytes ? sha256(fileBytes) : '';
+        const damaged = journal.headerDamage !== null || journal.corrupt.length > 0 || choice.fromCopy !== null;
+        if (replayed === 0 && journal.header.base === position && journal.header.db_sha256 === shaNow && fileBytes && !damaged) {
+          return { folded: 0, position, dbBytes: fileBytes.length, forensics };
+        }
+        if (damaged && opts.repair) {
+          const stamp = Date.now();
+          const j = `${this.journalFile}.damaged-${stamp}`;
+          fs.copyFileSync(this.journalFile, j);
+          forensics.push(j);
+          if (choice.fromCopy && fileBytes) {
+            const d = `${this.dbFile}.corrupt-${stamp}`;
+            fs.writeFileSync(d, fileBytes);
+            forensics.push(d);
+          }
         }
         setMeta(db, 'updated_at', new Date().toISOString());
-        const out = db.export();
+        const out = Buffer.from(db.export());
         writeFileAtomic(this.dbFile, out);
         writeJournal(this.journalFile, { log: journal.header.log, base: position, db_sha256: sha256(out) });
-        return { folded: replayed, position, dbBytes: out.length };
+        if (this.hasCopyRepo()) storeDbCopy(this.copyRepo as string, out);
+        return { folded: replayed, position, dbBytes: out.length, forensics };
       } finally {
         db.close();
       }
@@ -260,6 +353,8 @@ export class TaskLog {
       return { ok: false, position: 0, events: 0, problems: [msg], notes };
     }
     for (const c of journal.corrupt) problems.push(describeCorrupt(this.journalFile, c));
+    if (journal.headerDamage) problems.push(journal.headerDamage);
+    const copyNote = (): string => (journal.header.db_sha256 && this.hasCopyRepo() && readDbCopy(this.copyRepo as string, journal.header.db_sha256) ? ' (an intact copy is in state.git; sw-recover repairs it)' : '');
     if (journal.torn) notes.push(`${this.journalFile}: a torn last record (from a killed writer) is ignored`);
     if (bytes) {
       const sha = sha256(bytes);
@@ -287,10 +382,10 @@ export class TaskLog {
         // journal leaves a snapshot that already covers the whole journal.
         const covered = dbLog === journal.header.log && dbPos === journal.end && journal.header.base < dbPos;
         if (covered) notes.push(`${this.dbFile}: written by a compaction that did not finish; the next one completes it`);
-        else problems.push(`${this.dbFile}: checksum does not match the one the journal recorded for it`);
+        else problems.push(`${this.dbFile}: checksum does not match the one the journal recorded for it${copyNote()}`);
       }
     } else if (journal.header.db_sha256 !== '') {
-      problems.push(`${this.dbFile}: missing, but the journal continues from it`);
+      problems.push(`${this.dbFile}: missing, but the journal continues from it${copyNote()}`);
     }
     return { ok: problems.length === 0, position: journal.end, events: journal.records.length, problems, notes };
   }

@@ -4,7 +4,10 @@
 // no newline or a bad CRC: it is never read as data, and the next writer cuts
 // it off before appending. The first line is a header naming the log and the
 // global position where this journal starts, so positions keep counting across
-// compactions (DESIGN.md invariants 1 and 3).
+// compactions (DESIGN.md invariants 1 and 3). Since format 2 the header is
+// written twice, the second line an exact copy of the first: one damaged byte
+// in it no longer makes the whole log unreadable (the copy starts where the
+// first line ended, whatever the damage did to that line).
 
 import fs from 'node:fs';
 import fsExt from 'fs-ext';
@@ -13,7 +16,9 @@ import { writeFileAtomic } from '../fsutil.js';
 import { FILE_LIMITS } from '../safefile.js';
 import { formatBytes } from '../units.js';
 
-export const JOURNAL_VERSION = 1;
+export const JOURNAL_VERSION = 2;
+/** Where to look for the header's copy when the first line is damaged. */
+const HEADER_SCAN = 8192;
 
 export interface JournalHeader {
   selfware_tasklog: number;
@@ -53,6 +58,15 @@ export interface JournalContents {
   torn: boolean;
   /** Complete lines that failed their CRC or did not parse: never used as data. */
   corrupt: CorruptRecord[];
+  /** The header (or its copy) is damaged; what was read is from the other. */
+  headerDamage: string | null;
+}
+
+interface HeaderRead {
+  header: JournalHeader;
+  /** Bytes of the header lines (two from format 2 on). */
+  len: number;
+  damage: string | null;
 }
 
 const CRC_TABLE = (() => {
@@ -104,17 +118,43 @@ function checkHeader(file: string, v: Record<string, unknown>): JournalHeader {
 }
 
 /** Parse a whole journal file's bytes. */
-export function parseJournal(file: string, buf: Buffer): JournalContents {
+/**
+ * The header from the first bytes of a journal: the first line, or (format 2)
+ * its copy on the second when the first is damaged. A journal's header lines
+ * are all the same length, so the copy starts exactly where the first ended.
+ */
+function findHeader(file: string, buf: Buffer): HeaderRead {
   const nl = buf.indexOf(0x0a);
   if (nl < 0) throw dataError(`${file}: journal header is missing or torn`);
-  const head = decodeLine(buf.subarray(0, nl));
-  if ('error' in head) throw dataError(`${file}: journal header: ${head.error}`);
-  const header = checkHeader(file, head.value);
-  const headerLen = nl + 1;
+  const first = decodeLine(buf.subarray(0, nl));
+  if (!('error' in first)) {
+    const header = checkHeader(file, first.value);
+    if (header.selfware_tasklog < 2) return { header, len: nl + 1, damage: null };
+    const len = 2 * (nl + 1);
+    const copyOk = buf.length >= len && buf.subarray(nl + 1, len).equals(buf.subarray(0, nl + 1));
+    return { header, len, damage: copyOk ? null : `${file}:2: the copy of the journal header is damaged` };
+  }
+  let off = nl + 1;
+  while (off < Math.min(buf.length, HEADER_SCAN)) {
+    const e = buf.indexOf(0x0a, off);
+    if (e < 0) break;
+    const d = decodeLine(buf.subarray(off, e));
+    // The copy: a header line of format 2 beginning where a line of its own length would end.
+    if (!('error' in d) && typeof d.value.selfware_tasklog === 'number' && e + 1 - off === off) {
+      const header = checkHeader(file, d.value);
+      if (header.selfware_tasklog >= 2) return { header, len: e + 1, damage: `${file}:1: journal header: ${first.error}; read from its copy` };
+    }
+    off = e + 1;
+  }
+  throw dataError(`${file}: journal header: ${first.error}${buf.length > nl + 1 ? ', and no intact copy of it' : ''}`);
+}
+
+export function parseJournal(file: string, buf: Buffer): JournalContents {
+  const { header, len: headerLen, damage } = findHeader(file, buf);
   const records: JournalRecord[] = [];
   const corrupt: CorruptRecord[] = [];
   let off = headerLen;
-  let line = 1;
+  let line = header.selfware_tasklog >= 2 ? 2 : 1;
   let torn = false;
   while (off < buf.length) {
     line++;
@@ -129,7 +169,7 @@ export function parseJournal(file: string, buf: Buffer): JournalContents {
     else records.push({ pos, event: d.value });
     off = e + 1;
   }
-  return { header, records, end: header.base + (off - headerLen), torn, corrupt };
+  return { header, records, end: header.base + (off - headerLen), torn, corrupt, headerDamage: damage };
 }
 
 const sleepSync = (ms: number): void => {
@@ -183,14 +223,10 @@ export function openLocked(file: string, mode: 'ex' | 'sh', flags = fs.constants
   }
 }
 
-function readHeader(fd: number, file: string): { header: JournalHeader; len: number } {
-  const buf = Buffer.alloc(4096);
+function readHeader(fd: number, file: string): HeaderRead {
+  const buf = Buffer.alloc(HEADER_SCAN);
   const n = fs.readSync(fd, buf, 0, buf.length, 0);
-  const nl = buf.subarray(0, n).indexOf(0x0a);
-  if (nl < 0) throw dataError(`${file}: journal header is missing or torn`);
-  const d = decodeLine(buf.subarray(0, nl));
-  if ('error' in d) throw dataError(`${file}: journal header: ${d.error}`);
-  return { header: checkHeader(file, d.value), len: nl + 1 };
+  return findHeader(file, buf.subarray(0, n));
 }
 
 /** Offset just past the last newline at or before size (the end of the last complete line). */
@@ -264,7 +300,8 @@ export function appendRecords(file: string, events: Record<string, unknown>[], w
 /** Write a fresh journal with just its header, atomically (temp, fsync, rename, fsync dir). */
 export function writeJournal(file: string, header: Omit<JournalHeader, 'selfware_tasklog' | 'created'>): void {
   const full: JournalHeader = { selfware_tasklog: JOURNAL_VERSION, log: header.log, base: header.base, db_sha256: header.db_sha256, created: new Date().toISOString() };
-  writeFileAtomic(file, encodeLine(full));
+  const line = encodeLine(full);
+  writeFileAtomic(file, Buffer.concat([line, line]));
 }
 
 /**

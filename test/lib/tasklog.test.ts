@@ -93,16 +93,39 @@ test('a corrupt record in the middle is reported by position and skipped', { tim
     log.append({ t: 'test_event', n: 2 });
     const buf = fs.readFileSync(log.journalFile);
     const j = parseJournal(log.journalFile, buf);
-    const headerLen = buf.indexOf(0x0a) + 1;
+    // The header and its copy (format 2), the same length.
+    const headerLen = 2 * (buf.indexOf(0x0a) + 1);
     const at = headerLen + (p1 - j.header.base) + 30;
     buf[at] = (buf[at] as number) ^ 0x20;
     fs.writeFileSync(log.journalFile, buf);
     const v = await log.verify();
     assert.equal(v.ok, false);
-    assert.deepEqual(v.problems, [`${log.journalFile}:3: record at position ${p1}: CRC mismatch`], 'the line of the file: the header, n 0, then n 1');
+    assert.deepEqual(v.problems, [`${log.journalFile}:4: record at position ${p1}: CRC mismatch`], 'the line of the file: the header, its copy, n 0, then n 1');
     const s = await log.snapshot();
     assert.deepEqual(rows(s.db, "SELECT json_extract(data, '$.n') FROM events ORDER BY pos"), [[0], [2]]);
-    assert.deepEqual(s.corrupt, [{ pos: p1, line: 3, reason: 'CRC mismatch' }]);
+    assert.deepEqual(s.corrupt, [{ pos: p1, line: 4, reason: 'CRC mismatch' }]);
+    s.db.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a journal of format 1 (one header line, no copy) is still read and appended to; a compaction moves it to format 2', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const log = newLog(t.dir);
+    const head = encodeLine({ selfware_tasklog: 1, log: 'old-log', base: 0, db_sha256: '', created: '2026-01-01T00:00:00Z' });
+    fs.writeFileSync(log.journalFile, Buffer.concat([head, encodeLine({ t: 'test_event', n: 0, ts: '2026-01-01T00:00:01Z' })]));
+    const p1 = log.append({ t: 'test_event', n: 1 });
+    assert.equal(p1, encodeLine({ t: 'test_event', n: 0, ts: '2026-01-01T00:00:01Z' }).length, 'positions count from the end of the one header line');
+    const j = parseJournal(log.journalFile, fs.readFileSync(log.journalFile));
+    assert.deepEqual([j.header.log, j.records.map((r) => r.event.n), j.headerDamage], ['old-log', [0, 1], null]);
+    await log.compact();
+    const lines = fs.readFileSync(log.journalFile, 'utf8').split('\n');
+    assert.equal(lines[0], lines[1], 'the header and its copy');
+    assert.match(lines[0] as string, /"selfware_tasklog":2/);
+    const s = await log.snapshot();
+    assert.deepEqual(rows(s.db, "SELECT json_extract(data, '$.n') FROM events ORDER BY pos"), [[0], [1]]);
     s.db.close();
   } finally {
     t.cleanup();
