@@ -14,7 +14,7 @@ import { validateRunName, type RunPaths } from '../lib/run.js';
 import { workspaceDir } from '../lib/config/index.js';
 import { setupRun, type SetupOptions } from '../lib/setup.js';
 import { requireRun, runExists } from '../lib/state/index.js';
-import { TaskLog } from '../lib/tasklog/index.js';
+import { TaskLog, describeCorrupt } from '../lib/tasklog/index.js';
 import { formatDuration, plural } from '../lib/units.js';
 import { escalatedAt, protection, writability, type Escalated } from '../lib/health.js';
 import { Agent } from '../lib/agent/loop.js';
@@ -285,7 +285,7 @@ function cmdStatus(program: Command): void {
       const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, tasks.filter((t) => t.status === s).length]));
       const pending = listApprovals(paths).filter((a) => a.status === 'pending');
       const gov = readDecision(paths.roots.runtimeDir);
-      const [prot, escalated] = await Promise.all([protection(paths, ws), escalation(paths)]);
+      const [prot, { escalated, damage }] = await Promise.all([protection(paths, ws), escalation(paths)]);
       const { w, problem: unwritable } = writability(paths, ws);
       const govPause = gov.decision && (gov.decision.actions.includes('pause') || gov.decision.actions.includes('unload')) ? gov.decision : null;
       const now = Date.now();
@@ -311,6 +311,7 @@ function cmdStatus(program: Command): void {
       // Set aside until a human fixes or removes them: someone's task is not being done.
       const rejected = listRejected(paths.stateDir);
       for (const r of rejected) problems.push({ severity: 'WARNING', what: 'queue', message: `set aside${r.time ? ` ${ago(r.time)}` : ''}: ${r.file}${r.reason ? `: ${r.reason}` : ''}` });
+      for (const d of damage) problems.push({ severity: 'WARNING', what: 'tasklog', message: `task log damaged: ${d}; sw-recover repairs what can be` });
 
       const pend = prot.pending;
       const checkpoints = {
@@ -361,12 +362,13 @@ function cmdStatus(program: Command): void {
 }
 
 /** The run's escalation, if it has not been started again since. */
-async function escalation(paths: RunPaths): Promise<Escalated | null> {
+/** From the task log: an escalation not yet followed by a start, and the log's damage (see sw-report's tasklog alert). */
+async function escalation(paths: RunPaths): Promise<{ escalated: Escalated | null; damage: string[] }> {
   const log = TaskLog.forRun(paths);
-  if (!log.exists()) return null;
+  if (!log.exists()) return { escalated: null, damage: [] };
   const snap = await log.snapshot();
   try {
-    return escalatedAt(snap.db);
+    return { escalated: escalatedAt(snap.db), damage: [...snap.damage, ...snap.corrupt.map((c) => `${describeCorrupt(paths.tasklogJournal, c)}; skipped`), ...snap.warnings] };
   } finally {
     snap.db.close();
   }

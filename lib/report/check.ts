@@ -273,6 +273,22 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
     min: 0,
     max: null,
   });
+
+  // 10. The task log damaged: a record skipped, a header or the database read from its copy, events missing.
+  const dmg = r.tasklog_damage ?? [];
+  out.push({
+    name: 'tasklog',
+    status: dmg.length ? 'WARNING' : 'OK',
+    message: dmg.length ? `task log damaged: ${dmg[0]}${dmg.length > 1 ? ` (and ${dmg.length - 1} more)` : ''}; sw-recover repairs what can be` : 'the task log is intact',
+    value: dmg.length,
+    warning: 0,
+    critical: null,
+    worse: 'above',
+    uom: '',
+    label: 'tasklog_damage',
+    min: 0,
+    max: null,
+  });
   return out;
 }
 

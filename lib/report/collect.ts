@@ -121,11 +121,10 @@ export async function collect(paths: RunPaths, config: RunConfig, win: Window, o
   const prot = Math.abs(now - win.until) < 60_000 ? protection(paths, ws) : Promise.resolve(null);
   const snap = await log.snapshot();
   try {
-    return await fromSnapshot(snap.db, paths, config, win, opts, systemd, prot, [
-      ...snap.warnings,
-      ...(snap.torn ? [`${paths.tasklogJournal}: a torn last record was ignored`] : []),
-      ...snap.corrupt.map((c) => `${describeCorrupt(paths.tasklogJournal, c)}; skipped`),
-    ]);
+    // Damage: what sw-recover repairs, or what the log has lost. A torn last record (a writer killed mid-append) is not.
+    const damage = [...snap.damage, ...snap.corrupt.map((c) => `${describeCorrupt(paths.tasklogJournal, c)}; skipped`), ...snap.warnings];
+    const report = await fromSnapshot(snap.db, paths, config, win, opts, systemd, prot, [...damage, ...(snap.torn ? [`${paths.tasklogJournal}: a torn last record was ignored`] : [])], damage);
+    return report;
   } finally {
     snap.db.close();
   }
@@ -140,6 +139,7 @@ async function fromSnapshot(
   systemd: Promise<Report['systemd']>,
   prot: Promise<Protection | null>,
   warnings: string[],
+  damage: string[] = [],
 ): Promise<Report> {
   const now = opts.now ?? Date.now();
   const { since: S, until: U } = win;
@@ -509,6 +509,7 @@ async function fromSnapshot(
     totals,
     series: { start: isoUtc(C), bucket_s: bucketS, buckets, resources: resSeries, tiers: tierStretches, checkpoints: ckSeries },
     warnings,
+    tasklog_damage: damage,
   };
   const waitingSince = tasks.filter((t) => t.status === 'pending' || t.status === 'in_progress').map((t) => Date.parse(t.created)).filter((x) => !Number.isNaN(x));
   const protNow = await prot;

@@ -226,4 +226,6 @@ export interface Report {
   };
   /** Problems reading the task log (a torn or corrupt record, a gap). */
   warnings: string[];
+  /** The task log's damage (corrupt records, a header or database read from its copy, a gap): not a torn last record. */
+  tasklog_damage: string[];
 }

@@ -46,6 +46,15 @@ function offsetIn(file: string, lineHas: string, needle: string): number {
   return at;
 }
 
+/** What status and --check say of the task log: status's tasklog problems, and the check's line. */
+async function signals(t: TestEnv): Promise<{ status: string[]; check: string; code: number }> {
+  const st = await sw('sw-agent', ['status', 'run1', '--json'], t);
+  assert.equal(st.exitCode, 0, String(st.stderr));
+  const problems = (JSON.parse(String(st.stdout)).problems as Array<{ what: string; message: string }>).filter((p) => p.what === 'tasklog').map((p) => p.message);
+  const c = await sw('sw-report', ['run1', '--check'], t);
+  return { status: problems, check: String(c.stdout).split(' | ')[0] ?? '', code: c.exitCode ?? -1 };
+}
+
 async function outcomes(t: TestEnv): Promise<string[]> {
   const s = await log(t).snapshot();
   try {
@@ -84,6 +93,10 @@ test('a damaged record in the middle of the journal: no task moves backwards, th
     assert.match(v0.out, /tasklog\.journal:\d+: record at position \d+: CRC mismatch/);
     const list = await sw('sw-agent', ['list', 'run1'], t);
     assert.equal(list.exitCode, 0, String(list.stderr));
+    const s0 = await signals(t);
+    assert.equal(s0.status.length, 2, s0.status.join('\n'));
+    assert.match(s0.status[0] as string, /^task log damaged: .*tasklog\.journal:\d+: record at position \d+: CRC mismatch; skipped; sw-recover repairs/);
+    assert.match(s0.check, /task log damaged/);
 
     const j = await recJson(t);
     assert.equal(j.action, 'reconcile');
@@ -95,6 +108,9 @@ test('a damaged record in the middle of the journal: no task moves backwards, th
     assert.ok(j.forensics.some((f) => /tasklog\.journal\.damaged-\d+$/.test(f) && fs.existsSync(f)), 'the damaged journal is kept');
     const v1 = await verify(t);
     assert.equal(v1.code, 0, v1.out);
+    const s1 = await signals(t);
+    assert.deepEqual(s1.status, [], 'repaired: status has nothing more to say of the log');
+    assert.doesNotMatch(s1.check, /task log/);
     // Run again: nothing more to do, nothing written twice.
     const again = await recJson(t);
     assert.deepEqual(again.reconciled, []);
@@ -163,6 +179,10 @@ test('a damaged byte in tasklog.db: read from its copy in state.git, named, and 
       const r = await sw(cmd, args, t);
       assert.equal(r.exitCode, 0, `${cmd} ${args.join(' ')}: ${r.stderr}`);
     }
+    const s0 = await signals(t);
+    assert.match(s0.status.join('\n'), /tasklog\.db: not the database the journal continues/);
+    // (CRITICAL for the old fixture's stalled progress; the damage is one of the alerts named.)
+    assert.match(s0.check, /task log damaged: .*tasklog\.db: not the database the journal continues/);
     const v0 = await verify(t);
     assert.equal(v0.code, 1);
     assert.match(v0.out, /tasklog\.db: checksum does not match the one the journal recorded for it \(an intact copy is in state\.git; sw-recover repairs it\)/);

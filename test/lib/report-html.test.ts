@@ -72,6 +72,7 @@ function emptyReport(since: number, until: number): Report {
     totals: { sessions: 0, tasks_completed: 0, tasks_failed: 0, tasks_cancelled: 0, attempts_completed: 0, attempts_failed: 0, attempts_cancelled: 0, steps: 0, llm_calls: 0, llm_errors: 0, tokens_in: 0, tokens_out: 0, checkpoints: 0, recoveries: 0, escalations: 0 },
     series: { start: iso(since), bucket_s: 3600, buckets: [], resources: [], tiers: [], checkpoints: [] },
     warnings: [],
+    tasklog_damage: [],
   };
 }
 
