@@ -51,6 +51,15 @@ export function exitCodeFor(err: unknown): ExitCode {
   return EXIT.FAIL;
 }
 
+/** The disk (or the quota) is full: a reason to wait for space, not a crash. Walks the error's causes. */
+export function isDiskFull(err: unknown): boolean {
+  for (let e = err as (Error & { code?: unknown; cause?: unknown; stderr?: unknown }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
+    if (/No space left on device|Disk quota exceeded|Out of diskspace/i.test(`${e.message ?? ''}\n${typeof e.stderr === 'string' ? e.stderr : ''}`)) return true;
+  }
+  return false;
+}
+
 /** A one-line description of an error from the system, without Node's stack or syscall noise. */
 export function describeError(err: unknown): string {
   if (err instanceof SwError) return err.message;

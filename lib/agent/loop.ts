@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { workspaceDir, type RunConfig } from '../config/index.js';
-import { EXIT, SwError, configError, describeError, exitCodeFor, tempFailError, unavailableError } from '../exit.js';
+import { EXIT, SwError, configError, describeError, exitCodeFor, isDiskFull, tempFailError, unavailableError } from '../exit.js';
 import { readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
@@ -51,6 +51,9 @@ import { sleep } from '../sleep.js';
 export const EXIT_RSS = 3;
 
 const PRETASK_PREFIX = 'refs/selfware/pretask/';
+/** How often a disk-full wait looks for space, and how much it waits for (room for a checkpoint, not a byte). */
+const DISK_POLL_MS = Number(process.env.SELFWARE_DISK_POLL_MS) || 5_000;
+const DISK_RESUME_BYTES = 16 * 1024 * 1024;
 
 export interface AgentOptions {
   out: Output;
@@ -328,34 +331,81 @@ export class Agent {
   }
 
   private async mainLoop(): Promise<void> {
-    const signal = this.stopCtrl.signal;
     while (!this.stopReason) {
-      this.heartbeat();
-      if (this.rssExceeded()) {
-        this.requestStop('rss');
-        break;
+      try {
+        await this.iteration();
+      } catch (e) {
+        // A full disk is a pause, not a crash: wait for space, then go on where the task stood.
+        if (!isDiskFull(e)) throw e;
+        await this.waitForDisk(e);
       }
-      const gov = await this.obeyGovernor();
-      const st = readAgentState(this.paths);
-      if (gov || st.paused) {
-        this.setStatus(gov ? this.governorNote : `paused${st.pause_reason ? `: ${st.pause_reason}` : ''}`);
-        if (st.status !== 'paused') await this.updateState({ status: 'paused' });
-        // Idle again after the pause: say so then.
-        this.idleSince = null;
-        await sleep(this.tick, signal);
-        continue;
-      }
-      const task = await this.nextTask(st.task);
-      if (!task) {
-        await this.idle();
-        await sleep(this.tick, signal);
-        continue;
-      }
-      this.idleSince = null;
-      this.idleWarned = false;
-      await this.runTask(task);
     }
   }
+
+  /**
+   * Wait, alive (the watchdog timer goes on pinging) and writing nothing,
+   * until the run's filesystem has room again and the task log takes a
+   * record of the wait; then the loop resumes the task in hand from its
+   * transcript, as after a restart, but without counting a crash.
+   */
+  private async waitForDisk(e: unknown): Promise<void> {
+    const since = Date.now();
+    const why = (e as Error).message.split('\n')[0] ?? 'disk full';
+    this.out.error(`disk full (${why}): waiting for space on ${this.paths.runDir}; a pause, not a crash`);
+    status(`paused: disk full since ${new Date(since).toISOString()}`);
+    const signal = this.stopCtrl.signal;
+    for (;;) {
+      await sleep(DISK_POLL_MS, signal);
+      if (this.stopReason) return;
+      let free = 0;
+      try {
+        const st = fs.statfsSync(this.paths.runDir);
+        free = st.bavail * st.bsize;
+      } catch {
+        continue;
+      }
+      if (free < DISK_RESUME_BYTES) continue;
+      try {
+        this.log.append({ t: 'disk_full', session: this.session, since: new Date(since).toISOString(), duration_ms: Date.now() - since, error: why });
+      } catch (e2) {
+        if (isDiskFull(e2)) continue;
+        throw e2;
+      }
+      this.out.notice(`disk space is back after ${formatDuration(Date.now() - since)}: going on`);
+      this.lastStatus = '';
+      return;
+    }
+  }
+
+  /** One turn of the loop: the governor, a pause, or the next task (run to its end or to a stop). */
+  private async iteration(): Promise<void> {
+    const signal = this.stopCtrl.signal;
+    this.heartbeat();
+    if (this.rssExceeded()) {
+      this.requestStop('rss');
+      return;
+    }
+    const gov = await this.obeyGovernor();
+    const st = readAgentState(this.paths);
+    if (gov || st.paused) {
+      this.setStatus(gov ? this.governorNote : `paused${st.pause_reason ? `: ${st.pause_reason}` : ''}`);
+      if (st.status !== 'paused') await this.updateState({ status: 'paused' });
+      // Idle again after the pause: say so then.
+      this.idleSince = null;
+      await sleep(this.tick, signal);
+      return;
+    }
+    const task = await this.nextTask(st.task);
+    if (!task) {
+      await this.idle();
+      await sleep(this.tick, signal);
+      return;
+    }
+    this.idleSince = null;
+    this.idleWarned = false;
+    await this.runTask(task);
+  }
+
 
   private async idle(): Promise<void> {
     const now = Date.now();

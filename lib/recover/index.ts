@@ -432,6 +432,12 @@ async function recoverCrash(
   };
   if (prior) {
     res.notes.push(`resuming an interrupted recovery${prior.checkpoint ? ` (restoring ${prior.checkpoint})` : ''}`);
+    if (!dryRun) {
+      // A recovery killed before it finished (an agent that dies in its own recovery, every start) is a failed one:
+      // it counts towards escalation, or such a run would restart for ever.
+      TaskLog.forRun(paths).append({ t: 'recovery', session: session.id, reason: 'crash', action: prior.checkpoint ? 'restore' : 'reconcile', ok: false, detail: 'interrupted: the recovery was killed before it finished' });
+      history.failedRecoveries.push(Date.now());
+    }
     res.rejected = prior.rejected;
     res.forensics = [...new Set([...prior.forensics, ...res.forensics])];
   } else save();
