@@ -28,17 +28,22 @@ async function status(t: TestEnv): Promise<{ doc: Status; text: string }> {
   return { doc: JSON.parse(String(j.stdout)) as Status, text: String(x.stdout) };
 }
 
-test('status says a pause and by whom, an escalation, ignored and set-aside queue files, failing checkpoints; --json carries them', { timeout: 60_000 }, async () => {
+/** A run made and checkpointed, with nothing wrong: status says so. */
+async function freshRun(t: TestEnv): Promise<ReturnType<typeof runPaths>> {
+  ignoreHostDisk(t);
+  assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
+  assert.equal((await sw('sw-checkpoint', ['create', 'run1'], t)).exitCode, 0);
+  const s = await status(t);
+  assert.deepEqual(s.doc.problems, []);
+  assert.match(s.text, /^problems: +none$/m);
+  return runPaths('run1', t.env);
+}
+
+test('status says a pause and by whom (a human, with the reason; the governor, with its); --json carries it', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
-    ignoreHostDisk(t);
-    const p = runPaths('run1', t.env);
-    assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
-    assert.equal((await sw('sw-checkpoint', ['create', 'run1'], t)).exitCode, 0);
-    let s = await status(t);
-    assert.deepEqual(s.doc.problems, []);
-    assert.match(s.text, /^problems: +none$/m);
-
+    const p = await freshRun(t);
+    let s: Awaited<ReturnType<typeof status>>;
     // Paused by a human, with the reason; then by the governor.
     assert.equal((await sw('sw-agent', ['pause', 'run1', '--reason', 'disk maintenance'], t)).exitCode, 0);
     s = await status(t);
@@ -52,13 +57,21 @@ test('status says a pause and by whom, an escalation, ignored and set-aside queu
     assert.deepEqual(s.doc.paused, { by: 'governor', reason: 'disk 4% free (critical)' });
     assert.match(s.text, /^paused: +by the governor \(disk 4% free \(critical\)\)$/m);
     fs.rmSync(path.join(p.roots.runtimeDir, 'governor.json'));
+  } finally {
+    t.cleanup();
+  }
+});
 
+test('status says queue files ignored as no task and those set aside in queue/rejected/; --json carries them', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const p = await freshRun(t);
     // A queue file that is no task, and one set aside earlier.
     fs.writeFileSync(path.join(p.stateDir, 'queue', 'words.yaml'), 'prompt: [fix, the, build]\n');
     fs.mkdirSync(path.join(p.stateDir, 'queue', 'rejected'), { recursive: true });
     fs.writeFileSync(path.join(p.stateDir, 'queue', 'rejected', 'old.yaml'), 'title: [x\n');
     fs.writeFileSync(path.join(p.stateDir, 'queue', 'rejected', 'old.yaml.reason'), '2026-12-01T00:00:00.000Z invalid YAML\n');
-    s = await status(t);
+    const s = await status(t);
     assert.equal(s.doc.queue_invalid.length, 1);
     assert.match(s.doc.queue_invalid[0]?.error ?? '', /words\.yaml:1:9: prompt: expected a string, got a list/);
     assert.deepEqual(s.doc.queue_rejected.map((r) => [path.basename(r.file), r.reason]), [['old.yaml', 'invalid YAML']]);
@@ -67,7 +80,16 @@ test('status says a pause and by whom, an escalation, ignored and set-aside queu
     assert.match(s.text, /^ {2}WARNING queue: set aside .* ago: .*rejected\/old\.yaml: invalid YAML$/m);
     fs.rmSync(path.join(p.stateDir, 'queue', 'words.yaml'));
     fs.rmSync(path.join(p.stateDir, 'queue', 'rejected'), { recursive: true });
+  } finally {
+    t.cleanup();
+  }
+});
 
+test('status says checkpoints fail (and --check is CRITICAL), and an escalation nobody has restarted after; --json carries them', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const p = await freshRun(t);
+    let s: Awaited<ReturnType<typeof status>>;
     // Checkpoints that fail (git cannot lock its index: a directory stands where its lock file goes).
     fs.writeFileSync(path.join(p.stateDir, 'memory', 'notes.md'), 'a change\n');
     fs.mkdirSync(path.join(p.runDir, 'state.git', 'index.lock'));
