@@ -248,7 +248,7 @@ test('--check: the success rate over the last hour, at and around each threshold
   }
 });
 
-test('--check: progress while tasks wait, the error rate, an escalation', { timeout: 60_000 }, async () => {
+test('--check: progress while tasks wait, and the error rate', { timeout: 60_000 }, async () => {
   const t = makeEnv('report-check2');
   try {
     const now = Date.now();
@@ -279,24 +279,27 @@ test('--check: progress while tasks wait, the error rate, an escalation', { time
     c = await check(t, U);
     assert.equal(c.code, 2, c.line);
     assert.match(c.line, /^SELFWARE CRITICAL - error rate 28% over 1h \(7 of 25 steps\)/);
-
-    // An escalation that no start has followed: critical; a session started after it (a human's restart) clears it.
-    const t2 = makeEnv('report-esc');
-    try {
-      await checkRun(t2, [{ t: 'escalation', reason: '5 crashes in 1h', failures: 5, ts: iso(now - 300_000) }]);
-      c = await check(t2, now);
-      assert.equal(c.code, 2, c.line);
-      assert.match(c.line, /^SELFWARE CRITICAL - escalated 5m ago \(.*\): systemd stopped restarting the run \| .* escalations=1;;0;0 /);
-      events(t2, [step(now - 1000)]);
-      assert.equal((await check(t2, now)).code, 2, 'a step is no restart');
-      events(t2, [{ t: 'session_start', session: 's2', pid: 1, ts: iso(now - 500) }]);
-      const after = await check(t2, now);
-      assert.equal(after.code, 0, after.line);
-    } finally {
-      t2.cleanup();
-    }
   } finally {
     t.cleanup();
+  }
+});
+
+test('--check: an escalation that no start has followed is CRITICAL; a session started after it (a human\'s restart) clears it', { timeout: 60_000 }, async () => {
+  const t2 = makeEnv('report-esc');
+  try {
+    const now = Date.now();
+    const step = (ts: number): TaskEvent => ({ t: 'task_step', task: 'x', attempt: 1, step: 1, action: 'shell', status: 'ok', ts: iso(ts) });
+    await checkRun(t2, [{ t: 'escalation', reason: '5 crashes in 1h', failures: 5, ts: iso(now - 300_000) }]);
+    const c = await check(t2, now);
+    assert.equal(c.code, 2, c.line);
+    assert.match(c.line, /^SELFWARE CRITICAL - escalated 5m ago \(.*\): systemd stopped restarting the run \| .* escalations=1;;0;0 /);
+    events(t2, [step(now - 1000)]);
+    assert.equal((await check(t2, now)).code, 2, 'a step is no restart');
+    events(t2, [{ t: 'session_start', session: 's2', pid: 1, ts: iso(now - 500) }]);
+    const after = await check(t2, now);
+    assert.equal(after.code, 0, after.line);
+  } finally {
+    t2.cleanup();
   }
 });
 
