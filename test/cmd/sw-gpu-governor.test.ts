@@ -351,7 +351,7 @@ test("run: CPU throttles only once others' load has held for cpu_sustain; the ag
 
 // Real llama.cpp loads the model at three levels here, four or five times in
 // all: on a loaded 2-core machine that alone can take a minute.
-test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, and comes back', { timeout: 120_000 }, async () => {
+test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, and comes back', { timeout: 150_000 }, async () => {
   const t = makeEnv();
   const m = machine(t);
   let g: ReturnType<typeof startGovernor> | null = null;
@@ -365,7 +365,9 @@ test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, 
     for (let i = 0; i < 12; i++) await sw('sw-agent', ['add', 'run1', '--title', `busy${i}`, '--verify', 'true', '--timeout', '25s', 'keep writing notes'], t);
     const fake = fakeNvidiaSmi(t.dir);
     fake.set(vramSeries([40], 1500));
-    governorConfig(t, `interval: 250ms\ndwell: 1s\ncalm: 2s\nrecord_every: 1s\n${NO_DISK}`);
+    // calm: 5s holds each level on the way back up long enough for a step on a loaded machine
+    // (with 2s, a reload there took longer than the level lasted, and Q2_K never answered).
+    governorConfig(t, `interval: 250ms\ndwell: 1s\ncalm: 5s\nrecord_every: 1s\n${NO_DISK}`);
     g = startGovernor(t, withBin(fake.bin));
     a = startAgent(t);
     const agent = a;
@@ -380,7 +382,7 @@ test('a running agent on the tiny GGUF obeys the governor: steps down, unloads, 
         const levels = await query(t, 'SELECT count(DISTINCT quantization) FROM llm_calls WHERE ok = 1');
         return sw2.length >= 3 && (unloads[0]?.[0] as number) >= 1 && sw2[sw2.length - 1]?.[0] === 'Q4_K_M' && levels[0]?.[0] === 3;
       },
-      50_000,
+      75_000,
       agent,
     );
     await within(15_000, 'the agent to stop', agent.stop());
