@@ -81,7 +81,8 @@ test('SIGKILL at random instants, sw-recover between: every task completed exact
   try {
     const script: Record<string, Array<Record<string, unknown>>> = {};
     const ids: string[] = [];
-    for (let i = 0; i < 6; i++) {
+    // Four tasks of five steps, killed at up to twelve random instants: most kills land mid-task.
+    for (let i = 0; i < 4; i++) {
       script[`task${i}`] = [
         { action: 'shell', command: `echo t${i}-a >> log-${i}.txt`, delay_ms: 300 },
         { action: 'write_file', path: `out-${i}.txt`, content: `task ${i}\n`, delay_ms: 200 },
@@ -91,10 +92,10 @@ test('SIGKILL at random instants, sw-recover between: every task completed exact
       ];
     }
     scriptedRun(t, script);
-    for (let i = 0; i < 6; i++) ids.push(await addTask(t, `task${i}`, ['--verify', `test -f out-${i}.txt`]));
+    for (let i = 0; i < 4; i++) ids.push(await addTask(t, `task${i}`, ['--verify', `test -f out-${i}.txt`]));
     const rand = rng(31337);
     let kills = 0;
-    for (let round = 0; round < 20; round++) {
+    for (let round = 0; round < 12; round++) {
       const done = (await tasks(t)).filter((x) => x.status === 'completed').length;
       if (done === ids.length) break;
       const rec = await sw('sw-recover', ['run1', '-q'], t);
@@ -113,7 +114,7 @@ test('SIGKILL at random instants, sw-recover between: every task completed exact
     const a = startAgent(t);
     await waitFor('all tasks completed', async () => (await tasks(t)).every((x) => x.status === 'completed'), 60_000, a);
     assert.equal(await a.stop(), 0);
-    assert.ok(kills >= 6, `${kills} kills`);
+    assert.ok(kills >= 5, `${kills} kills`);
     const completed = await query(t, "SELECT task_id, count(*) FROM task_attempts WHERE outcome = 'completed' GROUP BY task_id ORDER BY task_id");
     assert.deepEqual(completed, [...ids].sort().map((id) => [id, 1]));
     // Nothing ran after a task completed: its transcript ends with its one "end" line.
