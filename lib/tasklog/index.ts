@@ -15,6 +15,7 @@ import {
   openLocked,
   parseJournal,
   readJournalFd,
+  readJournalHeader,
   readJournalLocked,
   unlock,
   writeJournal,
@@ -136,7 +137,7 @@ export class TaskLog {
     const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
     try {
       const bytes = fs.readFileSync(this.dbFile);
-      const want = readJournalFd(fd, this.journalFile).header.db_sha256;
+      const want = readJournalHeader(fd, this.journalFile).db_sha256;
       // Only the database the journal continues is worth a copy (a damaged file is not).
       if (sha256(bytes) !== want) return false;
       if (listDbCopies(this.copyRepo as string).includes(want)) return false;

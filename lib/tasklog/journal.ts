@@ -223,6 +223,11 @@ export function openLocked(file: string, mode: 'ex' | 'sh', flags = fs.constants
   }
 }
 
+/** The journal's header alone (from its copy when the first line is damaged); the caller holds a lock. */
+export function readJournalHeader(fd: number, file: string): JournalHeader {
+  return readHeader(fd, file).header;
+}
+
 function readHeader(fd: number, file: string): HeaderRead {
   const buf = Buffer.alloc(HEADER_SCAN);
   const n = fs.readSync(fd, buf, 0, buf.length, 0);
