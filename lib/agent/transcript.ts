@@ -35,7 +35,16 @@ export type TranscriptLine =
       llm?: { tokens_in: number; tokens_out: number; latency_ms: number; tokens_per_s: number | null };
     }
   | { type: 'verify'; attempt: number; ts: string; command: string; observation: Observation }
-  | { type: 'end'; attempt: number; ts: string; outcome: string; reason: string | null; summary?: string };
+  | {
+      type: 'end';
+      attempt: number;
+      ts: string;
+      outcome: string;
+      reason: string | null;
+      summary?: string;
+      /** Written by recovery from the task log: the agent stopped between recording the outcome and writing this line. */
+      restored?: string;
+    };
 
 export function transcriptFile(stateDir: string, task: string): string {
   return path.join(stateDir, 'transcripts', `${task}.jsonl`);

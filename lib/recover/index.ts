@@ -32,6 +32,7 @@ import { agentProcess } from '../agent/state.js';
 import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInfo } from './backoff.js';
 import { readJournalLocked } from '../tasklog/journal.js';
 import { sha256 } from '../tasklog/copy.js';
+import { appendLine, readTranscript, transcriptFile } from '../agent/transcript.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
 import { freshState, keepForensics, restoreStateFiles, restoreWorkspace, stamp } from './restore.js';
@@ -268,6 +269,28 @@ async function reconcile(
     TaskLog.forRun(paths).appendMany(plan.restore.map((r) => ({ t: 'task_outcome', task: r.task, attempt: r.attempt, outcome: r.outcome, reason: r.reason, ts: r.ts, restored: 'from the queue file' })));
   }
   for (const t of plan.write) await writeTask(paths.stateDir, t);
+  res.repairs.push(...closeTranscripts(paths, history, plan.changes));
+}
+
+/**
+ * The agent records an outcome in the log, then ends the transcript, then
+ * writes the queue file: killed between the first two, the task is placed by
+ * the log but its transcript has no end. Written here from the log (marked
+ * restored), so the transcript says how the attempt ended.
+ */
+function closeTranscripts(paths: RunPaths, history: History, changes: ReconcileChange[]): string[] {
+  const out: string[] = [];
+  for (const c of changes) {
+    const latest = history.tasks.get(c.task)?.latest;
+    if (!latest || latest.outcome === null) continue;
+    const file = transcriptFile(paths.stateDir, c.task);
+    const lines = readTranscript(file);
+    if (!lines.some((l) => l.type === 'attempt' && l.attempt === latest.attempt)) continue;
+    if (lines.some((l) => l.type === 'end' && l.attempt === latest.attempt)) continue;
+    appendLine(file, { type: 'end', attempt: latest.attempt, ts: new Date().toISOString(), outcome: latest.outcome, reason: latest.reason, restored: 'from the task log' });
+    out.push(`transcript of task ${c.task}: the end of attempt ${latest.attempt} (${latest.outcome}) written from the task log`);
+  }
+  return out;
 }
 
 export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverOptions = {}): Promise<RecoverResult> {

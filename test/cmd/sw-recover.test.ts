@@ -382,6 +382,29 @@ test('a torn transcript line is dropped, a garbled one is a problem', { timeout:
   }
 });
 
+test('killed between recording an outcome and ending the transcript: the task is placed by the log and its transcript ended from it', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    addTask(t, { id: 'a', status: 'in_progress' });
+    const tr = path.join(paths(t).stateDir, 'transcripts', 'a.jsonl');
+    fs.writeFileSync(tr, `${JSON.stringify({ type: 'attempt', attempt: 1, ts: '2026-11-21T08:01:00Z', session: 's1' })}\n`);
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    events(t, [
+      { t: 'task_started', task: 'a', attempt: 1, session: 's1' },
+      { t: 'task_outcome', task: 'a', attempt: 1, outcome: 'completed', steps: 1, session: 's1' },
+    ]);
+    const j = await recJson(t);
+    assert.equal(readTask(t, 'a')?.status, 'completed');
+    assert.ok((j.repairs as string[]).includes('transcript of task a: the end of attempt 1 (completed) written from the task log'), JSON.stringify(j.repairs));
+    const lines = fs.readFileSync(tr, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual([lines.length, lines[1]?.type, lines[1]?.outcome, lines[1]?.restored], [2, 'end', 'completed', 'from the task log']);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('no checkpoint at all and broken state: a fresh start, said loudly, tasks back from the log', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
