@@ -60,12 +60,12 @@ export function listDbCopies(repo: string): string[] {
 export function storeDbCopy(repo: string, bytes: Buffer): { stored: boolean; sha: string } {
   const sha = sha256(bytes);
   const have = listDbCopies(repo);
-  if (have.includes(sha)) {
-    for (const old of have) if (old !== sha) gitSync(repo, ['update-ref', '-d', `${DB_COPY_REFS}${old}`]);
-    return { stored: false, sha };
+  const stored = !have.includes(sha);
+  if (stored) {
+    const blob = gitSync(repo, ['hash-object', '-w', '--stdin'], bytes).toString('utf8').trim();
+    gitSync(repo, ['update-ref', `${DB_COPY_REFS}${sha}`, blob]);
   }
-  const blob = gitSync(repo, ['hash-object', '-w', '--stdin'], bytes).toString('utf8').trim();
-  gitSync(repo, ['update-ref', `${DB_COPY_REFS}${sha}`, blob]);
+  // The old copies go only once the new one is in place.
   for (const old of have) if (old !== sha) gitSync(repo, ['update-ref', '-d', `${DB_COPY_REFS}${old}`]);
-  return { stored: true, sha };
+  return { stored, sha };
 }

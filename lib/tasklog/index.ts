@@ -136,11 +136,12 @@ export class TaskLog {
     if (!this.hasCopyRepo() || !fs.existsSync(this.dbFile)) return false;
     const fd = openLocked(this.journalFile, 'sh', fs.constants.O_RDONLY);
     try {
-      const bytes = fs.readFileSync(this.dbFile);
       const want = readJournalHeader(fd, this.journalFile).db_sha256;
+      // The usual case, every checkpoint: the copy is there; the database is not read.
+      if (!want || listDbCopies(this.copyRepo as string).includes(want)) return false;
+      const bytes = fs.readFileSync(this.dbFile);
       // Only the database the journal continues is worth a copy (a damaged file is not).
       if (sha256(bytes) !== want) return false;
-      if (listDbCopies(this.copyRepo as string).includes(want)) return false;
       return storeDbCopy(this.copyRepo as string, bytes).stored;
     } finally {
       unlock(fd);

@@ -26,16 +26,20 @@ async function check(t: TestEnv, json = false): Promise<{ code: number; line: st
   return { code: r.exitCode ?? -1, line: String(r.stdout), alert: rep?.alerts.find((a) => a.name === 'checkpoints') };
 }
 
+/** A new run whose workspace's own history holds one file, kept.txt. */
+async function runWithKeptFile(t: TestEnv): Promise<void> {
+  ignoreHostDisk(t);
+  scriptedRun(t, {});
+  assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
+  const ws = path.join(t.stateDir, 'run1', 'workspace');
+  fs.writeFileSync(path.join(ws, 'kept.txt'), 'kept\n');
+  for (const args of [['add', 'kept.txt'], ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'kept']]) assert.equal((await git(ws, args)).exitCode, 0);
+}
+
 test('an idle run unchanged since a checkpoint of two hours ago is OK; changes left unprotected count from when they were made', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
-    ignoreHostDisk(t);
-    scriptedRun(t, {});
-    assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
-    // A file the workspace's own history holds.
-    const ws = path.join(t.stateDir, 'run1', 'workspace');
-    fs.writeFileSync(path.join(ws, 'kept.txt'), 'kept\n');
-    for (const args of [['add', 'kept.txt'], ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'kept']]) assert.equal((await git(ws, args)).exitCode, 0);
+    await runWithKeptFile(t);
     const a = startAgent(t);
     await waitFor('the agent idle', async () => JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout)).agent.status === 'idle', 20_000, a);
     // Idle, it protects its state itself (no timer runs here): nothing is left unprotected.
@@ -79,12 +83,7 @@ test('an idle run unchanged since a checkpoint of two hours ago is OK; changes l
 test('asking what is unprotected writes nothing into the run, not even a modification time', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
-    ignoreHostDisk(t);
-    scriptedRun(t, {});
-    assert.equal((await sw('sw-agent', ['init', 'run1'], t)).exitCode, 0);
-    const ws = path.join(t.stateDir, 'run1', 'workspace');
-    fs.writeFileSync(path.join(ws, 'kept.txt'), 'kept\n');
-    for (const args of [['add', 'kept.txt'], ['-c', 'user.name=t', '-c', 'user.email=t@t', 'commit', '-qm', 'kept']]) assert.equal((await git(ws, args)).exitCode, 0);
+    await runWithKeptFile(t);
     const note = path.join(t.stateDir, 'run1', 'state', 'memory', 'note.md');
     fs.writeFileSync(note, 'a lesson\n');
     assert.equal((await sw('sw-checkpoint', ['create', 'run1'], t)).exitCode, 0);
