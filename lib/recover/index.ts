@@ -458,7 +458,7 @@ async function recoverCrash(
     if (!dryRun) {
       // A recovery killed before it finished (an agent that dies in its own recovery, every start) is a failed one:
       // it counts towards escalation, or such a run would restart for ever.
-      TaskLog.forRun(paths).append({ t: 'recovery', session: session.id, reason: 'crash', action: prior.checkpoint ? 'restore' : 'reconcile', ok: false, detail: 'interrupted: the recovery was killed before it finished' });
+      TaskLog.forRun(paths).append({ t: 'recovery', session: session.id, reason: why.reason, action: prior.checkpoint ? 'restore' : 'reconcile', ok: false, detail: 'interrupted: the recovery was killed before it finished' });
       history.failedRecoveries.push(Date.now());
     }
     res.rejected = prior.rejected;

@@ -553,13 +553,15 @@ test('a recovery killed before it finished is a failed recovery: a run whose age
     // Two starts, each killed in its recovery of s1: the first left the marker (written before it
     // changed anything); the second found it, recorded the first as failed, and was killed too.
     fs.writeFileSync(path.join(paths(t).runDir, 'recovery.json'), JSON.stringify({ session: 's1', checkpoint: null, rejected: [], forensics: [], reconciled: [] }));
-    events(t, [{ t: 'recovery', session: 's1', reason: 'crash', action: 'reconcile', ok: false, detail: 'interrupted: the recovery was killed before it finished' }]);
+    events(t, [{ t: 'recovery', session: 's1', reason: 'unknown', action: 'reconcile', ok: false, detail: 'interrupted: the recovery was killed before it finished' }]);
     // The third start: the second did not finish either, so that is one crash and two failed recoveries.
     const r = await rec(['run1'], t);
     assert.equal(r.exitCode, 79, String(r.stderr));
     assert.match(String(r.stderr), /escalating: 1 crash and 2 failed recoveries in the last 60 min \(limit 3\)/);
     const failed = (await recoveries(t)).filter((x) => x[4] === 0);
     assert.deepEqual(failed.map((x) => x[0]), ['s1', 's1']);
+    // Recorded with the session's own reason (it ended without a word: unknown), not a made-up one.
+    assert.deepEqual(failed.map((x) => x[1]), ['unknown', 'unknown']);
     assert.equal(readTask(t, 'a')?.status, 'pending', 'and the recovery itself was done');
   } finally {
     t.cleanup();
