@@ -6,7 +6,7 @@
 // escalates instead.
 
 import type { RecoveryConfig } from '../config/schema.js';
-import { plural } from '../units.js';
+import { formatDuration, plural } from '../units.js';
 
 export interface SessionInfo {
   id: string;
@@ -64,10 +64,11 @@ export function checkEscalation(
   const crashes = sessions.filter((s) => crashed(s) && s.startedAt >= from).length;
   const failed = failedRecoveries.filter((t) => t >= from).length;
   const failures = crashes + failed;
-  const minutes = Math.round(cfg.window / 60_000);
+  // "60 min" as ever; a window that is no whole number of minutes in its own words ("20s", "1m30s").
+  const span = cfg.window % 60_000 === 0 ? `${cfg.window / 60_000} min` : formatDuration(cfg.window);
   return {
     failures,
     escalate: failures >= cfg.max_failures,
-    why: `${plural(crashes, 'crash', 'crashes')} and ${plural(failed, 'failed recovery', 'failed recoveries')} in the last ${minutes} min (limit ${cfg.max_failures})`,
+    why: `${plural(crashes, 'crash', 'crashes')} and ${plural(failed, 'failed recovery', 'failed recoveries')} in the last ${span} (limit ${cfg.max_failures})`,
   };
 }

@@ -72,6 +72,9 @@ test('escalation after max_failures crashes or failed recoveries in the window, 
   assert.equal(e5.escalate, true);
   assert.equal(e5.failures, 5);
   assert.match(e5.why, /5 crashes and 0 failed recoveries in the last 60 min \(limit 5\)/);
+  // A window of seconds is said in seconds (it said "the last 0 min").
+  const short = checkEscalation([s('q', 10_000 - 0.1, 1, null)], [], null, now, { ...cfg, window: 20_000, max_failures: 1 });
+  assert.match(short.why, /1 crash and 0 failed recoveries in the last 20s \(limit 1\)/);
   assert.equal(checkEscalation(recent(3), [now - 60_000, now - 120_000], null, now, cfg).escalate, true, 'failed recoveries count');
   const old = Array.from({ length: 10 }, (_, i) => s(`o${i}`, 10_000 - 200 - i, 1, null));
   assert.equal(checkEscalation(old, [], null, now, cfg).escalate, false, 'crashes outside the window do not count');
