@@ -554,6 +554,21 @@ test('selfware-alert: mails the failed unit through report.sendmail; when sendma
     const msg = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
     assert.match(msg, /^To: ops@example\.com\nSubject: \[selfware run1\] FAILED: selfware@run1\.service \(signal\)\n/);
     assert.match(msg, /restarts: 5\)[\s\S]*the last journal line/);
+    // An escalation (the agent's exit 79) says so in the subject, with sw-recover's reason.
+    const stubs = (status: number) => {
+      fs.writeFileSync(path.join(bin, 'systemctl'), `#!/bin/sh\ncase "$*" in\n  *ExecMainStatus*) echo ${status} ;;\n  *Result*) echo exit-code ;;\n  *NRestarts*) echo 5 ;;\n  *) echo "x selfware@run1.service - selfware run1" ;;\nesac\n`, { mode: 0o755 });
+      fs.writeFileSync(path.join(bin, 'journalctl'), "#!/bin/sh\necho \"sw-recover: escalating: 5 crashes and 0 failed recoveries in the last 20s (limit 5); run 'run1' will not be restarted until someone starts it again\"\necho \"sw-agent: run 'run1' escalated\"\n", { mode: 0o755 });
+    };
+    stubs(79);
+    r = await alert();
+    assert.equal(r.exitCode, 0, r.stderr);
+    assert.equal(r.stderr, '<3>selfware-alert: selfware@run1.service failed (result: exit-code; 5 crashes and 0 failed recoveries in the last 20s (limit 5)); alert mailed to ops@example.com');
+    const esc = fs.readFileSync(path.join(t.dir, 'message'), 'utf8');
+    assert.match(esc, /^To: ops@example\.com\nSubject: \[selfware run1\] ESCALATED: selfware@run1\.service \(5 crashes and 0 failed recoveries in the last 20s \(limit 5\)\)\n/);
+    assert.match(esc, /\n\nRun run1 escalated on [^:]+: 5 crashes and 0 failed recoveries in the last 20s \(limit 5\)\.\n/);
+    stubs(78);
+    r = await alert();
+    assert.match(fs.readFileSync(path.join(t.dir, 'message'), 'utf8'), /\nSubject: \[selfware run1\] CONFIG ERROR: selfware@run1\.service \(exit-code\)\n/);
     // Refused: the MTA's own first line, not only its status.
     refusingSendmail(fake);
     r = await alert();

@@ -326,7 +326,7 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
         const j = await journal(`-u ${UNIT}`);
         assert.match(j, /sw-recover: escalating: \d+ crashes and \d+ failed recover(y|ies) in the last 60 min \(limit 2\)/);
         assert.match(j, /sw-agent: run 'run1' escalated: .*not starting \(exit 79\)/);
-        await waitFor('the alert mail arrived', async () => /\[selfware run1\] FAILED: selfware@run1\.service \(exit-code\)/.test(await mails()), 30_000);
+        await waitFor('the alert mail arrived', async () => /\[selfware run1\] ESCALATED: selfware@run1\.service \(\d+ crash(es)? and \d+ failed recover(y|ies) in the last 60 min \(limit 2\)\)/.test(await mails()), 30_000);
         // The failed run's timers keep going (the morning report says what happened) until it is stopped.
         const timers = `selfware-report@${RUN}.timer selfware-checkpoint@${RUN}.timer`;
         assert.deepEqual((await c.sh(`systemctl is-active ${timers}`, { allowFail: true })).trim().split('\n'), ['active', 'active']);
