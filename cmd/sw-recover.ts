@@ -16,6 +16,9 @@ import { CHECKPOINT_REF_RE } from '../lib/state/checkpoint.js';
 
 const cause = (r: RecoverResult): string => (r.reason === 'hang' ? 'a hang' : r.reason === 'crash' ? 'a crash' : 'an unexplained stop');
 
+/** ", 2 problems found (said above)": damage the recovery met, for the one line a human reads. */
+const found = (r: RecoverResult): string => (r.problems.length > 0 ? `, ${plural(r.problems.length, 'problem')} found (said above)` : '');
+
 function summary(r: RecoverResult): string {
   const n = r.reconciled.length;
   const tasks = `${plural(n, 'task')} reconciled`;
@@ -23,11 +26,11 @@ function summary(r: RecoverResult): string {
     case 'none':
       return r.detail;
     case 'reconcile':
-      return `recovered after ${cause(r)}: state/ was valid, ${tasks}, checkpoint ${r.recovery_checkpoint ?? '-'}`;
+      return `recovered after ${cause(r)}: state/ was valid, ${tasks}${found(r)}, checkpoint ${r.recovery_checkpoint ?? '-'}`;
     case 'restore':
-      return `recovered after ${cause(r)}: restored checkpoint ${r.checkpoint}${r.rejected.length ? ` (${r.rejected.length} newer rejected)` : ''}, ${tasks}`;
+      return `recovered after ${cause(r)}: restored checkpoint ${r.checkpoint}${r.rejected.length ? ` (${r.rejected.length} newer rejected)` : ''}, ${tasks}${found(r)}`;
     case 'fresh':
-      return `recovered after ${cause(r)}: NO USABLE CHECKPOINT, started afresh from the config, ${tasks}`;
+      return `recovered after ${cause(r)}: NO USABLE CHECKPOINT, started afresh from the config, ${tasks}${found(r)}`;
     case 'rollback':
       return `rolled back to checkpoint ${r.checkpoint}, ${tasks}`;
   }
@@ -63,11 +66,20 @@ function buildProgram(): Command {
         const run = paths.run;
         await initNotify();
         status(o.checkpoint ? `rolling back to ${o.checkpoint}` : 'recovering');
+        const said = new Set<string>();
         const res = await recover(paths, config, {
           checkpoint: o.checkpoint,
           dryRun: o.dryRun,
-          say: (level, text) => (level === 'warn' ? out.warn(text) : level === 'notice' ? out.notice(text) : out.info(text)),
+          say: (level, text) => {
+            said.add(text);
+            if (level === 'warn') out.warn(text);
+            else if (level === 'notice') out.notice(text);
+            else out.info(text);
+          },
         });
+        // Every damage found and every repair made reaches the journal, not only --json.
+        for (const p of res.problems) if (!said.has(p)) out.warn(p);
+        for (const r of res.repairs) if (!said.has(r)) out.notice(r);
         for (const n of res.notes) out.info(n);
         if (o.json) out.json(res);
         else out.print((o.dryRun && res.action !== 'none' ? 'dry run: ' : '') + summary(res));
