@@ -110,6 +110,8 @@ export class Agent {
   /** Bad queue entries that cannot be set aside, warned about once. */
   private warnedFiles = new Set<string>();
   private governorNote = '';
+  /** READY sent: the start is over, and the watchdog, not the start timeout, watches. */
+  private started = false;
   private contextLimit: number | null = null;
   /** Model errors in a row (not transient ones), for the backoff between tries. */
   private llmErrors = 0;
@@ -179,6 +181,7 @@ export class Agent {
       await this.updateState({ status: 'starting', pid: process.pid, session: this.session });
       await this.loadFirstModel();
       ready(this.statusLine('ready'));
+      this.started = true;
       this.out.info(`agent ready: run '${this.paths.run}', session ${this.session}, ${this.backend.name} backend${this.backend.quantization ? ` at ${this.backend.quantization}` : ''}`);
       await this.updateState({ status: 'idle', model_loaded: this.backend.loaded, quantization: this.backend.quantization });
       await this.mainLoop();
@@ -262,9 +265,15 @@ export class Agent {
 
   private async loadModel(level: Quant): Promise<void> {
     this.setStatus(`loading the ${level} model`);
-    extendTimeout(120_000);
+    // Only a start needs more time (its timeout runs until READY). Once running, the pings go on while
+    // the model loads (the load does not block them), and EXTEND_TIMEOUT_USEC would put off the
+    // watchdog: a hang right after a level switch went unseen for two minutes.
+    const extend = (): void => {
+      if (!this.started) extendTimeout(120_000);
+    };
+    extend();
     const t0 = Date.now();
-    await this.backend.load(level, () => extendTimeout(120_000));
+    await this.backend.load(level, extend);
     this.lastRequestAt = Date.now();
     this.log.append({ t: 'model_loaded', session: this.session, quantization: level, backend: this.backend.name, load_ms: Date.now() - t0 });
   }

@@ -193,7 +193,9 @@ test('the memory guard: above rss_limit the agent checkpoints and exits 3, a pla
 
 test("the governor's decision is obeyed before each model call: pause, a level switch, and back", { timeout: 60_000 }, async () => {
   const t = makeEnv();
+  const n = notifySocket(t);
   try {
+    await n.ready;
     const { writeDecision } = await import('../../lib/governor/decision.js');
     const decide = (over: Record<string, unknown>) =>
       writeDecision(t.runtimeDir, { version: 1, time: new Date().toISOString(), host: 'test', tier: 'normal', quantization: 'Q4_K_M', actions: [], context_limit: null, reasons: [], readings: {}, ...over } as never);
@@ -201,7 +203,7 @@ test("the governor's decision is obeyed before each model call: pause, a level s
     scriptedRun(t, { governed: [...steps, { action: 'finish', summary: 'ok' }] });
     decide({ tier: 'critical', actions: ['pause'], reasons: ['disk /var/lib: 4% free'] });
     const id = await addTask(t, 'governed');
-    const a = startAgent(t);
+    const a = startAgent(t, 'run1', { NOTIFY_SOCKET: n.sock, WATCHDOG_USEC: '5000000' });
     await waitFor('the agent says the governor paused it', async () => {
       const s = JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout || '{}'));
       return s.agent?.status === 'paused';
@@ -218,7 +220,14 @@ test("the governor's decision is obeyed before each model call: pause, a level s
     assert.deepEqual(switches, [['Q4_K_M', 'Q3_K_L'], ['Q3_K_L', 'Q4_K_M']]);
     const levels = await query(t, 'SELECT DISTINCT quantization FROM llm_calls ORDER BY quantization');
     assert.deepEqual(levels, [['Q3_K_L'], ['Q4_K_M']]);
+    // A switch while running does not ask systemd for time: that would put off the watchdog.
+    const msgs = n.messages().map((m) => m.msg);
+    const ready = msgs.indexOf('READY=1');
+    assert.ok(ready > 0, msgs.slice(0, 5).join(' | '));
+    assert.ok(msgs.slice(0, ready).some((m) => m.startsWith('EXTEND_TIMEOUT_USEC=')), 'the first load, before READY, does');
+    assert.deepEqual(msgs.slice(ready).filter((m) => m.startsWith('EXTEND_TIMEOUT_USEC=')), []);
   } finally {
+    n.stop();
     t.cleanup();
   }
 });
