@@ -37,7 +37,7 @@ APT_TEST    = restic mandoc systemd-container exim4-daemon-light chromium promet
 SOURCES    := $(shell find cmd lib test bench -name '*.ts' 2>/dev/null) tsconfig.json
 TESTS       = $(shell find dist/test -name '*.test.js' 2>/dev/null | sort)
 
-.PHONY: all build deps deps-build deps-test test check lint demo install uninstall clean
+.PHONY: all build deps deps-build deps-test test check lint demo soak install uninstall clean
 
 all: build
 
@@ -98,6 +98,14 @@ check: node_modules/.stamp
 
 demo: build
 	bash test/fixtures/demo.sh
+
+# The soak (bench/soak): a compressed week of one run under a real systemd in
+# a container, every kind of fault, checked against ground truth. As root.
+DAYS   ?= 7
+TASKS  ?= 10000
+FAULTS ?= 200
+soak: build deps-test
+	$(NODE) dist/bench/soak/soak.js --days $(DAYS) --tasks $(TASKS) --faults $(FAULTS) $(SOAKFLAGS)
 
 install: build
 	install -d $(DESTDIR)$(LIBDIR)/dist/bin $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/selfware

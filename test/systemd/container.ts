@@ -177,6 +177,22 @@ export class Container {
     if (this.nspawn && this.nspawn.exitCode === null) await this.kill();
   }
 
+  /** Power loss: its init and nspawn killed at once, nothing shut down (its directories stay as they were). */
+  async powerLoss(): Promise<void> {
+    if (!this.nspawn || this.nspawn.exitCode !== null) return;
+    try {
+      if (this.initPid) process.kill(this.initPid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    try {
+      process.kill(-(this.nspawn.pid as number), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    await Promise.race([this.exitPromise, sleep(20_000)]);
+  }
+
   /** Stop the container: SIGTERM to nspawn through its guardian (a clean shutdown), then SIGKILL to its init (the whole PID namespace goes) and to nspawn. */
   async kill(): Promise<void> {
     if (!this.nspawn || this.nspawn.exitCode !== null) return;

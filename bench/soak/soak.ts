@@ -1,0 +1,800 @@
+// The soak: a compressed week of one run under a real systemd, with every
+// kind of fault at random instants, checked against ground truth the
+// harness keeps itself. `make soak DAYS=7 TASKS=10000 FAULTS=200`; see the
+// README. Needs root (a container boots) and the built tree (make build).
+//
+//   node dist/bench/soak/soak.js --days D --tasks T --faults F
+//        [--day-seconds S] [--drain-seconds S] [--seed N] [--out FILE] [--keep]
+//
+// Time is compressed with the keys and drop-ins a user has (no fake clock):
+// a simulated day is S seconds; routine checkpoints, retention, the report
+// (mailed once a simulated day, over that day), heartbeats, the governor's
+// interval, the watchdog, recovery's window and stable_after are scaled to it.
+//
+// Ground truth: every task's effect is a set of lines in the workspace
+// (`<id> s<i>`, one per step) and a ledger outside it of every execution.
+// At the end: every task completed once (each line exactly once) or failed
+// for good with a reason; a step executed again only after a fault, and then
+// as a checked retry (the agent said it was interrupted); the report's
+// figures and the mails match what systemd and the harness saw; git fsck and
+// sw-checkpoint verify are clean. The last line:
+//   soak: T tasks, F faults, L lost, D doubled, M report mismatches, disk growth after day 2 G%/day, RSS growth R%
+
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { Container, cannotBoot } from '../../test/systemd/container.js';
+import { fakeNvidiaSmi, vramSeries, type FakeGpu } from '../../test/fixtures/nvidia.js';
+import { SoakModel } from './model.js';
+import { FAULT_KINDS, INTERRUPTING, duBytes, findProc, flipByte, procAgeMs, rssOf, seeded, signal, type FaultKind, type FaultRecord } from './faults.js';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
+const RUN = 'soak';
+const UNIT = `selfware@${RUN}.service`;
+const GOV = 'sw-gpu-governor.service';
+const STEPS = 3;
+/** Between two faults that end the agent (see the recovery config). */
+const SPACING_MS = 12_000;
+const BLOCK = 100;
+
+interface Args {
+  days: number;
+  tasks: number;
+  faults: number;
+  daySeconds: number;
+  /** After the simulated days, how long the queue may take to empty. */
+  drainSeconds: number;
+  seed: number;
+  out: string;
+  keep: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const a: Record<string, string> = {};
+  for (let i = 0; i < argv.length; i++) {
+    const k = argv[i] as string;
+    if (k === '--keep') a.keep = '1';
+    else if (k.startsWith('--') && i + 1 < argv.length) a[k.slice(2)] = argv[++i] as string;
+    else throw new Error(`soak: unknown argument '${k}'`);
+  }
+  const num = (k: string, d: number, min: number): number => {
+    const v = a[k] === undefined || a[k] === '' ? d : Number(a[k]);
+    if (!Number.isFinite(v) || v < min) throw new Error(`soak: --${k}: expected a number of at least ${min}, got '${a[k]}'`);
+    return v;
+  };
+  const days = num('days', 7, 1);
+  if (a['day-seconds'] !== undefined && Number(a['day-seconds']) % 60 !== 0) throw new Error(`soak: --day-seconds: expected a whole number of minutes in seconds (the timers run on calendar minutes), got '${a['day-seconds']}'`);
+  return {
+    days,
+    tasks: num('tasks', 10_000, 1),
+    faults: num('faults', 200, 0),
+    daySeconds: num('day-seconds', days <= 1 ? 240 : 900, 60),
+    drainSeconds: num('drain-seconds', days <= 1 ? 180 : 900, 0),
+    seed: num('seed', Date.now() % 1_000_000, 0),
+    out: a.out ?? `soak-${new Date().toISOString().replace(/[:.]/g, '-')}.json`,
+    keep: a.keep === '1',
+  };
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const monoMs = (): number => Number(process.hrtime.bigint() / 1_000_000n);
+
+function pctl(xs: number[], p: number): number | null {
+  if (xs.length === 0) return null;
+  const s = [...xs].sort((x, y) => x - y);
+  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] as number;
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const why = await cannotBoot();
+  if (why) {
+    console.error(`soak: cannot boot a container here: ${why}`);
+    return 69;
+  }
+  const rand = seeded(args.seed);
+  const scale = 86_400 / args.daySeconds;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sw-soak-'));
+  const root = path.join(dir, 'root');
+  const stateHost = path.join(dir, 'state');
+  const srv = path.join(dir, 'srv');
+  for (const d of [root, stateHost, srv, path.join(dir, 'usr-local')]) fs.mkdirSync(d, { recursive: true });
+  // The run's state on a small filesystem of its own (a full disk fills it, not the host's).
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=768m,mode=0755', 'tmpfs', stateHost]);
+  const ledger = path.join(srv, 'ledger');
+  fs.writeFileSync(ledger, '');
+  fs.chmodSync(srv, 0o777);
+  fs.chmodSync(ledger, 0o666);
+  const model = new SoakModel({ tokensPerS: 1000, firstTokenMs: 20, slowChance: 0.01, stallChance: 0.005, stallMs: 4000 }, '/srv/soak/ledger', rand);
+  await model.start();
+  const c = new Container({
+    root,
+    name: `soak${process.pid}`,
+    log: path.join(dir, 'nspawn.log'),
+    binds: [
+      `--bind=${path.join(dir, 'usr-local')}:/usr/local`,
+      `--bind-ro=${ROOT}`,
+      '--bind-ro=/var/lib/dpkg',
+      '--bind-ro=/etc/alternatives',
+      '--bind-ro=/etc/exim4',
+      '--bind-ro=/var/lib/exim4',
+      `--bind=${stateHost}:/var/lib/selfware`,
+      `--bind=${srv}:/srv/soak`,
+    ],
+  });
+  // Stopped from outside (a test's timeout, ^C): the container and the tmpfs go with it.
+  const onSignal = (sig: NodeJS.Signals): void => {
+    console.error(`soak: ${sig}: stopping the container`);
+    void c.powerLoss().finally(() => {
+      try {
+        execFileSync('umount', ['-l', stateHost]);
+      } catch {
+        /* not mounted */
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+      process.exit(sig === 'SIGINT' ? 130 : 143);
+    });
+  };
+  process.once('SIGTERM', onSignal);
+  process.once('SIGINT', onSignal);
+  const t0 = monoMs();
+  const since = (): number => monoMs() - t0;
+  const log = (s: string): void => console.log(`[${(since() / 1000).toFixed(0).padStart(5)} s] ${s}`);
+  const faults: FaultRecord[] = [];
+  const samples: Array<{ t_ms: number; day: number; disk: number; agent_rss: number; governor_rss: number }> = [];
+  let gpu: FakeGpu | null = null;
+  let result = 1;
+  try {
+    await c.boot();
+    log(`container up (${args.days} simulated days of ${args.daySeconds} s, ${args.tasks} tasks, ${args.faults} faults, seed ${args.seed})`);
+    const sh = (script: string, opts: { allowFail?: boolean; timeoutMs?: number } = {}) => c.sh(script, opts);
+    const asUser = (cmd: string, opts: { allowFail?: boolean } = {}) => c.sh(`setpriv --reuid=selfware --regid=selfware --init-groups env HOME=/var/lib/selfware ${cmd}`, opts);
+    // --- install, as the README says, and a real MTA.
+    await sh(
+      [
+        'grep -q "^mail:" /etc/group || echo "mail:x:8:" >> /etc/group',
+        `grep -q "^Debian-exim:" /etc/group || echo "Debian-exim:x:$(stat -c %g /var/lib/exim4/config.autogenerated 2>/dev/null || echo 105):" >> /etc/group`,
+        'grep -q "^Debian-exim:" /etc/passwd || useradd --system --no-create-home --gid Debian-exim --home-dir /var/spool/exim4 --shell /usr/sbin/nologin Debian-exim',
+        'mkdir -p /var/spool/exim4 /var/log/exim4 /var/mail && chown Debian-exim:Debian-exim /var/spool/exim4 /var/log/exim4 && chmod 750 /var/spool/exim4',
+        'chown root:mail /var/mail && chmod 2775 /var/mail',
+        'touch /etc/aliases /etc/email-addresses && hostname > /etc/mailname',
+        'id ops >/dev/null 2>&1 || useradd --create-home ops',
+        `make -s -C ${ROOT} install`,
+        // The MTA's first message, as root (it makes its spool).
+        "printf 'Subject: mta check\\n\\nhello\\n' | /usr/sbin/sendmail ops",
+      ].join(' && '),
+      { timeoutMs: 600_000 },
+    );
+    log('make install done');
+    const ids = (await sh('id -u selfware; id -g selfware')).trim().split('\n').map(Number) as [number, number];
+    // --- the fake GPU (stepped by the vram fault) and a /proc of our own for CPU and RAM.
+    gpu = fakeNvidiaSmi(path.join(root, 'opt/fakegpu'));
+    gpu.set(vramSeries([40], 1000));
+    const secs = (realSeconds: number, min: number): string => `${Math.max(min, Math.round(realSeconds / scale))}s`;
+    await sh(
+      [
+        `sed -i 's|${root}/opt/fakegpu|/opt/fakegpu|g' /opt/fakegpu/bin-ok/nvidia-smi && chmod -R a+rX /opt/fakegpu`,
+        'mkdir -p /opt/fakeproc && printf "cpu  1000 0 1000 98000 0 0 0 0 0 0\\n" > /opt/fakeproc/stat',
+        'printf "MemTotal: 16384000 kB\\nMemAvailable: 12288000 kB\\nSwapTotal: 0 kB\\nSwapFree: 0 kB\\n" > /opt/fakeproc/meminfo && chmod -R a+rX /opt/fakeproc',
+      ].join(' && '),
+    );
+    const dropIn = (unit: string, body: string): string => {
+      const d = path.join(root, 'etc/systemd/system', `${unit}.d`);
+      fs.mkdirSync(d, { recursive: true });
+      fs.writeFileSync(path.join(d, 'soak.conf'), body + '\n');
+      return 'true';
+    };
+    const day = args.daySeconds;
+    /** A systemd calendar spec for "every `period` seconds, `offset` seconds in" (period: a divisor or multiple of a minute). */
+    const calendar = (period: number, offset: number): string => {
+      if (period % 60 === 0) return `*:${Math.floor(offset / 60)}/${period / 60}:${String(offset % 60).padStart(2, '0')}`;
+      return `*:*:${offset % period}/${period}`;
+    };
+    const config = (rssLimit = '4GiB'): string =>
+      [
+        'llm:',
+        '  backend: openai',
+        `  endpoint: http://127.0.0.1:${model.port}/v1`,
+        '  model: soak',
+        '  request_timeout: 30s',
+        '  retries: 2',
+        `  patience: ${secs(300 * 60, 8)}`,
+        '  breaker_cooldown: 2s',
+        'agent:',
+        '  max_attempts: 3',
+        '  task_timeout: 5m',
+        `  heartbeat: ${secs(300, 2)}`,
+        `  rss_limit: ${rssLimit}`,
+        // Escalation after 5 crashes in 40 s: the storm's kills (each as soon as the agent is READY) fit,
+        // the other faults that end the agent come at least SPACING_MS apart, so at most 4 do.
+        'recovery:',
+        '  backoff_base: 200ms',
+        '  backoff_max: 2s',
+        '  max_failures: 5',
+        '  window: 40s',
+        '  stable_after: 8s',
+        'report:',
+        '  mail: ops@localhost',
+        'checkpoint:',
+        '  retention:',
+        '    keep_last: 12',
+        '    keep_hourly: 24',
+        '    keep_daily: 7',
+        '    keep_weekly: 4',
+        '',
+      ].join('\n');
+    const writeConfig = (rssLimit?: string): void => fs.writeFileSync(path.join(root, 'etc/selfware', `${RUN}.yaml`), config(rssLimit));
+    writeConfig();
+    fs.writeFileSync(
+      path.join(root, 'etc/selfware/governor.yaml'),
+      ['interval: 500ms', 'dwell: 1s', 'step_wait: 2s', 'calm: 3s', 'record_every: 5s', 'cpu_sustain: 5s', ''].join('\n'),
+    );
+    await sh(
+      [
+        // The agent: a fast watchdog, restarts at once, and a start limit a storm of a simulated day fits.
+        // TimeoutStopSec: in this container systemd is not told when a killed unit's last process is gone
+        // (no cgroup empty notification), so it waits out the stop timeout after every kill of an agent
+        // with a step running; 2 min of it would stretch each such fault, 5 s still lets a clean stop finish (a step of 50 ms and
+        // a shutdown checkpoint).
+        dropIn(UNIT, '[Unit]\nStartLimitIntervalSec=60s\nStartLimitBurst=40\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=3s\nTimeoutStopSec=5s\nRestartSec=1s\nReadWritePaths=/srv/soak'),
+        // Routine checkpoints every 5 min, scaled (but not more often than every 5 s).
+        dropIn(`selfware-checkpoint@${RUN}.timer`, `[Timer]\nOnCalendar=\nOnActiveSec=5s\nOnUnitActiveSec=${secs(300, 5)}\nAccuracySec=1s`),
+        // Retention daily, scaled: once a simulated day. The report once a simulated day, over that day.
+        // Calendar times, as the units' own: restarts and reboots do not move them.
+        dropIn(`selfware-retention@${RUN}.timer`, `[Timer]\nOnCalendar=\nOnCalendar=${calendar(day, Math.round(day / 2))}\nAccuracySec=1s`),
+        dropIn(`selfware-report@${RUN}.timer`, `[Timer]\nOnCalendar=\nOnCalendar=${calendar(day, 0)}\nAccuracySec=1s`),
+        dropIn(`selfware-report@${RUN}.service`, `[Service]\nExecStart=\nExecStart=/usr/local/bin/sw-report %i --mail --since ${day}s`),
+        dropIn(GOV, '[Service]\nEnvironment=PATH=/opt/fakegpu/bin-ok:/usr/bin:/bin SELFWARE_PROC=/opt/fakeproc\nWatchdogSec=10s'),
+        'systemctl daemon-reload',
+        `setpriv --reuid=selfware --regid=selfware --init-groups env HOME=/var/lib/selfware /usr/local/bin/sw-agent init ${RUN} >/dev/null`,
+        `systemctl enable --now ${GOV}`,
+        `systemctl enable ${UNIT}`,
+      ].join(' && '),
+    );
+    const runDir = path.join(stateHost, RUN);
+    const queueDir = path.join(runDir, 'state', 'queue');
+    const wsDir = path.join(runDir, 'workspace');
+    // --- the workload: tasks dropped into the queue (ID.yml, as a user's script may), paced over the run.
+    let queued = 0;
+    const taskId = (i: number): string => `t${String(i).padStart(6, '0')}`;
+    const taskFileOf = (i: number): string => `effects/b${String(Math.floor(i / BLOCK)).padStart(4, '0')}.txt`;
+    const dropTask = (i: number): void => {
+      fs.mkdirSync(queueDir, { recursive: true });
+      const id = taskId(i);
+      const tmp = path.join(stateHost, `.soak-${id}.tmp`);
+      fs.writeFileSync(tmp, `title: soak ${id}\nprompt: "SOAK ${id} steps=${STEPS} file=${taskFileOf(i)}"\n`, { mode: 0o640 });
+      fs.chownSync(tmp, ids[0], ids[1]);
+      fs.renameSync(tmp, path.join(queueDir, `${id}.yml`));
+      queued++;
+    };
+    let ledgerPos = 0;
+    let lastSteps = 0;
+    const readLedger = (): void => {
+      const buf = fs.readFileSync(ledger);
+      const text = buf.subarray(ledgerPos).toString('utf8');
+      const end = text.lastIndexOf('\n');
+      if (end < 0) return;
+      for (const l of text.slice(0, end).split('\n')) if (new RegExp(` s${STEPS} a\\d+ `).test(l)) lastSteps++;
+      ledgerPos += Buffer.byteLength(text.slice(0, end + 1));
+    };
+    const runMs = args.days * day * 1000;
+    const feed = (): void => {
+      readLedger();
+      const target = Math.min(args.tasks, Math.ceil((args.tasks * since()) / runMs) + 5);
+      while (queued < target && queued - lastSteps < 25) dropTask(queued);
+    };
+    feed();
+    const startAt = monoMs();
+    await sh(`systemctl start ${UNIT}`, { timeoutMs: 180_000 });
+    log(`${UNIT} started (READY in ${monoMs() - startAt} ms)`);
+
+    const show = async (unit: string, props: string[]): Promise<Record<string, string>> => c.show(unit, props).catch(() => ({}));
+    const agentPid = (): number | null => findProc(c.initPid, ['sw-agent.cjs', 'run', RUN]);
+    /** Wait until the unit is active with an agent that is not `old`; the time it took, or null on timeout. */
+    const waitReady = async (from: number, old: number | null, ms = 120_000): Promise<number | null> => {
+      const deadline = monoMs() + ms;
+      while (monoMs() < deadline) {
+        const p = await show(UNIT, ['ActiveState', 'SubState', 'ActiveEnterTimestampMonotonic']);
+        const pid = agentPid();
+        if (p.ActiveState === 'active' && p.SubState === 'running' && pid && pid !== old && Number(p.ActiveEnterTimestampMonotonic) / 1000 >= from - 5) {
+          return Number(p.ActiveEnterTimestampMonotonic) / 1000 - from;
+        }
+        if (p.ActiveState === 'failed' || (p.ActiveState === 'inactive' && !pid)) return null;
+        await sleep(150);
+      }
+      return null;
+    };
+    const journalSince = (sinceMono: number, args2 = `-u ${UNIT}`): Promise<string> =>
+      sh(`journalctl --no-pager -o cat ${args2} --since "@${Math.floor((Date.now() - (monoMs() - sinceMono)) / 1000) - 1}"`, { allowFail: true });
+    const waitJournal = async (sinceMono: number, re: RegExp, ms: number, unitArgs?: string): Promise<string | null> => {
+      const deadline = monoMs() + ms;
+      while (monoMs() < deadline) {
+        const j = await journalSince(sinceMono, unitArgs);
+        const m = re.exec(j);
+        if (m) return m[0];
+        await sleep(500);
+      }
+      return null;
+    };
+    const mails = (): string => {
+      try {
+        return fs.readFileSync(path.join(root, 'var/mail/ops'), 'utf8');
+      } catch {
+        return '';
+      }
+    };
+    const subjects = (): string[] => mails().match(/^Subject: \[selfware soak\] .*$/gm) ?? [];
+    const escalationMails = (): number => subjects().filter((x) => /\] ESCALATED: /.test(x)).length;
+    const reportMails = (): number => subjects().filter((x) => !/\] (ESCALATED|FAILED|CONFIG ERROR): /.test(x)).length;
+
+    // --- the faults: random instants over the run, every kind at least once (when there are enough).
+    const kinds: FaultKind[] = [];
+    for (let i = 0; i < args.faults; i++) kinds.push(i < FAULT_KINDS.length ? (FAULT_KINDS[i] as FaultKind) : (FAULT_KINDS[Math.floor(rand() * FAULT_KINDS.length)] as FaultKind));
+    for (let i = kinds.length - 1; i > 0; i--) {
+      const j = Math.floor(rand() * (i + 1));
+      [kinds[i], kinds[j]] = [kinds[j] as FaultKind, kinds[i] as FaultKind];
+    }
+    const instants = kinds.map(() => 0.03 + rand() * 0.9).sort((x, y) => x - y).map((f) => f * runMs);
+    let storms = 0;
+    let unclean = 0; // sessions the harness ended without a word (SIGKILL, power loss, the watchdog)
+
+    const inject = async (n: number, kind: FaultKind): Promise<FaultRecord> => {
+      const at = monoMs();
+      const rec: FaultRecord = { n, kind, at_ms: at - t0, detail: '', detected: null, detect_ms: null, ready_ms: null, steps_redone: 0, ok: false, problem: null };
+      const seen = async (re: RegExp, ms: number, unitArgs?: string): Promise<void> => {
+        const m = await waitJournal(at, re, ms, unitArgs);
+        if (m) {
+          rec.detected = m.slice(0, 160);
+          rec.detect_ms = monoMs() - at;
+        }
+      };
+      const killAgent = async (how: NodeJS.Signals = 'SIGKILL'): Promise<number | null> => {
+        const pid = agentPid();
+        if (signal(pid, how)) unclean++;
+        return pid;
+      };
+      switch (kind) {
+        case 'kill-agent':
+        case 'kill-agent-mid-step':
+        case 'kill-agent-mid-checkpoint': {
+          // Mid-step: while a step's shell runs; mid-checkpoint: while the agent's git works on state.git.
+          const deadline = monoMs() + 20_000;
+          let where = 'at a random instant';
+          if (kind !== 'kill-agent') {
+            for (;;) {
+              const a = agentPid();
+              const hit = kind === 'kill-agent-mid-step' ? findProc(c.initPid, ['/bin/sh', '-c'], []) !== null && a !== null : fs.existsSync(path.join(runDir, 'state.git', 'index.lock')) || findProc(c.initPid, ['git'], []) !== null;
+              if (hit) {
+                where = kind === 'kill-agent-mid-step' ? 'while a step ran' : 'while git worked on its checkpoint';
+                break;
+              }
+              if (monoMs() > deadline) {
+                where = 'at a random instant (no step or checkpoint seen in 20 s)';
+                break;
+              }
+              await sleep(2);
+            }
+          }
+          const pid = await killAgent();
+          rec.detail = `SIGKILL of the agent (pid ${pid}) ${where}`;
+          rec.ready_ms = await waitReady(at, pid);
+          await seen(/recover(ed|ing)[^\n]*|did not stop cleanly[^\n]*/, 10_000);
+          break;
+        }
+        case 'stop-agent': {
+          const pid = agentPid();
+          signal(pid, 'SIGSTOP');
+          unclean++;
+          rec.detail = `SIGSTOP of the agent (pid ${pid}): a hang`;
+          await seen(/Watchdog timeout[^\n]*/, 30_000, `-u ${UNIT}`);
+          rec.ready_ms = await waitReady(at, pid);
+          break;
+        }
+        case 'memory-guard': {
+          // The limit is read at start: lowered, the agent restarted (a clean stop), the guard trips at once,
+          // checkpoints and exits 3; systemd starts it again, with the limit back.
+          writeConfig('20MiB');
+          await sh(`systemctl restart ${UNIT}`, { allowFail: true, timeoutMs: 120_000 });
+          const tripped = agentPid();
+          await seen(/resident memory [^\n]* is above the limit[^\n]*/, 30_000);
+          writeConfig();
+          rec.detail = 'rss_limit lowered to 20MiB and the agent restarted: the guard trips, checkpoints, exits 3';
+          await waitJournal(at, /Main process exited, code=exited, status=3/, 20_000, `-u ${UNIT}`);
+          rec.ready_ms = await waitReady(at, tripped);
+          break;
+        }
+        case 'kill-checkpoint-timer': {
+          await sh(`systemctl start --no-block selfware-checkpoint@${RUN}.service`);
+          const deadline = monoMs() + 15_000;
+          let pid: number | null = null;
+          while (!pid && monoMs() < deadline) {
+            pid = findProc(c.initPid, ['sw-checkpoint.cjs', 'create', RUN]);
+            if (!pid) await sleep(5);
+          }
+          signal(pid, 'SIGKILL');
+          rec.detail = pid ? `SIGKILL of the timer's sw-checkpoint (pid ${pid})` : 'the timer\'s sw-checkpoint was not seen (it ended first)';
+          await seen(/selfware-checkpoint@[^\n]*(Main process exited, code=killed|Failed with result)[^\n]*/, 15_000, `-u selfware-checkpoint@${RUN}.service`);
+          if (!pid) rec.detected = 'nothing to detect: it finished before it could be killed';
+          break;
+        }
+        case 'kill-recover': {
+          const pid = await killAgent();
+          const deadline = monoMs() + 20_000;
+          let rp: number | null = null;
+          while (!rp && monoMs() < deadline) {
+            rp = findProc(c.initPid, ['sw-recover.cjs', RUN], ['--record-exit']);
+            if (!rp) await sleep(3);
+          }
+          signal(rp, 'SIGKILL');
+          rec.detail = `SIGKILL of the agent (pid ${pid}), then of sw-recover (pid ${rp ?? 'not seen'}) as systemd ran it`;
+          rec.ready_ms = await waitReady(at, pid);
+          await seen(/recover(ed|ing)[^\n]*|did not stop cleanly[^\n]*/, 10_000);
+          break;
+        }
+        case 'disk-full': {
+          const st = fs.statfsSync(stateHost);
+          const free = st.bavail * st.bsize;
+          const filler = path.join(stateHost, '.soak-filler');
+          execFileSync('fallocate', ['-l', String(Math.max(0, free - 64 * 1024)), filler]);
+          const hold = 2000 + rand() * 4000;
+          rec.detail = `the state's filesystem filled (${Math.round(free / 1048576)} MiB) for ${Math.round(hold)} ms`;
+          await seen(/disk (is )?full[^\n]*|No space left[^\n]*/, hold);
+          fs.rmSync(filler, { force: true });
+          const pid = agentPid();
+          if (!rec.detected) await seen(/disk (is )?full[^\n]*|No space left[^\n]*/, 5000);
+          // Still the same agent: a full disk is a pause, not a crash.
+          if (pid === null) rec.ready_ms = await waitReady(at, null);
+          break;
+        }
+        case 'reboot-clean':
+        case 'reboot-abrupt': {
+          const pid = agentPid();
+          if (kind === 'reboot-clean') await c.shutdown();
+          else {
+            await c.powerLoss();
+            unclean++;
+          }
+          await c.boot();
+          rec.detail = kind === 'reboot-clean' ? 'a clean reboot of the container' : 'power loss: the container killed, its files kept';
+          rec.ready_ms = await waitReady(at, pid);
+          await seen(kind === 'reboot-clean' ? /agent ready[^\n]*/ : /did not stop cleanly[^\n]*|recover(ed|ing)[^\n]*/, 10_000);
+          break;
+        }
+        case 'flip-checkpoint-store': {
+          // A byte of an object of the newest checkpoint whose content is a live file's (so it can be, and must be, repaired).
+          const git = (a: string[]): string => execFileSync('git', ['-c', 'safe.directory=*', '--git-dir', path.join(runDir, 'state.git'), ...a], { encoding: 'utf8' });
+          const head = git(['rev-parse', 'HEAD']).trim();
+          const entries = git(['ls-tree', '-r', head]).trim().split('\n').map((l) => /^\d+ blob ([0-9a-f]+)\t(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
+          const live = entries.filter((m) => {
+            try {
+              return execFileSync('git', ['hash-object', path.join(runDir, 'state', (m[2] as string).replace(/^state\//, ''))], { encoding: 'utf8' }).trim() === m[1];
+            } catch {
+              return false;
+            }
+          });
+          const pick = live[Math.floor(rand() * live.length)];
+          if (!pick) {
+            rec.detail = 'no object of the newest checkpoint matched a live file';
+            break;
+          }
+          const sha = pick[1] as string;
+          const loose = path.join(runDir, 'state.git', 'objects', sha.slice(0, 2), sha.slice(2));
+          if (fs.existsSync(loose)) {
+            const size = fs.statSync(loose).size;
+            flipByte(loose, Math.min(size - 1, 2 + Math.floor(rand() * Math.max(1, size - 4))));
+            rec.detail = `a byte flipped in the loose object ${sha.slice(0, 12)} (${pick[2]})`;
+          } else {
+            const packDir = path.join(runDir, 'state.git', 'objects', 'pack');
+            let done = false;
+            for (const idx of fs.readdirSync(packDir).filter((f) => f.endsWith('.idx'))) {
+              const out = execFileSync('git', ['show-index'], { input: fs.readFileSync(path.join(packDir, idx)), encoding: 'utf8' });
+              const row = out.split('\n').find((l) => l.split(' ')[1] === sha);
+              if (!row) continue;
+              const off = Number(row.split(' ')[0]);
+              flipByte(path.join(packDir, idx.replace(/\.idx$/, '.pack')), off + 3);
+              rec.detail = `a byte flipped in the packed object ${sha.slice(0, 12)} (${pick[2]}) of ${idx.replace(/\.idx$/, '.pack')}`;
+              done = true;
+              break;
+            }
+            if (!done) rec.detail = `object ${sha.slice(0, 12)} not found`;
+          }
+          const pid = await killAgent();
+          rec.ready_ms = await waitReady(at, pid);
+          await seen(/damaged[^\n]*|set aside[^\n]*|corrupt[^\n]*/, 10_000);
+          break;
+        }
+        case 'flip-tasklog': {
+          const journal = path.join(runDir, 'tasklog.journal');
+          const db = path.join(runDir, 'tasklog.db');
+          const where = rand();
+          if (where < 0.34 && fs.existsSync(db) && fs.statSync(db).size > 8192) {
+            const size = fs.statSync(db).size;
+            const off = 4096 + Math.floor(rand() * (size - 4096));
+            flipByte(db, off);
+            rec.detail = `a byte flipped in tasklog.db at ${off}`;
+          } else {
+            const size = fs.statSync(journal).size;
+            const off = where < 0.67 ? 10 + Math.floor(rand() * 40) : Math.floor(size / 2);
+            flipByte(journal, off);
+            rec.detail = `a byte flipped in tasklog.journal at ${off} (${where < 0.67 ? 'its header' : 'a middle record'})`;
+          }
+          const pid = await killAgent();
+          rec.ready_ms = await waitReady(at, pid);
+          await seen(/damaged[^\n]*|corrupt[^\n]*|CRC[^\n]*|checksum[^\n]*|does not match[^\n]*/, 10_000);
+          break;
+        }
+        case 'llm-down': {
+          const ms = 3000 + rand() * 7000;
+          await model.stop();
+          rec.detail = `the LLM endpoint down for ${Math.round(ms)} ms`;
+          await seen(/model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/, ms);
+          await model.start();
+          if (!rec.detected) await seen(/model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/, 3000);
+          // Past its patience the agent exits 69 and systemd starts it again.
+          const p = await show(UNIT, ['ActiveState']);
+          if (p.ActiveState !== 'active') rec.ready_ms = await waitReady(at, null);
+          break;
+        }
+        case 'vram-pressure': {
+          gpu?.set(vramSeries([40, 78, 80, 90, 92, 80, 60, 40], 1500));
+          rec.detail = 'VRAM 40% -> 78% -> 92% -> 40% over 12 s (fake nvidia-smi)';
+          await seen(/tier (warning|critical)[^\n]*/, 25_000, `-u ${GOV}`);
+          await sleep(Math.max(0, 12_000 - (monoMs() - at)));
+          break;
+        }
+        case 'restart-storm': {
+          storms++;
+          const before = escalationMails();
+          let kills = 0;
+          const deadline = monoMs() + 120_000;
+          while (monoMs() < deadline) {
+            const p = await show(UNIT, ['ActiveState', 'Result']);
+            if (p.ActiveState === 'failed' || (p.ActiveState === 'inactive' && p.Result !== 'success')) break;
+            const pid = agentPid();
+            if (pid && p.ActiveState === 'active') {
+              if (signal(pid, 'SIGKILL')) {
+                kills++;
+                unclean++;
+              }
+              await sleep(300);
+            } else await sleep(100);
+          }
+          rec.detail = `${kills} SIGKILLs of the agent in a row, each as soon as it was READY`;
+          await seen(/escalat[^\n]*/, 20_000);
+          const mailDeadline = monoMs() + 30_000;
+          while (escalationMails() <= before && monoMs() < mailDeadline) await sleep(300);
+          if (escalationMails() <= before) rec.problem = 'no escalation mail arrived';
+          // A human reads the mail and starts it again.
+          await sh(`systemctl reset-failed ${UNIT}; systemctl start ${UNIT}`, { allowFail: true, timeoutMs: 180_000 });
+          rec.ready_ms = await waitReady(at, null);
+          break;
+        }
+      }
+      rec.ok = rec.detected !== null && rec.problem === null && (rec.ready_ms !== null || !['kill-agent', 'kill-agent-mid-step', 'kill-agent-mid-checkpoint', 'stop-agent', 'kill-recover', 'reboot-clean', 'reboot-abrupt', 'restart-storm'].includes(kind));
+      if (!rec.detected && !rec.problem) rec.problem = 'not detected';
+      return rec;
+    };
+
+    // --- the run: feed tasks, sample growth, inject faults on schedule.
+    let nextFault = 0;
+    let lastSample = -Infinity;
+    const sampleEvery = Math.max(2000, (day * 1000) / 48);
+    const sample = (): void => {
+      const t = since();
+      samples.push({ t_ms: t, day: t / (day * 1000), disk: duBytes(runDir), agent_rss: rssOf(agentPid()), governor_rss: rssOf(findProc(c.initPid, ['sw-gpu-governor.cjs', 'run'])) });
+      lastSample = t;
+    };
+    let lastInterrupt = -Infinity;
+    // The simulated days, and past them until every fault is in (a slow fault puts the rest back).
+    while (since() < runMs || nextFault < kinds.length) {
+      feed();
+      if (since() - lastSample >= sampleEvery) sample();
+      if (nextFault < kinds.length && since() >= (instants[nextFault] as number)) {
+        const kind = kinds[nextFault] as FaultKind;
+        if (INTERRUPTING.has(kind) && (since() - lastInterrupt < SPACING_MS || (procAgeMs(agentPid()) ?? 0) < 3000)) {
+          await sleep(250);
+          continue;
+        }
+        log(`fault ${nextFault + 1}/${kinds.length}: ${kind}`);
+        const r = await inject(nextFault + 1, kind);
+        faults.push(r);
+        if (INTERRUPTING.has(kind)) lastInterrupt = since();
+        log(`  ${r.detail}; ${r.detected ? `seen after ${r.detect_ms} ms` : 'NOT SEEN'}${r.ready_ms !== null ? `; READY after ${Math.round(r.ready_ms)} ms` : ''}${r.problem ? `; PROBLEM: ${r.problem}` : ''}`);
+        nextFault++;
+        continue;
+      }
+      await sleep(500);
+    }
+    // --- drain: every task queued and finished (or the deadline).
+    log(`run phase over: ${queued} of ${args.tasks} tasks queued; draining`);
+    gpu.set(vramSeries([40], 1000));
+    await model.start();
+    const drainDeadline = monoMs() + args.drainSeconds * 1000;
+    let finished = 0;
+    while (monoMs() < drainDeadline) {
+      feed();
+      if (since() - lastSample >= sampleEvery) sample();
+      if (queued >= args.tasks) {
+        const l = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ status: string }> };
+        finished = l.tasks.filter((x) => x.status === 'completed' || x.status === 'failed').length;
+        if (finished >= args.tasks) break;
+      }
+      await sleep(2000);
+    }
+    sample();
+    await sh(`systemctl stop ${UNIT}`, { allowFail: true, timeoutMs: 180_000 });
+    log('stopped; checking against the ground truth');
+
+    // --- ground truth.
+    const list = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ id: string; status: string; reason?: string | null; attempts?: number }> };
+    const byId = new Map(list.tasks.map((x) => [x.id, x]));
+    const lines = new Map<string, number>();
+    for (const f of fs.existsSync(path.join(wsDir, 'effects')) ? fs.readdirSync(path.join(wsDir, 'effects')) : []) {
+      for (const l of fs.readFileSync(path.join(wsDir, 'effects', f), 'utf8').split('\n')) if (l) lines.set(l, (lines.get(l) ?? 0) + 1);
+    }
+    const lost: string[] = [];
+    const doubled: string[] = [];
+    let completed = 0;
+    let failed = 0;
+    for (let i = 0; i < queued; i++) {
+      const id = taskId(i);
+      const t = byId.get(id);
+      if (t?.status === 'completed') {
+        completed++;
+        for (let s = 1; s <= STEPS; s++) {
+          const k = lines.get(`${id} s${s}`) ?? 0;
+          if (k === 0) lost.push(`${id}: completed but its step ${s} left no line`);
+          if (k > 1) doubled.push(`${id}: step ${s}'s line is there ${k} times`);
+        }
+      } else if (t?.status === 'failed') {
+        failed++;
+        if (!t.reason) lost.push(`${id}: failed with no reason`);
+      } else lost.push(`${id}: ${t ? t.status : 'missing from the queue'} at the end`);
+    }
+    // Executions: a step run again must be a checked retry after a fault.
+    const firsts = new Map<string, number>();
+    let retries = 0;
+    for (const l of fs.readFileSync(ledger, 'utf8').split('\n')) {
+      const m = /^(\S+) s(\d+) a(\d+) (first|retry)/.exec(l);
+      if (!m) continue;
+      if (m[4] === 'retry') retries++;
+      else {
+        const k = `${m[1]} s${m[2]} a${m[3]}`;
+        firsts.set(k, (firsts.get(k) ?? 0) + 1);
+      }
+    }
+    const unreported = [...firsts].filter(([, n]) => n > 1).map(([k, n]) => `${k}: run ${n} times as a first execution (not as a checked retry)`);
+    const interrupting = faults.filter((f) => f.ready_ms !== null).length;
+    // The report over the whole soak, against the truth.
+    const report = JSON.parse(await asUser(`/usr/local/bin/sw-report ${RUN} --json --since ${Math.ceil(since() / 1000) + 120}s`)) as {
+      tasks: { completed: number; failed: number };
+      escalations: unknown[];
+      sessions: { started: number; clean_ends: number; unclean_ends: number };
+      recoveries: { count: number };
+    };
+    const mismatches: string[] = [];
+    const cmp = (what: string, got: number, want: number): void => {
+      if (got !== want) mismatches.push(`${what}: the report says ${got}, the truth is ${want}`);
+    };
+    cmp('tasks completed', report.tasks.completed, completed);
+    cmp('tasks failed for good', report.tasks.failed, failed);
+    cmp('escalations', report.escalations.length, storms);
+    // systemd's own word on how each agent ended, and the harness's power losses.
+    const sysJournal = await sh(`journalctl --no-pager -o cat -u ${UNIT}`, { allowFail: true });
+    const sysUnclean = (sysJournal.match(/Main process exited, code=(killed|dumped)|Main process exited, code=exited, status=(?!0\/|3\/|79\/|78\/|64\/)\d+/g) ?? []).length;
+    const powerLosses = faults.filter((f) => f.kind === 'reboot-abrupt').length;
+    if (report.sessions.unclean_ends < unclean) mismatches.push(`sessions ended uncleanly: the report says ${report.sessions.unclean_ends}, the harness ended ${unclean} itself`);
+    // Each run of the report's service that succeeded mailed one report, and there was one a simulated day.
+    const reportRuns = (await sh(`journalctl --no-pager -o cat -u selfware-report@${RUN}.service`, { allowFail: true })).match(/^Finished selfware-report@/gm)?.length ?? 0;
+    const dailyMails = reportMails();
+    if (dailyMails !== reportRuns) mismatches.push(`report mails: ${dailyMails} arrived, the report's service finished ${reportRuns} times`);
+    if (dailyMails < Math.floor(args.days)) mismatches.push(`report mails: ${dailyMails} for ${args.days} simulated days`);
+    if (escalationMails() < storms) mismatches.push(`escalation mails: ${escalationMails()} for ${storms} storms`);
+    // The stores.
+    const fsck = (gitDir: string): string => {
+      try {
+        execFileSync('git', ['-c', 'safe.directory=*', '--git-dir', gitDir, 'fsck', '--no-dangling'], { stdio: 'pipe' });
+        return 'clean';
+      } catch (e) {
+        return String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n').slice(0, 3).join('; ');
+      }
+    };
+    const fsckState = fsck(path.join(runDir, 'state.git'));
+    const fsckWs = fsck(path.join(wsDir, '.git'));
+    const verify = await c.exec(['setpriv', '--reuid=selfware', '--regid=selfware', '--init-groups', '/usr/local/bin/sw-checkpoint', 'verify', RUN]);
+    const verifyOk = verify.exitCode === 0;
+    // --- growth.
+    const dayMs = day * 1000;
+    const at = (d: number): number | null => {
+      const s = samples.filter((x) => x.t_ms <= d * dayMs).pop();
+      return s ? s.disk : null;
+    };
+    const end = samples[samples.length - 1];
+    let growth: number | null = null;
+    let growthBasis = '';
+    if (args.days >= 3) {
+      const d1 = at(1);
+      const d2 = at(2);
+      if (d1 && d2 && end) {
+        growth = ((end.disk - d2) / d1 / (end.t_ms / dayMs - 2)) * 100;
+        growthBasis = 'after day 2, per day, of the size at day 1';
+      }
+    } else growthBasis = `not measured: a run of ${args.days} simulated day(s) has no days after day 2`;
+    // The agent's size once warm: after the first simulated hour, but not before a minute of real work
+    // (V8's heap grows to its working size with the work done, not with the clock); against the
+    // last fifth of the run. Samples of an agent just restarted (under half the median) are left out.
+    const warmFrom = Math.max(dayMs / 24, 60_000);
+    const live = samples.filter((x) => x.agent_rss > 0);
+    const med = pctl(live.map((x) => x.agent_rss), 50) ?? 0;
+    const warm = live.filter((x) => x.agent_rss >= med / 2);
+    const hourSamples = warm.filter((x) => x.t_ms >= warmFrom && x.t_ms <= warmFrom + Math.max(dayMs / 24, 30_000)).map((x) => x.agent_rss);
+    const tail = warm.filter((x) => x.t_ms >= (end?.t_ms ?? 0) * 0.8).map((x) => x.agent_rss);
+    const rssFirstHour = pctl(hourSamples, 50);
+    const rssEnd = pctl(tail, 50);
+    const rssGrowth = rssFirstHour && rssEnd ? (rssEnd / rssFirstHour - 1) * 100 : null;
+    const readyTimes = faults.map((f) => f.ready_ms).filter((x): x is number => x !== null);
+    const byKind: Record<string, { n: number; detected: number; ok: number; detect_ms_p50: number | null; ready_ms_p50: number | null; ready_ms_max: number | null }> = {};
+    for (const k of FAULT_KINDS) {
+      const fs2 = faults.filter((f) => f.kind === k);
+      if (fs2.length === 0) continue;
+      const r = fs2.map((f) => f.ready_ms).filter((x): x is number => x !== null);
+      byKind[k] = {
+        n: fs2.length,
+        detected: fs2.filter((f) => f.detected).length,
+        ok: fs2.filter((f) => f.ok).length,
+        detect_ms_p50: pctl(fs2.map((f) => f.detect_ms).filter((x): x is number => x !== null), 50),
+        ready_ms_p50: pctl(r, 50),
+        ready_ms_max: r.length ? Math.max(...r) : null,
+      };
+    }
+    const out = {
+      args,
+      elapsed_s: Math.round(since() / 1000),
+      tasks: { queued, completed, failed, lost: lost.length, doubled: doubled.length, examples: [...lost, ...doubled].slice(0, 20) },
+      executions: { retries_reported: retries, unreported_reexecutions: unreported.length, examples: unreported.slice(0, 10), redone_per_interrupting_fault: interrupting ? retries / interrupting : null },
+      report: { mismatches, figures: { completed: report.tasks.completed, failed: report.tasks.failed, escalations: report.escalations.length, sessions: report.sessions, recoveries: report.recoveries.count }, truth: { unclean_by_harness: unclean, unclean_by_systemd: sysUnclean, power_losses: powerLosses, storms } },
+      stores: { fsck_state: fsckState, fsck_workspace: fsckWs, verify: verifyOk ? 'clean' : (String(verify.stdout ?? '') + String(verify.stderr ?? '')).trim().split('\n').slice(-3).join('; ') },
+      faults: { count: faults.length, not_ok: faults.filter((f) => !f.ok).length, by_kind: byKind, ready_ms_p50: pctl(readyTimes, 50), ready_ms_p99: pctl(readyTimes, 99), list: faults },
+      model: model.stats,
+      growth: { disk_pct_per_day: growth, basis: growthBasis, rss_growth_pct: rssGrowth, rss_first_hour: rssFirstHour, rss_end: rssEnd, samples },
+    };
+    fs.writeFileSync(args.out, JSON.stringify(out, null, 1) + '\n');
+    // --- the table.
+    console.log('');
+    console.log('fault kind                  n  seen  ok  seen p50 ms  READY p50 ms  READY max ms');
+    for (const [k, v] of Object.entries(byKind)) {
+      console.log(`${k.padEnd(26)} ${String(v.n).padStart(2)}  ${String(v.detected).padStart(4)}  ${String(v.ok).padStart(2)}  ${String(v.detect_ms_p50 ?? '-').padStart(11)}  ${String(v.ready_ms_p50 === null ? '-' : Math.round(v.ready_ms_p50)).padStart(12)}  ${String(v.ready_ms_max === null ? '-' : Math.round(v.ready_ms_max)).padStart(12)}`);
+    }
+    console.log(`tasks: ${queued} queued, ${completed} completed, ${failed} failed for good; ${retries} steps re-run as checked retries after faults, ${unreported.length} re-run unreported`);
+    console.log(`stores: fsck state.git ${fsckState}, workspace ${fsckWs}; verify ${out.stores.verify}`);
+    console.log(`disk: ${samples.length ? Math.round((samples[0]?.disk ?? 0) / 1024) : 0} KiB at start, ${Math.round((end?.disk ?? 0) / 1024)} KiB at the end; agent RSS ${Math.round((rssFirstHour ?? 0) / 1048576)} MiB after the first simulated hour, ${Math.round((rssEnd ?? 0) / 1048576)} MiB at the end`);
+    for (const m of [...mismatches, ...lost.slice(0, 5), ...doubled.slice(0, 5), ...unreported.slice(0, 5)]) console.log(`  ${m}`);
+    for (const f of faults.filter((x) => !x.ok)) console.log(`  fault ${f.n} ${f.kind}: ${f.problem ?? 'not READY again'} (${f.detail})`);
+    console.log(`results: ${args.out}`);
+    const fmt = (x: number | null): string => (x === null ? 'n/a' : x.toFixed(1));
+    console.log(`soak: ${completed + failed} tasks, ${faults.length} faults, ${lost.length} lost, ${doubled.length + unreported.length} doubled, ${mismatches.length} report mismatches, disk growth after day 2 ${fmt(growth)}%/day, RSS growth ${fmt(rssGrowth)}%`);
+    const bad = lost.length + doubled.length + unreported.length + mismatches.length + faults.filter((f) => !f.ok).length + (verifyOk ? 0 : 1) + (fsckState === 'clean' ? 0 : 1) + (fsckWs === 'clean' ? 0 : 1);
+    result = bad === 0 ? 0 : 1;
+  } catch (e) {
+    console.error(`soak: ${(e as Error).stack ?? String(e)}`);
+    const j = await c.sh(`journalctl --no-pager -o short-monotonic -n 40 -u ${UNIT} -u ${GOV}`, { allowFail: true, timeoutMs: 20_000 }).catch(() => '');
+    console.error(`the last of the journal:\n${j}`);
+    result = 2;
+  } finally {
+    await c.kill().catch(() => undefined);
+    await model.stop();
+    if (args.keep) console.log(`kept: ${dir} (the run's state on the tmpfs mounted at ${stateHost})`);
+    else {
+      try {
+        execFileSync('umount', ['-l', stateHost]);
+      } catch {
+        /* not mounted */
+      }
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+  return result;
+}
+
+process.exitCode = await main();
