@@ -5,6 +5,7 @@ import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import type { Git } from '../git.js';
 
 export interface BadObject {
@@ -120,8 +121,8 @@ async function packsHolding(git: Git, oids: Set<string>): Promise<string[]> {
 /**
  * Move damaged objects out of a repository into `aside` (forensics), so git
  * writes them again from the live files instead of reusing them: a loose
- * object's file is moved; a pack holding one is moved whole and every object
- * still readable in it is unpacked back as a loose object. Returns what was
+ * object's file is moved; a pack holding one is moved whole once every object
+ * still readable in it is written back as a loose object. Returns what was
  * moved, one line each.
  */
 export async function setAsideObjects(git: Git, oids: string[], aside: string): Promise<string[]> {
@@ -139,15 +140,61 @@ export async function setAsideObjects(git: Git, oids: string[], aside: string): 
   if (rest.size === 0) return done;
   for (const pack of await packsHolding(git, rest)) {
     const base = pack.replace(/\.pack$/, '');
+    // Every object of the pack that still reads back whole is written out loose first, found through
+    // its index (not by reading the pack as a stream, which cannot go on past a damaged object: all
+    // that came after it in the pack was lost, the trees of dozens of older checkpoints among them).
+    const saved = await salvagePack(git, `${base}.idx`, rest);
     const toDir = path.join(aside, 'pack');
     fs.mkdirSync(toDir, { recursive: true });
     for (const ext of ['.pack', '.idx', '.rev', '.bitmap', '.keep', '.promisor', '.mtimes']) {
       if (fs.existsSync(base + ext)) fs.renameSync(base + ext, path.join(toDir, path.basename(base + ext)));
     }
-    const moved = path.join(toDir, path.basename(pack));
-    // -r: go on past what is damaged and keep everything else.
-    await git.run(['unpack-objects', '-r', '-q'], { input: fs.readFileSync(moved), allowFail: true });
-    done.push(`pack ${path.basename(pack)} held a damaged object: moved to ${toDir}, its intact objects unpacked back`);
+    const lost = saved.lost.length > 0 ? `; ${saved.lost.length} could not be read (${saved.lost.slice(0, 3).map((o) => o.slice(0, 12)).join(', ')}${saved.lost.length > 3 ? ', ...' : ''})` : '';
+    done.push(`pack ${path.basename(pack)} held a damaged object: moved to ${toDir}, its ${saved.written} intact objects written back${lost}`);
   }
   return done;
+}
+
+/**
+ * Write out as loose objects the objects of a pack (listed by its index) that
+ * read back whole, all but `damaged` and those stored as deltas on them; each
+ * is checked against its id first. A corrupt one can make git die mid-stream:
+ * it is counted lost and the rest are read by a new process.
+ */
+async function salvagePack(git: Git, idx: string, damaged: Set<string>): Promise<{ written: number; lost: string[] }> {
+  const listed = await git.run(['show-index'], { input: fs.readFileSync(idx), allowFail: true });
+  const all = listed.stdout.split('\n').map((l) => l.split(' ')[1] ?? '').filter((o) => /^[0-9a-f]{40}$/.test(o));
+  const lost = all.filter((o) => damaged.has(o));
+  let rest = all.filter((o) => !damaged.has(o) && !fs.existsSync(looseFile(git, o)));
+  let written = 0;
+  while (rest.length > 0) {
+    const { done } = await catFileBatch(git, rest, (oid, type, content) => {
+      if (gitObjectId(type, content) !== oid) {
+        lost.push(oid);
+        return;
+      }
+      writeLoose(git, oid, type, content);
+      written++;
+    }, (oid) => lost.push(oid)); // prettier-ignore
+    if (done >= rest.length) break;
+    lost.push(rest[done] as string);
+    rest = rest.slice(done + 1);
+  }
+  return { written, lost };
+}
+
+/** A loose object file, written whole (a temporary name, then renamed) and synced. */
+function writeLoose(git: Git, oid: string, type: string, content: Buffer): void {
+  const file = looseFile(git, oid);
+  if (fs.existsSync(file)) return;
+  fs.mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = fs.openSync(tmp, 'w', 0o444);
+  try {
+    fs.writeSync(fd, zlib.deflateSync(Buffer.concat([Buffer.from(`${type} ${content.length}\0`), content])));
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
 }

@@ -5,6 +5,7 @@
 
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -205,8 +206,28 @@ for (const packed of [false, true]) {
       fs.writeFileSync(path.join(paths(t).stateDir, 'memory', 'notes.md'), 'a note the run keeps\n'.repeat(40));
       await checkpoint(t);
       const repo = path.join(paths(t).runDir, 'state.git');
-      if (packed) assert.equal((await git(paths(t).stateDir, ['gc', '--quiet'], repo)).exitCode, 0);
-      const blob = String((await git(paths(t).stateDir, ['rev-parse', 'HEAD:memory/notes.md'], repo)).stdout).trim();
+      const old: string[] = [];
+      if (packed) {
+        // Older checkpoints whose files are gone from state/: only the pack holds their objects.
+        for (let i = 0; i < 6; i++) {
+          fs.writeFileSync(path.join(paths(t).stateDir, 'memory', `old-${i}.md`), crypto.randomBytes(2000).toString('hex'));
+          await checkpoint(t);
+          old.push(String((await git(paths(t).stateDir, ['rev-parse', `HEAD:memory/old-${i}.md`], repo)).stdout).trim());
+        }
+        for (let i = 0; i < 6; i++) fs.rmSync(path.join(paths(t).stateDir, 'memory', `old-${i}.md`));
+        await checkpoint(t);
+        assert.equal((await git(paths(t).stateDir, ['gc', '--quiet'], repo)).exitCode, 0);
+      }
+      let blob = String((await git(paths(t).stateDir, ['rev-parse', 'HEAD:memory/notes.md'], repo)).stdout).trim();
+      if (packed) {
+        // The damaged one: the live file's object that comes first in the pack, so that objects only
+        // older checkpoints hold come after it (reading the pack as a stream lost them all).
+        const pack = fs.readdirSync(path.join(repo, 'objects', 'pack')).find((f) => f.endsWith('.pack')) as string;
+        const at = new Map(execFileSync('git', ['show-index'], { input: fs.readFileSync(path.join(repo, 'objects', 'pack', pack.replace(/\.pack$/, '.idx'))) }).toString().trim().split('\n').map((l) => [l.split(' ')[1] as string, Number(l.split(' ')[0])]));
+        const live = String((await git(paths(t).stateDir, ['ls-tree', '-r', 'HEAD'], repo)).stdout).trim().split('\n').map((l) => l.split(/\s+/)[2] as string).filter((o) => at.has(o));
+        blob = live.sort((a, b) => (at.get(a) as number) - (at.get(b) as number))[0] as string;
+        assert.ok(old.some((o) => (at.get(o) ?? 0) > (at.get(blob) as number)), 'an older checkpoint\'s object comes after the damaged one in the pack');
+      }
       if (!packed) {
         const obj = path.join(repo, 'objects', blob.slice(0, 2), blob.slice(2));
         flip(obj, Math.floor(fs.statSync(obj).size / 2));
@@ -215,7 +236,8 @@ for (const packed of [false, true]) {
         const listing = execFileSync('git', ['show-index'], { input: fs.readFileSync(path.join(repo, 'objects', 'pack', pack.replace(/\.pack$/, '.idx'))) }).toString();
         const off = Number(listing.split('\n').find((l) => l.includes(blob))?.split(' ')[0]);
         assert.ok(off > 0, 'the blob is in the pack');
-        flip(path.join(repo, 'objects', 'pack', pack), off + 6);
+        // The second byte of its zlib stream's header: git cannot inflate it, nor tell where it ends.
+        flip(path.join(repo, 'objects', 'pack', pack), off + 3);
       }
       const v0 = await verify(t);
       assert.equal(v0.code, 1);
