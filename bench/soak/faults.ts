@@ -42,8 +42,13 @@ export interface FaultRecord {
   problem: string | null;
 }
 
-/** The pid (as this host sees it) of the newest process whose command line has every word, inside the container whose init is initPid (its PID namespace). */
-export function findProc(initPid: number, words: string[], not: string[] = []): number | null {
+/**
+ * The pid (as this host sees it) of the oldest process whose command line has
+ * every word, inside the container whose init is initPid (its PID namespace).
+ * The oldest: a child the process has just forked still has its command line
+ * until it execs (a kill meant for the agent hit its git once).
+ */
+export function findProc(initPid: number, words: string[], not: string[] = [], contains = ''): number | null {
   let ns: string;
   try {
     ns = fs.readlinkSync(`/proc/${initPid}/ns/pid`);
@@ -57,10 +62,11 @@ export function findProc(initPid: number, words: string[], not: string[] = []): 
       const args = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0');
       if (!words.every((w) => args.includes(w) || args.some((a) => a.endsWith(w)))) continue;
       if (not.some((w) => args.includes(w))) continue;
+      if (contains && !args.some((a) => a.includes(contains))) continue;
       if (fs.readlinkSync(`/proc/${d}/ns/pid`) !== ns) continue;
       const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
       const start = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]);
-      if (!best || start > best.start) best = { pid: Number(d), start };
+      if (!best || start < best.start) best = { pid: Number(d), start };
     } catch {
       /* gone, or not ours to read */
     }
@@ -156,3 +162,27 @@ export function procAgeMs(pid: number | null): number | null {
 
 /** The faults that end the agent (each is a crash that counts towards an escalation). */
 export const INTERRUPTING: ReadonlySet<FaultKind> = new Set<FaultKind>(['kill-agent', 'kill-agent-mid-step', 'kill-agent-mid-checkpoint', 'stop-agent', 'kill-recover', 'reboot-abrupt', 'flip-checkpoint-store', 'flip-tasklog', 'restart-storm']);
+
+/** The parent pid of a process (null if gone). */
+export function ppidOf(pid: number): number | null {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return null;
+  }
+}
+
+/** Is any child of parent a process named comm (as /proc/PID/comm says)? */
+export function hasChild(parent: number | null, comm: string): boolean {
+  if (!parent) return false;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm && ppidOf(Number(d)) === parent) return true;
+    } catch {
+      /* gone */
+    }
+  }
+  return false;
+}

@@ -27,7 +27,7 @@ import { execFileSync } from 'node:child_process';
 import { Container, cannotBoot } from '../../test/systemd/container.js';
 import { fakeNvidiaSmi, vramSeries, type FakeGpu } from '../../test/fixtures/nvidia.js';
 import { SoakModel } from './model.js';
-import { FAULT_KINDS, INTERRUPTING, duBytes, findProc, flipByte, procAgeMs, rssOf, seeded, signal, type FaultKind, type FaultRecord } from './faults.js';
+import { FAULT_KINDS, INTERRUPTING, duBytes, findProc, flipByte, hasChild, procAgeMs, rssOf, seeded, signal, type FaultKind, type FaultRecord } from './faults.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
 const RUN = 'soak';
@@ -142,7 +142,7 @@ async function main(): Promise<number> {
   const since = (): number => monoMs() - t0;
   const log = (s: string): void => console.log(`[${(since() / 1000).toFixed(0).padStart(5)} s] ${s}`);
   const faults: FaultRecord[] = [];
-  const samples: Array<{ t_ms: number; day: number; disk: number; agent_rss: number; governor_rss: number }> = [];
+  const samples: Array<{ t_ms: number; day: number; disk: number; agent_rss: number; agent_age_ms: number; governor_rss: number }> = [];
   let gpu: FakeGpu | null = null;
   let result = 1;
   try {
@@ -364,7 +364,7 @@ async function main(): Promise<number> {
           if (kind !== 'kill-agent') {
             for (;;) {
               const a = agentPid();
-              const hit = kind === 'kill-agent-mid-step' ? findProc(c.initPid, ['/bin/sh', '-c'], []) !== null && a !== null : fs.existsSync(path.join(runDir, 'state.git', 'index.lock')) || findProc(c.initPid, ['git'], []) !== null;
+              const hit = kind === 'kill-agent-mid-step' ? findProc(c.initPid, ['/bin/sh', '-c'], [], '# soak ') !== null && a !== null : fs.existsSync(path.join(runDir, 'state.git', 'index.lock')) || hasChild(a, 'git');
               if (hit) {
                 where = kind === 'kill-agent-mid-step' ? 'while a step ran' : 'while git worked on its checkpoint';
                 break;
@@ -440,6 +440,8 @@ async function main(): Promise<number> {
           const hold = 2000 + rand() * 4000;
           rec.detail = `the state's filesystem filled (${Math.round(free / 1048576)} MiB) for ${Math.round(hold)} ms`;
           await seen(/disk (is )?full[^\n]*|No space left[^\n]*/, hold);
+          // Full for as long as it says (seen or not).
+          await sleep(Math.max(0, hold - (monoMs() - at)));
           fs.rmSync(filler, { force: true });
           const pid = agentPid();
           if (!rec.detected) await seen(/disk (is )?full[^\n]*|No space left[^\n]*/, 5000);
@@ -468,12 +470,25 @@ async function main(): Promise<number> {
           const entries = git(['ls-tree', '-r', head]).trim().split('\n').map((l) => /^\d+ blob ([0-9a-f]+)\t(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
           const live = entries.filter((m) => {
             try {
-              return execFileSync('git', ['hash-object', path.join(runDir, 'state', (m[2] as string).replace(/^state\//, ''))], { encoding: 'utf8' }).trim() === m[1];
+              // (A queue file may be gone meanwhile: adopted, or a task ended.)
+              return execFileSync('git', ['hash-object', path.join(runDir, 'state', (m[2] as string).replace(/^state\//, ''))], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim() === m[1];
             } catch {
               return false;
             }
           });
-          const pick = live[Math.floor(rand() * live.length)];
+          // Not an object other objects are stored as deltas on: those would be lost with it (older
+          // versions of the file, whose checkpoints then fail verify; the issue's note says so).
+          const bases = new Set<string>();
+          const packDirAll = path.join(runDir, 'state.git', 'objects', 'pack');
+          for (const idx of fs.existsSync(packDirAll) ? fs.readdirSync(packDirAll).filter((f) => f.endsWith('.idx')) : []) {
+            const v = execFileSync('git', ['verify-pack', '-v', path.join(packDirAll, idx)], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 28 });
+            for (const l of v.split('\n')) {
+              const f = l.trim().split(/\s+/);
+              if (f.length >= 7 && /^[0-9a-f]{40}$/.test(f[6] as string)) bases.add(f[6] as string);
+            }
+          }
+          const candidates = live.filter((m) => !bases.has(m[1] as string));
+          const pick = candidates[Math.floor(rand() * candidates.length)];
           if (!pick) {
             rec.detail = 'no object of the newest checkpoint matched a live file';
             break;
@@ -529,6 +544,7 @@ async function main(): Promise<number> {
           await model.stop();
           rec.detail = `the LLM endpoint down for ${Math.round(ms)} ms`;
           await seen(/model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/, ms);
+          await sleep(Math.max(0, ms - (monoMs() - at)));
           await model.start();
           if (!rec.detected) await seen(/model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/, 3000);
           // Past its patience the agent exits 69 and systemd starts it again.
@@ -582,7 +598,8 @@ async function main(): Promise<number> {
     const sampleEvery = Math.max(2000, (day * 1000) / 48);
     const sample = (): void => {
       const t = since();
-      samples.push({ t_ms: t, day: t / (day * 1000), disk: duBytes(runDir), agent_rss: rssOf(agentPid()), governor_rss: rssOf(findProc(c.initPid, ['sw-gpu-governor.cjs', 'run'])) });
+      const ap = agentPid();
+      samples.push({ t_ms: t, day: t / (day * 1000), disk: duBytes(runDir), agent_rss: rssOf(ap), agent_age_ms: procAgeMs(ap) ?? 0, governor_rss: rssOf(findProc(c.initPid, ['sw-gpu-governor.cjs', 'run'])) });
       lastSample = t;
     };
     let lastInterrupt = -Infinity;
@@ -671,7 +688,9 @@ async function main(): Promise<number> {
       tasks: { completed: number; failed: number };
       escalations: unknown[];
       sessions: { started: number; clean_ends: number; unclean_ends: number };
-      recoveries: { count: number };
+      recoveries: { count: number; by_reason: Record<string, number> };
+      attempts: { started: number; completed: number; failed: number };
+      llm: { calls: number };
     };
     const mismatches: string[] = [];
     const cmp = (what: string, got: number, want: number): void => {
@@ -684,7 +703,22 @@ async function main(): Promise<number> {
     const sysJournal = await sh(`journalctl --no-pager -o cat -u ${UNIT}`, { allowFail: true });
     const sysUnclean = (sysJournal.match(/Main process exited, code=(killed|dumped)|Main process exited, code=exited, status=(?!0\/|3\/|79\/|78\/|64\/)\d+/g) ?? []).length;
     const powerLosses = faults.filter((f) => f.kind === 'reboot-abrupt').length;
+    // Every agent that ended without a clean stop, as systemd saw it (and the power losses, which it
+    // cannot see), is a session the report calls unclean, and each was recovered.
+    cmp('sessions ended uncleanly', report.sessions.unclean_ends, sysUnclean + powerLosses);
     if (report.sessions.unclean_ends < unclean) mismatches.push(`sessions ended uncleanly: the report says ${report.sessions.unclean_ends}, the harness ended ${unclean} itself`);
+    if (report.recoveries.count < report.sessions.unclean_ends) mismatches.push(`recoveries: the report says ${report.recoveries.count} for ${report.sessions.unclean_ends} unclean ends`);
+    const hangs = faults.filter((f) => f.kind === 'stop-agent').length;
+    if ((report.recoveries.by_reason.hang ?? 0) < hangs) mismatches.push(`recoveries after a hang: the report says ${report.recoveries.by_reason.hang ?? 0}, the harness stopped the agent ${hangs} times`);
+    // Attempts: one completed per completed task; started at least as many as the ledger saw run a step,
+    // and at most one more for each agent ended (an attempt started, killed before its first step).
+    cmp('attempts completed', report.attempts.completed, completed);
+    const ledgerAttempts = new Set([...firsts.keys()].map((k) => k.replace(/ s\d+ /, ' '))).size;
+    if (report.attempts.started < ledgerAttempts || report.attempts.started > ledgerAttempts + report.sessions.unclean_ends + faults.length)
+      mismatches.push(`attempts started: the report says ${report.attempts.started}, the ledger saw ${ledgerAttempts} run a step`);
+    // Model calls: every answer the model finished was recorded, but for those an agent died holding.
+    if (report.llm.calls > model.stats.answers || report.llm.calls < model.stats.answers - report.sessions.unclean_ends - faults.length)
+      mismatches.push(`model calls: the report says ${report.llm.calls}, the model answered ${model.stats.answers}`);
     // Each run of the report's service that succeeded mailed one report, and there was one a simulated day.
     const reportRuns = (await sh(`journalctl --no-pager -o cat -u selfware-report@${RUN}.service`, { allowFail: true })).match(/^Finished selfware-report@/gm)?.length ?? 0;
     const dailyMails = reportMails();
@@ -697,7 +731,9 @@ async function main(): Promise<number> {
         execFileSync('git', ['-c', 'safe.directory=*', '--git-dir', gitDir, 'fsck', '--no-dangling'], { stdio: 'pipe' });
         return 'clean';
       } catch (e) {
-        return String((e as { stderr?: Buffer }).stderr ?? e).trim().split('\n').slice(0, 3).join('; ');
+        // (git fsck says what is missing on standard output.)
+        const x = e as { stdout?: Buffer; stderr?: Buffer };
+        return `${String(x.stdout ?? '')}\n${String(x.stderr ?? '')}`.trim().split('\n').filter((l) => l.trim()).slice(0, 3).join('; ') || String(e);
       }
     };
     const fsckState = fsck(path.join(runDir, 'state.git'));
@@ -721,15 +757,12 @@ async function main(): Promise<number> {
         growthBasis = 'after day 2, per day, of the size at day 1';
       }
     } else growthBasis = `not measured: a run of ${args.days} simulated day(s) has no days after day 2`;
-    // The agent's size once warm: after the first simulated hour, but not before a minute of real work
-    // (V8's heap grows to its working size with the work done, not with the clock); against the
-    // last fifth of the run. Samples of an agent just restarted (under half the median) are left out.
-    const warmFrom = Math.max(dayMs / 24, 60_000);
-    const live = samples.filter((x) => x.agent_rss > 0);
-    const med = pctl(live.map((x) => x.agent_rss), 50) ?? 0;
-    const warm = live.filter((x) => x.agent_rss >= med / 2);
-    const hourSamples = warm.filter((x) => x.t_ms >= warmFrom && x.t_ms <= warmFrom + Math.max(dayMs / 24, 30_000)).map((x) => x.agent_rss);
-    const tail = warm.filter((x) => x.t_ms >= (end?.t_ms ?? 0) * 0.8).map((x) => x.agent_rss);
+    // The agent's size once warm (V8's heap grows to its working size with the work done, not with the
+    // clock, and the faults restart the agent often): samples of an agent up at least a minute; the
+    // first three after the first simulated hour, against the last five.
+    const warm = samples.filter((x) => x.agent_rss > 0 && x.agent_age_ms >= 60_000);
+    const hourSamples = warm.filter((x) => x.t_ms >= dayMs / 24).slice(0, 3).map((x) => x.agent_rss);
+    const tail = warm.slice(-5).map((x) => x.agent_rss);
     const rssFirstHour = pctl(hourSamples, 50);
     const rssEnd = pctl(tail, 50);
     const rssGrowth = rssFirstHour && rssEnd ? (rssEnd / rssFirstHour - 1) * 100 : null;
@@ -753,7 +786,11 @@ async function main(): Promise<number> {
       elapsed_s: Math.round(since() / 1000),
       tasks: { queued, completed, failed, lost: lost.length, doubled: doubled.length, examples: [...lost, ...doubled].slice(0, 20) },
       executions: { retries_reported: retries, unreported_reexecutions: unreported.length, examples: unreported.slice(0, 10), redone_per_interrupting_fault: interrupting ? retries / interrupting : null },
-      report: { mismatches, figures: { completed: report.tasks.completed, failed: report.tasks.failed, escalations: report.escalations.length, sessions: report.sessions, recoveries: report.recoveries.count }, truth: { unclean_by_harness: unclean, unclean_by_systemd: sysUnclean, power_losses: powerLosses, storms } },
+      report: {
+        mismatches,
+        figures: { completed: report.tasks.completed, failed: report.tasks.failed, escalations: report.escalations.length, sessions: report.sessions, recoveries: report.recoveries.count, recoveries_by_reason: report.recoveries.by_reason, attempts: report.attempts, llm_calls: report.llm.calls },
+        truth: { unclean_by_harness: unclean, unclean_by_systemd: sysUnclean, power_losses: powerLosses, storms, hangs, attempts_in_ledger: ledgerAttempts, model_answers: model.stats.answers, report_mails: dailyMails, report_runs: reportRuns, escalation_mails: escalationMails() },
+      },
       stores: { fsck_state: fsckState, fsck_workspace: fsckWs, verify: verifyOk ? 'clean' : (String(verify.stdout ?? '') + String(verify.stderr ?? '')).trim().split('\n').slice(-3).join('; ') },
       faults: { count: faults.length, not_ok: faults.filter((f) => !f.ok).length, by_kind: byKind, ready_ms_p50: pctl(readyTimes, 50), ready_ms_p99: pctl(readyTimes, 99), list: faults },
       model: model.stats,
