@@ -758,9 +758,9 @@ async function main(): Promise<number> {
       }
     } else growthBasis = `not measured: a run of ${args.days} simulated day(s) has no days after day 2`;
     // The agent's size once warm (V8's heap grows to its working size with the work done, not with the
-    // clock, and the faults restart the agent often): samples of an agent up at least a minute; the
-    // first three after the first simulated hour, against the last five.
-    const warm = samples.filter((x) => x.agent_rss > 0 && x.agent_age_ms >= 60_000);
+    // clock, and the faults restart the agent often): samples of an agent up at least 20 s; the
+    // first three after the first simulated hour, against the last five. None: not measured (n/a).
+    const warm = samples.filter((x) => x.agent_rss > 0 && x.agent_age_ms >= 20_000);
     const hourSamples = warm.filter((x) => x.t_ms >= dayMs / 24).slice(0, 3).map((x) => x.agent_rss);
     const tail = warm.slice(-5).map((x) => x.agent_rss);
     const rssFirstHour = pctl(hourSamples, 50);
