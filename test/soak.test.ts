@@ -1,7 +1,8 @@
 // The short soak (bench/soak), as `make soak DAYS=1 TASKS=300 FAULTS=20`
 // runs it: one simulated day under a real systemd in a container, every kind
 // of fault at least once, checked against the harness's own ground truth.
-// The figures it prints go to the test's output.
+// The figures it prints go to the test's output. Up to 18 min: on a 2-core
+// machine kept busy the agent works at half its idle speed (about 8 min idle).
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,7 +13,7 @@ import { DIST, makeEnv } from './helpers.js';
 import { cannotBoot } from './systemd/container.js';
 import { FAULT_KINDS } from '../bench/soak/faults.js';
 
-test('the short soak: 300 tasks and 20 faults of every kind in a simulated day; nothing lost, nothing doubled, the report true', { timeout: 15 * 60_000 }, async (t) => {
+test('the short soak: 300 tasks and 20 faults of every kind in a simulated day; nothing lost, nothing doubled, the report true', { timeout: 18 * 60_000 }, async (t) => {
   const why = await cannotBoot();
   if (why) {
     t.skip(`cannot boot a container here: ${why}`);
