@@ -135,18 +135,6 @@ export function duBytes(dir: string): number {
   return n;
 }
 
-/** A small seeded random source (mulberry32), so a soak can be run again the same way. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** How long a process has run, ms (null if gone). */
 export function procAgeMs(pid: number | null): number | null {
   if (!pid) return null;

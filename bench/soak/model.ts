@@ -20,6 +20,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { INTERRUPTED_NOTE } from '../../lib/agent/transcript.js';
+import { sleep } from '../../test/helpers.js';
 
 export interface ModelTiming {
   /** Tokens a second while streaming. */
@@ -195,4 +196,3 @@ export class SoakModel {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
