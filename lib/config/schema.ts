@@ -164,6 +164,20 @@ export const RUN_SCHEMA: Spec = {
           default: 1024 * 1024,
           doc: 'a checkpoint folds the journal into the database once the journal holds this much',
         },
+        downsample_after: {
+          kind: 'duration',
+          min: 60_000,
+          max: 3 * WEEK,
+          default: 7 * 86_400_000,
+          doc: 'resource samples older than this are folded into one row per downsample_bucket (its peaks, its sample count) when the journal is folded',
+        },
+        downsample_bucket: {
+          kind: 'duration',
+          min: 1000,
+          max: 86_400_000,
+          default: 5 * 60_000,
+          doc: 'the span one folded row of resource samples covers',
+        },
       },
     },
   },
@@ -268,5 +282,5 @@ export interface RunConfig {
   policy: PolicyConfig;
   recovery: RecoveryConfig;
   report: ReportConfig;
-  tasklog: { compact_bytes: number };
+  tasklog: { compact_bytes: number; downsample_after: number; downsample_bucket: number };
 }

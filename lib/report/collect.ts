@@ -282,7 +282,7 @@ async function fromSnapshot(
   const tierStretches: Array<{ start: string; end: string; tier: Tier }> = [];
   // The last decision holds until U, or until 5 minutes (when a published
   // decision goes stale) after the governor's last sign of life before U.
-  const govSeen = n(one(db, 'SELECT max(t) FROM (SELECT max(ts) AS t FROM resource_samples WHERE ts < ?1 UNION ALL SELECT max(ts) FROM governor_decisions WHERE ts < ?1)', [U])[0]);
+  const govSeen = n(one(db, 'SELECT max(t) FROM (SELECT max(coalesce(ts_last, ts)) AS t FROM resource_samples WHERE ts < ?1 UNION ALL SELECT max(ts) FROM governor_decisions WHERE ts < ?1)', [U])[0]);
   const govEnd = Math.min(U, govSeen + 5 * 60_000);
   decided.forEach((r, i) => {
     const from = Math.max(S, n(r[0]));
@@ -327,7 +327,7 @@ async function fromSnapshot(
   const bins = rows(
     db,
     `SELECT min(ts), max(${vramPct}), max(${ramPct}), max(cpu_load), max(${tierRank}),
-       count(*), max(vram_used_mb), max(vram_total_mb), max(ram_used_mb), max(ram_total_mb), max(swap_used_mb), max(gpu_temp), min(disk_free_pct)
+       sum(samples), max(vram_used_mb), max(vram_total_mb), max(ram_used_mb), max(ram_total_mb), max(swap_used_mb), max(gpu_temp), min(disk_free_pct)
      FROM resource_samples${most ? ' NOT INDEXED' : ''} WHERE ${inWin('ts')} GROUP BY CAST((ts - ?) / ? AS INTEGER) ORDER BY 1`,
     [...W, C, binMs],
   );

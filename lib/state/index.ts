@@ -37,7 +37,7 @@ export async function createCheckpoint(paths: RunPaths, config: RunConfig, opts:
       const { created } = await initRun(paths, ws);
       const tasklog = TaskLog.forRun(paths);
       let compacted: number | null = null;
-      if (tasklog.journalBytes() >= config.tasklog.compact_bytes) compacted = (await tasklog.compact()).folded;
+      if (tasklog.journalBytes() >= config.tasklog.compact_bytes) compacted = (await tasklog.compact({ retention: config.tasklog })).folded;
       // The copy of the task log's database a compaction made, in case it failed to be stored then.
       else tasklog.ensureCopy();
       const result = await createCheckpointLocked(paths, ws, opts);

@@ -24,6 +24,7 @@ import {
 } from './journal.js';
 import { EventApplier, SCHEMA_VERSION, getMeta, migrate, schemaVersion, setMeta } from './schema.js';
 import { readDbCopy, listDbCopies, storeDbCopy } from './copy.js';
+import { downsampleSamples, type RetentionResult, type TasklogRetention } from './retention.js';
 import path from 'node:path';
 
 export { SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './schema.js';
@@ -301,7 +302,7 @@ export class TaskLog {
    * The new database's copy goes to state.git. `repair`: fold even when there
    * is nothing new, keeping the damaged files beside the run (`forensics`).
    */
-  async compact(opts: { repair?: boolean } = {}): Promise<{ folded: number; position: number; dbBytes: number; forensics: string[] }> {
+  async compact(opts: { repair?: boolean; retention?: TasklogRetention; now?: number } = {}): Promise<{ folded: number; position: number; dbBytes: number; forensics: string[]; samples?: RetentionResult }> {
     const fd = openLocked(this.journalFile, 'ex');
     try {
       const fileBytes = this.readDbBytes();
@@ -313,8 +314,15 @@ export class TaskLog {
         const { replayed, position } = TaskLog.replay(db, journal, dbPos);
         const shaNow = fileBytes ? sha256(fileBytes) : '';
         const damaged = journal.headerDamage !== null || journal.corrupt.length > 0 || choice.fromCopy !== null;
-        if (replayed === 0 && journal.header.base === position && journal.header.db_sha256 === shaNow && fileBytes && !damaged) {
-          return { folded: 0, position, dbBytes: fileBytes.length, forensics };
+        let samples: RetentionResult | undefined;
+        if (opts.retention) {
+          samples = downsampleSamples(db, opts.now ?? Date.now(), opts.retention);
+          // The freed pages go too, so the file shrinks rather than holding them.
+          if (samples.rowsAfter < samples.rowsBefore) db.exec('VACUUM');
+        }
+        const folding = samples !== undefined && samples.rowsAfter < samples.rowsBefore;
+        if (replayed === 0 && !folding && journal.header.base === position && journal.header.db_sha256 === shaNow && fileBytes && !damaged) {
+          return { folded: 0, position, dbBytes: fileBytes.length, forensics, ...(samples ? { samples } : {}) };
         }
         if (damaged && opts.repair) {
           const stamp = Date.now();
@@ -332,7 +340,7 @@ export class TaskLog {
         writeFileAtomic(this.dbFile, out);
         writeJournal(this.journalFile, { log: journal.header.log, base: position, db_sha256: sha256(out) });
         if (this.hasCopyRepo()) storeDbCopy(this.copyRepo as string, out);
-        return { folded: replayed, position, dbBytes: out.length, forensics };
+        return { folded: replayed, position, dbBytes: out.length, forensics, ...(samples ? { samples } : {}) };
       } finally {
         db.close();
       }

@@ -80,6 +80,12 @@ export const MIGRATIONS: string[] = [
     pos INTEGER PRIMARY KEY, ts INTEGER NOT NULL, unit TEXT, result TEXT, exit_code TEXT, exit_status TEXT);
   CREATE INDEX service_exits_ts ON service_exits (ts);
   `,
+  // 4: resource samples folded by retention into aggregates: how many samples
+  // a row stands for, and its last sample's time (ts is its first's).
+  `
+  ALTER TABLE resource_samples ADD COLUMN samples INTEGER NOT NULL DEFAULT 1;
+  ALTER TABLE resource_samples ADD COLUMN ts_last INTEGER;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
