@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { workspaceDir, type RunConfig } from '../config/index.js';
 import { EXIT, SwError, configError, describeError, exitCodeFor, isDiskFull, tempFailError, unavailableError } from '../exit.js';
-import { readDecision, type Decision } from '../governor/decision.js';
+import { diskPressure, readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
 import type { Output } from '../output.js';
@@ -21,7 +21,7 @@ import { queueDir, readQueue, runOrder, taskFile, writeTask, type Task } from '.
 import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
 import { restoreWorkspace } from '../recover/restore.js';
 import type { RunPaths } from '../run.js';
-import { agentLockFile, createCheckpoint, initRun, lockState, snapshotWorkspace, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
+import { type PruneResult, agentLockFile, createCheckpoint, initRun, lockState, pruneRun, snapshotWorkspace, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
 import { TaskLog } from '../tasklog/index.js';
 import { formatBytes, formatDuration, plural } from '../units.js';
 import { version } from '../version.js';
@@ -110,6 +110,10 @@ export class Agent {
   /** Bad queue entries that cannot be set aside, warned about once. */
   private warnedFiles = new Set<string>();
   private governorNote = '';
+  /** The governor's decision in force at the last look (null: none or stale). */
+  private decision: Decision | null = null;
+  /** When the agent last pruned because the disk was short of space. */
+  private lastPressureRetention: number | null = null;
   /** READY sent: the start is over, and the watchdog, not the start timeout, watches. */
   private started = false;
   private contextLimit: number | null = null;
@@ -282,6 +286,7 @@ export class Agent {
   private async obeyGovernor(): Promise<'pause' | 'unload' | null> {
     const { decision, stale } = readDecision(this.paths.roots.runtimeDir);
     this.governorNote = stale ? 'governor decision stale' : '';
+    this.decision = decision;
     if (!decision) {
       this.contextLimit = null;
       return null;
@@ -320,6 +325,44 @@ export class Agent {
       await this.updateState({ quantization: d.quantization, model_loaded: true });
     }
     return null;
+  }
+
+  /**
+   * Disk pressure on the run's filesystem (the governor's warning or critical
+   * tier): prune by checkpoint.retention and fold the task log's old samples
+   * now rather than at the daily timer; again at most every
+   * checkpoint.pressure_every while it lasts. A failure (git may need room to
+   * repack) is said and tried again then.
+   */
+  private async pressureRetention(): Promise<void> {
+    const p = diskPressure(this.decision, this.paths.run);
+    if (!p) return;
+    const now = Date.now();
+    if (this.lastPressureRetention !== null && now - this.lastPressureRetention < this.config.checkpoint.pressure_every) return;
+    this.lastPressureRetention = now;
+    const where = `${p.free_pct}% free${p.path ? ` on ${p.path}` : ''} (${p.tier})`;
+    try {
+      const res = (await pruneRun(this.paths, this.config, this.config.checkpoint.retention, false)) as PruneResult;
+      const lock = await lockState(this.paths);
+      let folded = 0;
+      try {
+        const c = await this.log.compact({ retention: this.config.tasklog });
+        folded = c.samples ? c.samples.rowsBefore - c.samples.rowsAfter : 0;
+      } finally {
+        lock.release();
+      }
+      this.log.append({ t: 'retention', session: this.session, reason: 'disk', tier: p.tier, free_pct: p.free_pct, pruned: res.remove.length, freed_bytes: res.bytesFreed, sample_rows_folded: folded });
+      this.out.notice(
+        `disk ${where}: pruned ${plural(res.remove.length, 'checkpoint')} by checkpoint.retention, freed ${formatBytes(Math.max(0, res.bytesFreed))}, folded ${plural(folded, 'sample row')} of the task log`,
+      );
+    } catch (e) {
+      this.out.warn(`disk ${where}: retention failed: ${describeError(e)}; trying again in ${formatDuration(this.config.checkpoint.pressure_every)}`);
+      try {
+        this.log.append({ t: 'retention_failed', session: this.session, reason: 'disk', tier: p.tier, free_pct: p.free_pct, error: describeError(e) });
+      } catch {
+        /* a full disk: said above */
+      }
+    }
   }
 
   private heartbeat(): void {
@@ -395,6 +438,7 @@ export class Agent {
       return;
     }
     const gov = await this.obeyGovernor();
+    await this.pressureRetention();
     const st = readAgentState(this.paths);
     if (gov || st.paused) {
       this.setStatus(gov ? this.governorNote : `paused${st.pause_reason ? `: ${st.pause_reason}` : ''}`);
@@ -628,6 +672,7 @@ export class Agent {
       }
       const gov = await this.obeyGovernor();
       const paused = readAgentState(this.paths).paused;
+      if (gov === 'pause') await this.pressureRetention();
       if (gov || paused) {
         this.setStatus(`${task.id}: waiting (${gov ? this.governorNote : 'paused'})`);
         await sleep(this.tick, this.stopCtrl.signal);

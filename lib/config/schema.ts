@@ -52,6 +52,13 @@ export const RUN_SCHEMA: Spec = {
             keep_weekly: count('keep the newest checkpoint of each of the last N ISO weeks that have one', 4),
           },
         },
+        pressure_every: {
+          kind: 'duration',
+          min: 1000,
+          max: WEEK,
+          default: 30 * 60_000,
+          doc: "while the governor says the run's disk is short of space (warning or critical), the agent prunes by retention and folds the task log at once, and again at most this often",
+        },
       },
     },
     agent: {
@@ -276,7 +283,7 @@ export interface PolicyConfig {
 
 export interface RunConfig {
   workspace: string | null;
-  checkpoint: { retention: RetentionPolicy };
+  checkpoint: { retention: RetentionPolicy; pressure_every: number };
   agent: AgentConfig;
   llm: LlmConfig;
   policy: PolicyConfig;

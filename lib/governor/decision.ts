@@ -47,3 +47,20 @@ export function readDecision(runtimeDir: string, now = Date.now()): { decision: 
   if (now - Date.parse(d.time) > STALE_AFTER_MS) return { decision: null, stale: true };
   return { decision: d, stale: false };
 }
+
+/**
+ * The governor's word on the disk holding `run`: its tier when warning or
+ * critical, else null. The filesystem listing the run decides; a decision
+ * without a per-filesystem list goes by the worst disk.
+ */
+export function diskPressure(d: Decision | null, run: string): { tier: Exclude<Tier, 'normal'>; free_pct: number | null; path: string | null } | null {
+  const disk = d?.readings?.disk as { value?: number | null; tier?: Tier } | undefined;
+  if (!disk || (disk.tier !== 'warning' && disk.tier !== 'critical')) return null;
+  const disks = Array.isArray(d?.readings?.disks) ? (d?.readings?.disks as Array<{ runs?: unknown; path?: unknown; free_pct?: unknown }>) : [];
+  const mine = disks.find((x) => Array.isArray(x.runs) && x.runs.includes(run));
+  if (!mine) return disks.length ? null : { tier: disk.tier, free_pct: disk.value ?? null, path: null };
+  const free = typeof mine.free_pct === 'number' ? mine.free_pct : null;
+  // The tier is the worst filesystem's: this one is it when it is as short (to the governor's rounding).
+  if (free === null || typeof disk.value !== 'number' || free > disk.value + 0.05) return null;
+  return { tier: disk.tier, free_pct: Math.round(free * 10) / 10, path: typeof mine.path === 'string' ? mine.path : null };
+}

@@ -231,3 +231,53 @@ test("the governor's decision is obeyed before each model call: pause, a level s
     t.cleanup();
   }
 });
+
+test("disk pressure on the run's filesystem: the agent prunes by retention and folds the task log at once, once per checkpoint.pressure_every; another filesystem's pressure is not its", { timeout: 90_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const { writeDecision } = await import('../../lib/governor/decision.js');
+    const disk = (mine: number, other: number) => {
+      const worst = Math.min(mine, other);
+      writeDecision(t.runtimeDir, {
+        version: 1, time: new Date().toISOString(), host: 'test', tier: 'warning', quantization: 'Q4_K_M', actions: [], context_limit: null,
+        reasons: [`${worst}% disk free (warning)`],
+        readings: {
+          disk: { value: worst, tier: 'warning' },
+          disks: [
+            { runs: ['other'], path: '/srv/other', free_pct: other, free_bytes: 1, total_bytes: 100 },
+            { runs: ['run1'], path: t.stateDir, free_pct: mine, free_bytes: 1, total_bytes: 100 },
+          ],
+        },
+      } as never); // prettier-ignore
+    };
+    const task = (n: number) => [{ action: 'shell' as const, command: `echo ${n} > f${n}.txt` }, { action: 'finish' as const, summary: `f${n}` }];
+    scriptedRun(t, { t1: task(1), t2: task(2), t3: task(3), t4: task(4) }, 'checkpoint:\n  retention:\n    keep_last: 1\n    keep_hourly: 0\n    keep_daily: 0\n    keep_weekly: 0\n');
+    const retentions = async () => (await query(t, "SELECT json_extract(data, '$.pruned'), json_extract(data, '$.tier') FROM events WHERE type = 'retention'")) as Array<[number, string]>;
+    // Another run's filesystem is short of space: not this run's business.
+    disk(40, 8);
+    await addTask(t, 't1');
+    await addTask(t, 't2');
+    const a = startAgent(t);
+    await waitFor('two tasks completed', async () => (await tasks(t)).filter((x) => x.status === 'completed').length === 2, 30_000, a);
+    assert.deepEqual(await retentions(), []);
+    const live = async () => Number((await query(t, 'SELECT count(*) FROM checkpoints WHERE pruned_at IS NULL'))[0]?.[0]);
+    const before = await live();
+    assert.ok(before >= 3, `${before} checkpoints`);
+    // Now its own: pruned at once (keep_last 1, the newest valid kept), said, recorded, not repeated.
+    disk(8, 40);
+    await waitFor('a retention under disk pressure', async () => (await retentions()).length > 0, 20_000, a);
+    await addTask(t, 't3');
+    await addTask(t, 't4');
+    await waitFor('four tasks completed', async () => (await tasks(t)).filter((x) => x.status === 'completed').length === 4, 30_000, a);
+    assert.equal(await a.stop(), 0);
+    const r = await retentions();
+    assert.equal(r.length, 1, JSON.stringify(r));
+    assert.equal(r[0]?.[1], 'warning');
+    assert.ok((r[0]?.[0] ?? 0) >= before - 1, `pruned ${r[0]?.[0]} of ${before}`);
+    assert.match(a.output(), new RegExp(`disk 8% free on ${t.stateDir.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')} \\(warning\\): pruned \\d+ checkpoints by checkpoint.retention, freed `));
+    const list = await sw('sw-checkpoint', ['verify', 'run1'], t);
+    assert.equal(list.exitCode, 0, String(list.stdout) + String(list.stderr));
+  } finally {
+    t.cleanup();
+  }
+});
