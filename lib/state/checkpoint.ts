@@ -379,7 +379,62 @@ export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opt
     throw e;
   }
   noteSuccess(paths, opts.kind, result.skipped ? result.latest.id : null);
+  if (!result.skipped) await packLoose([stateGit(paths), workspaceGit(wsDir)]);
   return result;
+}
+
+/** Loose objects past which a checkpoint packs them (git's gc.auto, which selfware otherwise turns off). */
+export const PACK_LOOSE_AFTER = 512;
+/** Packs past which they are consolidated into one (git's gc.autoPackLimit). */
+export const PACK_LIMIT = 50;
+
+const isFanout = (n: string): boolean => n.length === 2 && /^[0-9a-f]{2}$/.test(n);
+
+/** Loose objects and packs in a git dir, counted (git's gc --auto only estimates from one fan-out directory, too coarse at a few hundred). */
+export function objectCounts(gitDir: string): { loose: number; packs: number } {
+  const dir = path.join(gitDir, 'objects');
+  let loose = 0;
+  let packs = 0;
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return { loose, packs };
+  }
+  for (const n of names) {
+    if (isFanout(n)) {
+      try {
+        loose += fs.readdirSync(path.join(dir, n)).filter((f) => f.length === 38).length;
+      } catch {
+        /* gone meanwhile */
+      }
+    }
+  }
+  try {
+    packs = fs.readdirSync(path.join(dir, 'pack')).filter((f) => f.endsWith('.pack')).length;
+  } catch {
+    /* none */
+  }
+  return { loose, packs };
+}
+
+/**
+ * Pack loose objects once there are a few hundred, as git's own gc --auto
+ * would: an incremental repack (the loose objects into a new pack), and past
+ * PACK_LIMIT packs, all into one, unreachable objects kept (the daily prune
+ * removes them, with its own grace for the workspace's git commands in
+ * flight). Each loose object is a file, a disk block at least, and every
+ * checkpoint writes several: a week of them is tens of thousands of files
+ * where a pack of the same objects is a fraction of their size. Under the
+ * caller's state lock. A failure is not the checkpoint's (it is made): the
+ * next one, or the daily prune, packs them.
+ */
+export async function packLoose(repos: Git[]): Promise<void> {
+  for (const g of repos) {
+    const c = objectCounts(g.gitDir);
+    if (c.loose >= PACK_LOOSE_AFTER) await g.run(['repack', '-d', '-q'], { allowFail: true });
+    if (c.packs >= PACK_LIMIT) await g.run(['repack', '-a', '-d', '-q', '--keep-unreachable'], { allowFail: true });
+  }
 }
 
 async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions): Promise<CreateResult> {

@@ -479,3 +479,37 @@ test('prune never removes the newest valid checkpoint when newer ones are corrup
     t.cleanup();
   }
 });
+
+test('loose objects are packed once there are a few hundred: a file each no longer, and every checkpoint still verifies', { timeout: 120_000 }, async () => {
+  const t = makeEnv();
+  try {
+    await created(t);
+    const loose = async (dir: string): Promise<{ count: number; inPack: number }> => {
+      const out = String((await git(dir, ['count-objects', '-v'])).stdout);
+      return { count: Number(/^count: (\d+)/m.exec(out)?.[1]), inPack: Number(/^in-pack: (\d+)/m.exec(out)?.[1]) };
+    };
+    const wsGit = path.join(wsOf(t), '.git');
+    const stateGitDir = path.join(t.stateDir, 'run1', 'state.git');
+    // Checkpoints of a working agent: a few new files in the workspace and the state each time.
+    for (let round = 0; round < 12; round++) {
+      for (let i = 0; i < 60; i++) fs.writeFileSync(path.join(wsOf(t), `r${round}-f${i}.txt`), `round ${round} file ${i} ${crypto.randomUUID()}\n`);
+      fs.writeFileSync(path.join(stateOf(t), 'memory', `note${round}.md`), `round ${round} ${crypto.randomUUID()}\n`);
+      await created(t, ['--kind', 'task']);
+    }
+    // 12 x (60 blobs, a tree, a commit) in the workspace, over 700 objects: packed once past the threshold.
+    const ws = await loose(wsGit);
+    assert.ok(ws.count + ws.inPack >= 12 * 62, `workspace: ${ws.count} + ${ws.inPack} objects`);
+    assert.ok(ws.count < 512, `workspace: ${ws.count} loose objects`);
+    assert.ok(ws.inPack > 0, `workspace: ${ws.inPack} packed objects`);
+    const st = await loose(stateGitDir);
+    assert.ok(st.count + st.inPack > 0);
+    const v = await cp(['verify', 'run1'], t);
+    assert.equal(v.exitCode, 0, String(v.stdout) + String(v.stderr));
+    const fsck = await git(stateOf(t), ['fsck', '--strict']);
+    assert.equal(fsck.exitCode, 0, String(fsck.stderr));
+    const wfsck = await git(wsOf(t), ['fsck', '--strict']);
+    assert.equal(wfsck.exitCode, 0, String(wfsck.stderr));
+  } finally {
+    t.cleanup();
+  }
+});
