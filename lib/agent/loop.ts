@@ -830,7 +830,13 @@ export class Agent {
       }
       appendLine(file, { type: 'intent', attempt: task.attempt, step, ts: new Date().toISOString(), action });
       obs = await this.execute(action);
-      if (this.stopReason && !obs.ok) obs = { ...obs, error: `${obs.error ?? 'failed'} (the agent was stopping; the action was killed)` };
+      if (this.stopReason && !obs.ok) {
+        // Killed by the stop, part done: its effect is as unknown as after a crash, and handled the same
+        // way. The intent stays without a step; the next start records the step as interrupted and the
+        // model is told to check what it did (recorded now as a plain failure, a model would just run it again).
+        this.out.notice(`task ${task.id} step ${step}: ${describeAction(action)} killed as the agent stops; its effect is unknown, and the next start tells the model so`);
+        return 'stop';
+      }
     }
     appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs });
     this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: action.action, status: decision === 'deny' ? 'denied' : obs.ok ? 'ok' : 'failed' });

@@ -55,6 +55,39 @@ test('SIGTERM mid-task: shutdown checkpoint, clean end; the next start resumes a
   }
 });
 
+test('SIGTERM while a shell action runs: it is killed, its effect unknown as after a crash; the next start tells the model to check, never records it as a plain failure', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    scriptedRun(t, {
+      cut: [
+        { action: 'shell', command: 'echo started >> half.txt; sleep 20; echo done >> half.txt' },
+        { action: 'shell', command: 'cat half.txt' },
+        { action: 'finish', summary: 'checked' },
+      ],
+    });
+    const id = await addTask(t, 'cut');
+    const a = startAgent(t);
+    await waitFor('the action half done', () => fs.existsSync(path.join(t.stateDir, 'run1', 'workspace', 'half.txt')), 20_000, a);
+    assert.equal(await a.stop('SIGTERM'), 0, a.output());
+    assert.match(a.output(), new RegExp(`task ${id} step 1: .* killed as the agent stops; its effect is unknown, and the next start tells the model so`));
+    // As a crash leaves it: the intent, no step.
+    let tr = transcript(t, id);
+    assert.deepEqual(tr.filter((l) => l.type === 'intent').map((l) => l.step), [1]);
+    assert.deepEqual(tr.filter((l) => l.type === 'step').length, 0, 'no step recorded for the killed action');
+    assert.equal(fs.readFileSync(path.join(t.stateDir, 'run1', 'workspace', 'half.txt'), 'utf8'), 'started\n');
+    const b = startAgent(t);
+    await waitFor('the task completed', async () => (await tasks(t))[0]?.status === 'completed', 30_000, b);
+    assert.equal(await b.stop(), 0);
+    assert.match(b.output(), new RegExp(`task ${id}: resuming after step 1, whose effect is unknown`));
+    tr = transcript(t, id);
+    const first = tr.find((l) => l.type === 'step' && l.step === 1) as { observation: { ok: boolean; error: string } };
+    assert.equal(first.observation.ok, false);
+    assert.match(first.observation.error, /its effect is unknown\. Check what it did before relying on it/);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('stopped while the check runs: the next start runs the check, not another model step', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
