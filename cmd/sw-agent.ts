@@ -20,8 +20,8 @@ import { escalatedAt, protection, writability, type Escalated } from '../lib/hea
 import { Agent } from '../lib/agent/loop.js';
 import { createBackend } from '../lib/agent/llm/index.js';
 import { describeAction } from '../lib/agent/schema.js';
-import { addTask, agentProcess, cancelTask, ensureRun, parseTaskTimeout, decideApproval, listApprovals, listTasks, readAgentState, readTask, setPaused, type Approval } from '../lib/agent/state.js';
-import { readTranscript, transcriptFile } from '../lib/agent/transcript.js';
+import { addTask, agentProcess, cancelTask, ensureRun, parseTaskTimeout, decideApproval, findTask, listApprovals, listTasks, readAgentState, setPaused, type Approval } from '../lib/agent/state.js';
+import { parseTranscript, readTranscript, transcriptFile } from '../lib/agent/transcript.js';
 
 /** The keys a task's defaults come from. */
 const TASK_KEYS = ['agent.max_attempts', 'agent.task_timeout'];
@@ -154,9 +154,10 @@ function cmdList(program: Command): void {
       const out = outputFor(cmd);
       const { paths, config } = await setup(runArg, out, 'list', { writes: false });
       requireRun(paths);
-      const { tasks, invalid } = await listTasks(paths, config);
+      const { tasks, invalid, archived, archiveProblems } = await listTasks(paths, config);
       // Only reported here: the agent (or sw-recover) sets them aside in queue/rejected/.
       for (const bad of invalid) out.warn(`not a task: ${bad.error}`);
+      for (const p of archiveProblems) out.warn(`archive: ${p}`);
       const rejected = listRejected(paths.stateDir);
       if (rejected.length > 0) out.warn(`${plural(rejected.length, 'file')} set aside in ${rejectedDir(paths.stateDir)} (each with its .reason)`);
       const attempts = await attemptsStarted(paths);
@@ -165,7 +166,7 @@ function cmdList(program: Command): void {
         .sort(byRunOrder);
       if (o.json) {
         out.json({
-          tasks: shown.map((t) => taskJson(t, attempts.get(t.id) ?? 0)),
+          tasks: shown.map((t) => ({ ...taskJson(t, attempts.get(t.id) ?? 0), archived: archived.has(t.id) })),
           invalid: invalid.map((b) => ({ file: b.file, error: b.error })),
           rejected: rejected.map((r) => ({ file: r.file, time: r.time, reason: r.reason })),
         });
@@ -186,11 +187,12 @@ function cmdShow(program: Command): void {
       checkTaskId(id);
       const { paths, config } = await setup(runArg, out, 'show', { writes: false });
       requireRun(paths);
-      const t = await readTask(paths, config, id);
-      const lines = readTranscript(transcriptFile(paths.stateDir, id));
+      const found = await findTask(paths, config, id);
+      const t = found.task;
+      const lines = found.archive ? parseTranscript(found.transcript ?? '') : readTranscript(transcriptFile(paths.stateDir, id));
       const attempts = (await attemptsStarted(paths)).get(id) ?? 0;
       if (o.json) {
-        out.json({ ...taskJson(t, attempts), prompt: t.prompt, transcript: lines });
+        out.json({ ...taskJson(t, attempts), prompt: t.prompt, transcript: lines, archived: found.archive });
         return;
       }
       out.print(
@@ -204,6 +206,7 @@ function cmdShow(program: Command): void {
             ['verify:', t.verify ?? '-'],
             ['timeout:', formatDuration(t.timeout)],
             ['created:', t.created],
+            ...(found.archive ? [['archived:', found.archive]] : []),
           ],
           1,
         ),

@@ -20,6 +20,7 @@ export const FILE_LIMITS = {
   script: 16 * MiB,
   transcript: 256 * MiB,
   journal: 256 * MiB,
+  archive: 256 * MiB,
 } as const;
 
 export type FileKind = keyof typeof FILE_LIMITS;
@@ -32,6 +33,7 @@ const KIND_NAMES: Record<FileKind, string> = {
   script: 'a script',
   transcript: 'a transcript',
   journal: 'the task log journal',
+  archive: 'an archive of finished tasks',
 };
 
 /** Collections nested deeper than this are refused before a parser (which recurses) sees them. */

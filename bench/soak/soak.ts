@@ -193,6 +193,7 @@ async function main(): Promise<number> {
         '  max_attempts: 3',
         '  task_timeout: 5m',
         `  heartbeat: ${secs(300, 2)}`,
+        `  archive_after: ${secs(3600, 1)}`,
         `  rss_limit: ${rssLimit}`,
         // Escalation after 5 crashes in 40 s: the storm's kills (each as soon as the agent is READY) fit,
         // the other faults that end the agent come at least SPACING_MS apart, so at most 4 do.

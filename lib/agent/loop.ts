@@ -21,8 +21,9 @@ import { queueDir, readQueue, runOrder, taskFile, writeTask, type Task } from '.
 import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
 import { restoreWorkspace } from '../recover/restore.js';
 import type { RunPaths } from '../run.js';
-import { type PruneResult, agentLockFile, createCheckpoint, initRun, lockState, pruneRun, snapshotWorkspace, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
+import { type PruneResult, agentLockFile, createCheckpoint, initRun, lockState, pruneRun, snapshotWorkspace, stateGit, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
 import { TaskLog } from '../tasklog/index.js';
+import { archiveFinished, type ArchivePass } from '../queue/archive.js';
 import { formatBytes, formatDuration, plural } from '../units.js';
 import { version } from '../version.js';
 import { LlmUnavailableError, QUANT_LEVELS, type ChatMessage, type CompleteResult, type LlmBackend, type Quant } from './llm/types.js';
@@ -114,6 +115,8 @@ export class Agent {
   private decision: Decision | null = null;
   /** When the agent last pruned because the disk was short of space. */
   private lastPressureRetention: number | null = null;
+  /** When the agent last moved finished tasks into the archive (0: not yet this session). */
+  private lastArchive = 0;
   /** READY sent: the start is over, and the watchdog, not the start timeout, watches. */
   private started = false;
   private contextLimit: number | null = null;
@@ -365,6 +368,34 @@ export class Agent {
     }
   }
 
+  /**
+   * Move finished tasks the newest checkpoint holds into the archive
+   * (lib/queue/archive.ts), at most every agent.archive_after (hourly at
+   * most), between tasks. A failure is said and tried again next time.
+   */
+  private async archivePass(): Promise<void> {
+    const now = Date.now();
+    if (now - this.lastArchive < Math.min(this.config.agent.archive_after, 3_600_000)) return;
+    this.lastArchive = now;
+    try {
+      const lock = await lockState(this.paths);
+      let r: ArchivePass;
+      try {
+        r = await archiveFinished(this.paths.stateDir, stateGit(this.paths), { defaults: taskDefaults(this.config), olderThanMs: this.config.agent.archive_after, keepDays: this.config.agent.archive_days, now });
+      } finally {
+        lock.release();
+      }
+      if (r.archived.length > 0 || r.finished.length > 0 || r.dropped.length > 0) {
+        this.log.append({ t: 'tasks_archived', session: this.session, count: r.archived.length, file: r.file ? path.relative(this.paths.stateDir, r.file) : null, finished: r.finished.length, dropped: r.dropped });
+        if (r.file) this.out.info(`archived ${plural(r.archived.length, 'finished task')} in ${path.relative(this.paths.stateDir, r.file)}`);
+        if (r.finished.length > 0) this.out.info(`removed the queue files of ${plural(r.finished.length, 'task')} an interrupted archiving had archived`);
+        if (r.dropped.length > 0) this.out.info(`archives of ${r.dropped.join(', ')} left state/ (past agent.archive_days; the checkpoints holding them keep them)`);
+      }
+    } catch (e) {
+      this.out.warn(`archiving finished tasks failed: ${describeError(e)}; trying again later`);
+    }
+  }
+
   private heartbeat(): void {
     const now = Date.now();
     if (now - this.lastHeartbeat < this.config.agent.heartbeat) return;
@@ -448,6 +479,7 @@ export class Agent {
       await sleep(this.tick, signal);
       return;
     }
+    await this.archivePass();
     const task = await this.nextTask(st.task);
     if (!task) {
       await this.idle();

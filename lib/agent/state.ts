@@ -11,7 +11,8 @@ import { EXIT, SwError, noInputError, usageError } from '../exit.js';
 import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
 import { lockHolder } from '../lock.js';
 import { listRejected } from '../queue/reject.js';
-import { MAX_TASK_TIMEOUT_MS, queueDir, readQueue, readTaskFile, taskFile, taskSpec, titleOf, writeTask, type QueueRead, type Task, type TaskDefaults } from '../queue/task.js';
+import { archivedTask, readArchive } from '../queue/archive.js';
+import { MAX_TASK_TIMEOUT_MS, parseTask, queueDir, readQueue, readTaskFile, taskFile, taskSpec, titleOf, writeTask, type QueueRead, type Task, type TaskDefaults } from '../queue/task.js';
 import { parseJsonText, readTextFile } from '../safefile.js';
 import type { RunPaths } from '../run.js';
 import { INITIAL_AGENT_STATE, agentLockFile, initRun, lockState, runExists } from '../state/layout.js';
@@ -150,8 +151,10 @@ export async function addTask(paths: RunPaths, config: RunConfig, opts: AddOptio
   try {
     mkdirDurable(queueDir(paths.stateDir));
     let id: string;
+    // Not an id a finished task had either (its files may be in the archive).
+    const used = readArchive(paths.stateDir).entries;
     do id = `${slug(title)}-${crypto.randomBytes(2).toString('hex')}`;
-    while (exists(taskFile(paths.stateDir, id)));
+    while (exists(taskFile(paths.stateDir, id)) || used.has(id));
     const now = new Date().toISOString();
     const task: Task = {
       id,
@@ -218,8 +221,38 @@ export async function setPaused(paths: RunPaths, paused: boolean, reason: string
   return s;
 }
 
-export async function listTasks(paths: RunPaths, config: RunConfig): Promise<QueueRead> {
-  return readQueue(paths.stateDir, taskDefaults(config));
+/** The queue's tasks and the archive's (lib/queue/archive.ts), as one list; which ids are archived; what of the archive could not be read. */
+export async function listTasks(paths: RunPaths, config: RunConfig): Promise<QueueRead & { archived: Set<string>; archiveProblems: string[] }> {
+  const defaults = taskDefaults(config);
+  const q = await readQueue(paths.stateDir, defaults);
+  const { entries, problems } = readArchive(paths.stateDir);
+  const live = new Set(q.tasks.map((t) => t.id));
+  const archived = new Set<string>();
+  const tasks = [...q.tasks];
+  for (const e of entries.values()) {
+    // A pass stopped before it removed the live files: the live ones stand.
+    if (live.has(e.id)) continue;
+    try {
+      tasks.push(await parseTask(path.join(e.file, e.name), e.queue, defaults));
+      archived.add(e.id);
+    } catch (err) {
+      problems.push((err as Error).message);
+    }
+  }
+  return { tasks, invalid: q.invalid, archived, archiveProblems: problems };
+}
+
+/** A task from the queue or, finished and archived, from the archive, with its transcript's text (null: none). */
+export async function findTask(paths: RunPaths, config: RunConfig, id: string): Promise<{ task: Task; transcript: string | null; archive: string | null }> {
+  try {
+    const task = await readTask(paths, config, id);
+    return { task, transcript: null, archive: null };
+  } catch (e) {
+    if ((e as SwError).code !== EXIT.NOINPUT) throw e;
+    const a = await archivedTask(paths.stateDir, id, taskDefaults(config));
+    if (!a) throw e;
+    return { task: a.task, transcript: a.transcript, archive: a.file };
+  }
 }
 
 // Approvals.

@@ -87,6 +87,11 @@ export function readTranscript(file: string): TranscriptLine[] {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
     throw e;
   }
+  return parseTranscript(text);
+}
+
+/** A transcript's lines from its text (a torn or garbled line skipped). */
+export function parseTranscript(text: string): TranscriptLine[] {
   const out: TranscriptLine[] = [];
   const lines = text.split('\n');
   if (!text.endsWith('\n')) lines.pop();

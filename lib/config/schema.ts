@@ -76,6 +76,14 @@ export const RUN_SCHEMA: Spec = {
         heartbeat: { kind: 'duration', min: 1000, max: HOUR, default: 5 * 60_000, doc: 'how often the agent notes in the task log that it is alive' },
         idle_task: { kind: 'string', default: null, nullable: true, doc: 'a prompt queued when the queue has been empty for idle_task_after (self-improvement)' },
         idle_task_after: { kind: 'duration', min: 1000, max: WEEK, default: 30 * 60_000, doc: 'how long the queue must be empty before idle_task is queued' },
+        archive_after: {
+          kind: 'duration',
+          min: 1000,
+          max: WEEK,
+          default: HOUR,
+          doc: "a task finished this long ago, whose files the newest checkpoint holds, moves from the queue into state/archive (checked as often, at most hourly)",
+        },
+        archive_days: { kind: 'int', min: 1, max: 3650, default: 30, doc: 'days of archives of finished tasks kept in state/ (older ones stay in the checkpoints that hold them)' },
         shell: { kind: 'string', default: '/bin/sh', pattern: /^\//, patternDoc: 'an absolute path', doc: 'the shell that runs shell actions and verify commands' },
       },
     },
@@ -249,6 +257,8 @@ export interface AgentConfig {
   heartbeat: number;
   idle_task: string | null;
   idle_task_after: number;
+  archive_after: number;
+  archive_days: number;
   shell: string;
 }
 

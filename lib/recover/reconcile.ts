@@ -98,7 +98,11 @@ export interface ReconcilePlan {
   lost: string[];
 }
 
-export function planReconcile(tasks: Task[], log: Map<string, LogTask>, now: string): ReconcilePlan {
+/**
+ * `archived`: finished tasks moved to the archive (lib/queue/archive.ts): not in
+ * the queue, and not to be restored to it; the archive witnesses their end.
+ */
+export function planReconcile(tasks: Task[], log: Map<string, LogTask>, now: string, archived: ReadonlySet<string> = new Set()): ReconcilePlan {
   const changes: ReconcileChange[] = [];
   const write: Task[] = [];
   const restore: RestoredOutcome[] = [];
@@ -126,7 +130,7 @@ export function planReconcile(tasks: Task[], log: Map<string, LogTask>, now: str
   }
   const lost: string[] = [];
   for (const [id, entry] of log) {
-    if (inQueue.has(id)) continue;
+    if (inQueue.has(id) || archived.has(id)) continue;
     if (!entry.spec) {
       lost.push(id);
       continue;

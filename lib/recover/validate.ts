@@ -14,6 +14,7 @@ import { readQueue, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
 import { MAX_DEPTH, checkYamlDepth, jsonTooDeep, parseJsonText, readFileBounded, readTextFile } from '../safefile.js';
 import { GITFILE } from '../state/layout.js';
+import { readArchive } from '../queue/archive.js';
 
 /** "FILE: missing", "FILE: does not parse", or the refusal of a bad file (a link, too big, not text). */
 function fileProblem(file: string, e: unknown, parseWords: string): string {
@@ -116,6 +117,9 @@ export async function validateState(paths: RunPaths, defaults: TaskDefaults, opt
   } catch (e) {
     problems.push(`${path.join(st, 'queue')}: cannot be read: ${errnoText(e)}`);
   }
+
+  // An archive of finished tasks that cannot be read is state lost (the checkpoints hold it intact).
+  problems.push(...readArchive(st).problems);
 
   const tdir = path.join(st, 'transcripts');
   let names: string[] = [];

@@ -1,0 +1,203 @@
+// The archive of finished tasks. A finished task (completed, failed for good,
+// cancelled) keeps a queue file and a transcript in state/, a file (a disk
+// block at least) each, read again by every look at the queue. Once the
+// newest checkpoint holds both as they are, and the task has been finished a
+// while (agent.archive_after), the agent moves them into the archive:
+//
+//   state/archive/DAY/HHMMSSmmm-N.jsonl.gz
+//
+// one new gzip file per pass, never written again (a file that grew would be
+// stored in git anew at every checkpoint), one JSON line per task holding its
+// queue file and transcript byte for byte. Archives older than
+// agent.archive_days leave state/; the checkpoints that hold them keep them
+// until those are pruned. Readers that need finished tasks (sw-agent list,
+// show, add's check for a used id, recovery's reconciliation) read the
+// archive too; the agent's own loop reads only the live queue.
+
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { dataError } from '../exit.js';
+import { fsyncDir, mkdirDurable, writeFileAtomic } from '../fsutil.js';
+import type { Git } from '../git.js';
+import { readFileBounded } from '../safefile.js';
+import { parseTask, queueDir, readQueue, type Task, type TaskDefaults } from './task.js';
+
+export const ARCHIVE_DIR = 'archive';
+const DAY_RE = /^\d{4}-\d{2}-\d{2}$/;
+const FILE_RE = /^\d{9}-\d+\.jsonl\.gz$/;
+const FINISHED = new Set(['completed', 'failed', 'cancelled']);
+
+export function archiveDir(stateDir: string): string {
+  return path.join(stateDir, ARCHIVE_DIR);
+}
+
+/** One archived task: its queue file's name and text, its transcript's text (null: it had none), and the archive holding it. */
+export interface ArchiveEntry {
+  id: string;
+  name: string;
+  queue: string;
+  transcript: string | null;
+  file: string;
+}
+
+/** The archive files, oldest first. */
+export function archiveFiles(stateDir: string): string[] {
+  const dir = archiveDir(stateDir);
+  let days: string[] = [];
+  try {
+    days = fs.readdirSync(dir).filter((d) => DAY_RE.test(d)).sort();
+  } catch {
+    return [];
+  }
+  const out: string[] = [];
+  for (const d of days) {
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(path.join(dir, d)).filter((n) => FILE_RE.test(n)).sort();
+    } catch {
+      continue;
+    }
+    for (const n of names) out.push(path.join(dir, d, n));
+  }
+  return out;
+}
+
+/** Every archived task by id, and the problems of files or lines that could not be read (named, skipped). */
+export function readArchive(stateDir: string): { entries: Map<string, ArchiveEntry>; problems: string[] } {
+  const entries = new Map<string, ArchiveEntry>();
+  const problems: string[] = [];
+  for (const file of archiveFiles(stateDir)) {
+    let text: string;
+    try {
+      text = zlib.gunzipSync(readFileBounded(file, 'archive'), { maxOutputLength: 1024 * 1024 * 1024 }).toString('utf8');
+    } catch (e) {
+      problems.push(`${file}: cannot read: ${(e as Error).message}`);
+      continue;
+    }
+    text.split('\n').forEach((line, i) => {
+      if (line === '') return;
+      let v: Partial<ArchiveEntry>;
+      try {
+        v = JSON.parse(line) as Partial<ArchiveEntry>;
+      } catch (e) {
+        problems.push(`${file}:${i + 1}: ${(e as Error).message}`);
+        return;
+      }
+      if (typeof v.id !== 'string' || typeof v.name !== 'string' || typeof v.queue !== 'string' || (v.transcript !== null && typeof v.transcript !== 'string')) {
+        problems.push(`${file}:${i + 1}: not an archived task`);
+        return;
+      }
+      if (entries.has(v.id)) return; // the first archiving stands
+      entries.set(v.id, { id: v.id, name: v.name, queue: v.queue, transcript: v.transcript ?? null, file });
+    });
+  }
+  return { entries, problems };
+}
+
+/** An archived task, parsed by the rules of the queue; null when it is not in the archive. */
+export async function archivedTask(stateDir: string, id: string, defaults: TaskDefaults): Promise<{ task: Task; transcript: string | null; file: string } | null> {
+  const e = readArchive(stateDir).entries.get(id);
+  if (!e) return null;
+  return { task: await parseTask(path.join(e.file, e.name), e.queue, defaults), transcript: e.transcript, file: e.file };
+}
+
+export interface ArchivePass {
+  /** Tasks moved into the new archive file. */
+  archived: string[];
+  /** The new archive file, or null. */
+  file: string | null;
+  /** Tasks already archived by a pass that was stopped before it removed their live files: removed now. */
+  finished: string[];
+  /** Day folders past agent.archive_days, left out of state/. */
+  dropped: string[];
+}
+
+const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
+
+/**
+ * One pass: finished tasks idle for `olderThanMs` whose queue file and
+ * transcript the newest checkpoint holds unchanged go into one new archive
+ * file, then leave the queue. The caller holds the state lock (so no
+ * checkpoint moves the tip meanwhile).
+ */
+export async function archiveFinished(
+  stateDir: string,
+  git: Git,
+  opts: { defaults: TaskDefaults; olderThanMs: number; keepDays: number; now: number },
+): Promise<ArchivePass> {
+  const res: ArchivePass = { archived: [], file: null, finished: [], dropped: [] };
+  // What the newest checkpoint holds, by path.
+  const tip = new Map<string, string>();
+  const ls = await git.run(['ls-tree', '-r', '--full-tree', 'refs/heads/main', '--', 'queue', 'transcripts'], { allowFail: true });
+  if (ls.code !== 0) return res;
+  for (const l of ls.stdout.split('\n')) {
+    const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/.exec(l);
+    if (m) tip.set(m[2] as string, m[1] as string);
+  }
+  const { tasks } = await readQueue(stateDir, opts.defaults);
+  const candidates = tasks.filter((t) => FINISHED.has(t.status) && opts.now - Date.parse(t.updated) >= opts.olderThanMs);
+  if (candidates.length > 0) {
+    const files = candidates.map((t) => {
+      const yaml = path.join(queueDir(stateDir), `${t.id}.yaml`);
+      const name = fs.existsSync(yaml) ? `${t.id}.yaml` : `${t.id}.yml`;
+      const tr = path.join(stateDir, 'transcripts', `${t.id}.jsonl`);
+      return { task: t, name, queueFile: path.join(queueDir(stateDir), name), transcriptFile: fs.existsSync(tr) ? tr : null };
+    });
+    const toHash = files.flatMap((f) => [f.queueFile, ...(f.transcriptFile ? [f.transcriptFile] : [])]);
+    const hashes = (await git.out(['hash-object', '--stdin-paths'], { input: toHash.join('\n') + '\n' })).split('\n');
+    const live = new Map(toHash.map((p, i) => [p, hashes[i] ?? '']));
+    const held = files.filter(
+      (f) =>
+        tip.get(`queue/${f.name}`) === live.get(f.queueFile) &&
+        (f.transcriptFile ? tip.get(`transcripts/${f.task.id}.jsonl`) === live.get(f.transcriptFile) : !tip.has(`transcripts/${f.task.id}.jsonl`)),
+    );
+    const { entries } = readArchive(stateDir);
+    const fresh: typeof held = [];
+    for (const f of held) {
+      const e = entries.get(f.task.id);
+      if (e && e.queue === fs.readFileSync(f.queueFile, 'utf8')) res.finished.push(f.task.id);
+      else if (!e) fresh.push(f);
+    }
+    if (fresh.length > 0) {
+      const d = new Date(opts.now);
+      const day = `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`;
+      const dir = path.join(archiveDir(stateDir), day);
+      const file = path.join(dir, `${pad(d.getUTCHours())}${pad(d.getUTCMinutes())}${pad(d.getUTCSeconds())}${pad(d.getUTCMilliseconds(), 3)}-${fresh.length}.jsonl.gz`);
+      if (fs.existsSync(file)) throw dataError(`${file}: exists already`);
+      const lines = fresh.map((f) =>
+        JSON.stringify({ id: f.task.id, name: f.name, queue: fs.readFileSync(f.queueFile, 'utf8'), transcript: f.transcriptFile ? fs.readFileSync(f.transcriptFile, 'utf8') : null }),
+      );
+      mkdirDurable(dir);
+      writeFileAtomic(file, zlib.gzipSync(lines.join('\n') + '\n', { level: 9 }));
+      res.file = file;
+      res.archived = fresh.map((f) => f.task.id);
+    }
+    const gone = new Set([...res.archived, ...res.finished]);
+    for (const f of files) {
+      if (!gone.has(f.task.id)) continue;
+      fs.rmSync(f.queueFile, { force: true });
+      if (f.transcriptFile) fs.rmSync(f.transcriptFile, { force: true });
+    }
+    if (gone.size > 0) {
+      fsyncDir(queueDir(stateDir));
+      if (fs.existsSync(path.join(stateDir, 'transcripts'))) fsyncDir(path.join(stateDir, 'transcripts'));
+    }
+  }
+  // Days past the horizon leave state/ (the checkpoints that hold them keep them).
+  const horizon = opts.now - opts.keepDays * 86_400_000;
+  let days: string[] = [];
+  try {
+    days = fs.readdirSync(archiveDir(stateDir)).filter((x) => DAY_RE.test(x));
+  } catch {
+    /* no archive yet */
+  }
+  for (const day of days) {
+    if (Date.parse(`${day}T00:00:00Z`) + 86_400_000 <= horizon) {
+      fs.rmSync(path.join(archiveDir(stateDir), day), { recursive: true, force: true });
+      res.dropped.push(day);
+    }
+  }
+  if (res.dropped.length > 0) fsyncDir(archiveDir(stateDir));
+  return res;
+}

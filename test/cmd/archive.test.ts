@@ -1,0 +1,129 @@
+// The archive of finished tasks (lib/queue/archive.ts): the agent moves a
+// finished task's queue file and transcript into state/archive once the
+// newest checkpoint holds them; every reader still finds the task, recovery
+// does not bring it back into the queue, and the checkpoints verify.
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import zlib from 'node:zlib';
+import { makeEnv, sw } from '../helpers.js';
+import { addTask, scriptedRun, startAgent, tasks, waitFor } from '../fixtures/agent.js';
+import { archiveFinished, archiveFiles, readArchive } from '../../lib/queue/archive.js';
+import { runPaths } from '../../lib/run.js';
+import { stateGit } from '../../lib/state/index.js';
+
+const archived = (stateDir: string): string[] => archiveFiles(stateDir);
+
+test('finished tasks move into the archive once checkpointed: list, show, status and recovery still see them, nothing comes back to the queue', { timeout: 90_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const step = (n: string) => [{ action: 'shell', command: `echo ${n} >> done.txt` }, { action: 'finish', summary: n }];
+    scriptedRun(t, { a1: step('a1'), a2: step('a2'), a3: step('a3') }, 'agent:\n  archive_after: 1s\n');
+    const ids = [await addTask(t, 'a1'), await addTask(t, 'a2'), await addTask(t, 'a3')];
+    const st = path.join(t.stateDir, 'run1', 'state');
+    const a = startAgent(t);
+    await waitFor('three tasks completed', async () => (await tasks(t)).filter((x) => x.status === 'completed').length === 3, 30_000, a);
+    await waitFor('the three archived', () => ids.every((id) => !fs.existsSync(path.join(st, 'queue', `${id}.yaml`)) && !fs.existsSync(path.join(st, 'transcripts', `${id}.jsonl`))), 20_000, a);
+    // A crash right after: recovery must not bring them back from the task log.
+    await a.stop('SIGKILL');
+    const r = await sw('sw-recover', ['run1', '--json'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    const rj = JSON.parse(String(r.stdout)) as { action: string; reconciled: Array<{ task: string }>; lost: string[]; problems: string[] };
+    assert.ok(!rj.reconciled.some((c) => ids.includes(c.task)), JSON.stringify(rj));
+    assert.deepEqual(rj.lost, []);
+    assert.deepEqual(rj.problems, []);
+    for (const id of ids) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), false, `${id} not back in the queue`);
+    assert.match(a.output(), /archived (1 finished task|\d+ finished tasks) in archive\/\d{4}-\d\d-\d\d\/\d{9}-\d+\.jsonl\.gz/);
+    const files = archived(st);
+    assert.ok(files.length >= 1);
+    const lines = files.flatMap((f) => zlib.gunzipSync(fs.readFileSync(f)).toString('utf8').split('\n').filter(Boolean)).map((l) => JSON.parse(l) as { id: string; queue: string; transcript: string });
+    assert.deepEqual(lines.map((l) => l.id).sort(), [...ids].sort());
+    for (const l of lines) {
+      assert.match(l.queue, /status: completed/);
+      assert.match(l.transcript, /"type":"end"/);
+    }
+    // list and status count them; show reads them from the archive.
+    const list = await tasks(t);
+    assert.deepEqual(list.map((x) => [x.id, x.status, x.archived]).sort(), ids.map((id) => [id, 'completed', true]).sort());
+    const show = await sw('sw-agent', ['show', 'run1', ids[0] as string, '--json'], t);
+    assert.equal(show.exitCode, 0, String(show.stderr));
+    const sj = JSON.parse(String(show.stdout)) as { status: string; transcript: Array<{ type: string }>; archived: string };
+    assert.equal(sj.status, 'completed');
+    assert.ok(sj.transcript.some((l) => l.type === 'end'));
+    assert.match(sj.archived, /archive\/\d{4}-\d\d-\d\d\//);
+    const status = await sw('sw-agent', ['status', 'run1', '--json'], t);
+    assert.equal((JSON.parse(String(status.stdout)) as { queue: { completed: number } }).queue.completed, 3, String(status.stdout));
+    // A checkpoint holds the archive, and every checkpoint verifies.
+    const c = await sw('sw-checkpoint', ['create', 'run1'], t);
+    assert.equal(c.exitCode, 0, String(c.stderr));
+    const v = await sw('sw-checkpoint', ['verify', 'run1'], t);
+    assert.equal(v.exitCode, 0, String(v.stdout) + String(v.stderr));
+    // A new task gets an id no archived task had, and runs.
+    const b = startAgent(t);
+    scriptedRun(t, { a1: step('a1'), a2: step('a2'), a3: step('a3'), a4: step('a4') }, 'agent:\n  archive_after: 1s\n');
+    const id4 = await addTask(t, 'a4');
+    assert.ok(!ids.includes(id4));
+    await waitFor('the fourth completed', async () => (await tasks(t)).find((x) => x.id === id4)?.status === 'completed', 30_000, b);
+    assert.equal(await b.stop(), 0);
+    assert.equal(fs.readFileSync(path.join(t.stateDir, 'run1', 'workspace', 'done.txt'), 'utf8'), 'a1\na2\na3\na4\n');
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('an archiving pass takes only what the newest checkpoint holds unchanged, finishes an interrupted pass, and drops days past the horizon', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const paths = runPaths('run1', t.env);
+    const init = await sw('sw-agent', ['init', 'run1'], t);
+    assert.equal(init.exitCode, 0, String(init.stderr));
+    const c0 = await sw('sw-checkpoint', ['create', 'run1'], t);
+    assert.equal(c0.exitCode, 0, String(c0.stderr));
+    const st = paths.stateDir;
+    const now = Date.now();
+    const old = new Date(now - 2 * 3_600_000).toISOString();
+    const write = (id: string, status: string): void => {
+      fs.writeFileSync(path.join(st, 'queue', `${id}.yaml`), `id: ${id}\ntitle: ${id}\nprompt: do ${id}\nstatus: ${status}\nattempt: 1\ncreated: ${old}\nupdated: ${old}\n`);
+      fs.writeFileSync(path.join(st, 'transcripts', `${id}.jsonl`), `{"type":"attempt","attempt":1,"ts":"${old}"}\n`);
+    };
+    write('done1', 'completed');
+    write('done2', 'failed');
+    write('live', 'pending');
+    write('changed', 'completed');
+    const c1 = await sw('sw-checkpoint', ['create', 'run1'], t);
+    assert.equal(c1.exitCode, 0, String(c1.stderr));
+    // Changed since the checkpoint: not archived until a checkpoint holds it.
+    fs.appendFileSync(path.join(st, 'transcripts', 'changed.jsonl'), `{"type":"end","attempt":1,"ts":"${old}","outcome":"completed"}\n`);
+    // An archive day past the horizon.
+    fs.mkdirSync(path.join(st, 'archive', '2000-01-01'), { recursive: true });
+    fs.writeFileSync(path.join(st, 'archive', '2000-01-01', '000000000-1.jsonl.gz'), zlib.gzipSync('{"id":"ancient","name":"ancient.yaml","queue":"id: ancient\\n","transcript":null}\n'));
+    const defaults = { max_attempts: 3, timeout: 3_600_000 };
+    const r = await archiveFinished(st, stateGit(paths), { defaults, olderThanMs: 3_600_000, keepDays: 30, now });
+    assert.deepEqual(r.archived.sort(), ['done1', 'done2']);
+    assert.deepEqual(r.dropped, ['2000-01-01']);
+    for (const id of ['done1', 'done2']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), false);
+    for (const id of ['live', 'changed']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), true);
+    assert.deepEqual([...readArchive(st).entries.keys()].sort(), ['done1', 'done2']);
+    // A pass stopped before it removed the live files: the next one removes them, archives nothing twice.
+    const e = readArchive(st).entries.get('done1');
+    fs.writeFileSync(path.join(st, 'queue', 'done1.yaml'), e?.queue as string);
+    fs.writeFileSync(path.join(st, 'transcripts', 'done1.jsonl'), e?.transcript as string);
+    const c2 = await sw('sw-checkpoint', ['create', 'run1'], t);
+    assert.equal(c2.exitCode, 0, String(c2.stderr));
+    const r2 = await archiveFinished(st, stateGit(paths), { defaults, olderThanMs: 3_600_000, keepDays: 30, now: now + 1 });
+    assert.deepEqual(r2.finished, ['done1']);
+    assert.deepEqual(r2.archived, ['changed'], 'changed is in the newest checkpoint now');
+    assert.equal(fs.existsSync(path.join(st, 'queue', 'done1.yaml')), false);
+    assert.equal(archiveFiles(st).length, 2);
+    // A damaged archive is a problem recovery names (and the checkpoints hold it intact).
+    const f = archiveFiles(st)[0] as string;
+    const bytes = fs.readFileSync(f);
+    bytes[bytes.length - 6] = (bytes[bytes.length - 6] as number) ^ 0xff;
+    fs.writeFileSync(f, bytes);
+    assert.equal(readArchive(st).problems.length, 1, readArchive(st).problems.join('\n'));
+  } finally {
+    t.cleanup();
+  }
+});
