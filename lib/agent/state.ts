@@ -11,7 +11,7 @@ import { EXIT, SwError, noInputError, usageError } from '../exit.js';
 import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
 import { lockHolder } from '../lock.js';
 import { listRejected } from '../queue/reject.js';
-import { archivedTask, readArchive } from '../queue/archive.js';
+import { archivedTask, readArchive, readArchiveIds } from '../queue/archive.js';
 import { MAX_TASK_TIMEOUT_MS, parseTask, queueDir, readQueue, readTaskFile, taskFile, taskSpec, titleOf, writeTask, type QueueRead, type Task, type TaskDefaults } from '../queue/task.js';
 import { parseJsonText, readTextFile } from '../safefile.js';
 import type { RunPaths } from '../run.js';
@@ -152,7 +152,7 @@ export async function addTask(paths: RunPaths, config: RunConfig, opts: AddOptio
     mkdirDurable(queueDir(paths.stateDir));
     let id: string;
     // Not an id a finished task had either (its files may be in the archive).
-    const used = readArchive(paths.stateDir).entries;
+    const used = readArchiveIds(paths.stateDir);
     do id = `${slug(title)}-${crypto.randomBytes(2).toString('hex')}`;
     while (exists(taskFile(paths.stateDir, id)) || used.has(id));
     const now = new Date().toISOString();

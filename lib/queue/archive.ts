@@ -95,6 +95,34 @@ export function readArchive(stateDir: string): { entries: Map<string, ArchiveEnt
   return { entries, problems };
 }
 
+/** The ids file beside an archive: its tasks' ids, a line each, so a reader of ids need not inflate the archive. */
+const idsFile = (file: string): string => file.replace(/\.jsonl\.gz$/, '.ids');
+
+/**
+ * The ids of every archived task (recovery's reconciliation, a new task's id):
+ * from the ids files, or from an archive itself where its ids file is missing
+ * (a pass stopped between the two).
+ */
+export function readArchiveIds(stateDir: string): Set<string> {
+  const ids = new Set<string>();
+  let whole: Map<string, ArchiveEntry> | null = null;
+  for (const file of archiveFiles(stateDir)) {
+    let text: string | null = null;
+    try {
+      text = readFileBounded(idsFile(file), 'archive').toString('utf8');
+    } catch {
+      text = null;
+    }
+    if (text !== null) {
+      for (const id of text.split('\n')) if (id) ids.add(id);
+      continue;
+    }
+    whole ??= readArchive(stateDir).entries;
+    for (const e of whole.values()) if (e.file === file) ids.add(e.id);
+  }
+  return ids;
+}
+
 /** An archived task, parsed by the rules of the queue; null when it is not in the archive. */
 export async function archivedTask(stateDir: string, id: string, defaults: TaskDefaults): Promise<{ task: Task; transcript: string | null; file: string } | null> {
   const e = readArchive(stateDir).entries.get(id);
@@ -170,6 +198,7 @@ export async function archiveFinished(
       );
       mkdirDurable(dir);
       writeFileAtomic(file, zlib.gzipSync(lines.join('\n') + '\n', { level: 9 }));
+      writeFileAtomic(idsFile(file), fresh.map((f) => f.task.id).join('\n') + '\n');
       res.file = file;
       res.archived = fresh.map((f) => f.task.id);
     }

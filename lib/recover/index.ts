@@ -33,7 +33,7 @@ import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInf
 import { readJournalLocked } from '../tasklog/journal.js';
 import { sha256 } from '../tasklog/copy.js';
 import { appendLine, readTranscript, transcriptFile } from '../agent/transcript.js';
-import { readArchive } from '../queue/archive.js';
+import { readArchiveIds } from '../queue/archive.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
 import { freshState, keepForensics, restoreStateFiles, restoreWorkspace, stamp } from './restore.js';
@@ -253,7 +253,7 @@ async function reconcile(
   save: () => void = () => {},
 ): Promise<void> {
   const current = tasks ?? (await readQueue(paths.stateDir, taskDefaults(config))).tasks;
-  const plan = planReconcile(current, history.tasks, new Date().toISOString(), new Set(readArchive(paths.stateDir).entries.keys()));
+  const plan = planReconcile(current, history.tasks, new Date().toISOString(), readArchiveIds(paths.stateDir));
   res.reconciled = mergeChanges(prior, plan.changes);
   res.lost = plan.lost;
   res.requeued = res.reconciled.filter((c) => c.after.status === 'pending' && c.before !== null && c.before.status !== 'pending').length;

@@ -10,7 +10,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { makeEnv, sw } from '../helpers.js';
 import { addTask, scriptedRun, startAgent, tasks, waitFor } from '../fixtures/agent.js';
-import { archiveFinished, archiveFiles, readArchive } from '../../lib/queue/archive.js';
+import { archiveFinished, archiveFiles, readArchive, readArchiveIds } from '../../lib/queue/archive.js';
 import { runPaths } from '../../lib/run.js';
 import { stateGit } from '../../lib/state/index.js';
 
@@ -106,6 +106,10 @@ test('an archiving pass takes only what the newest checkpoint holds unchanged, f
     for (const id of ['done1', 'done2']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), false);
     for (const id of ['live', 'changed']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), true);
     assert.deepEqual([...readArchive(st).entries.keys()].sort(), ['done1', 'done2']);
+    assert.deepEqual([...readArchiveIds(st)].sort(), ['done1', 'done2']);
+    // Without its ids file, an archive's ids are read from the archive itself.
+    for (const f of archiveFiles(st)) fs.rmSync(f.replace(/\.jsonl\.gz$/, '.ids'));
+    assert.deepEqual([...readArchiveIds(st)].sort(), ['done1', 'done2']);
     // A pass stopped before it removed the live files: the next one removes them, archives nothing twice.
     const e = readArchive(st).entries.get('done1');
     fs.writeFileSync(path.join(st, 'queue', 'done1.yaml'), e?.queue as string);
