@@ -20,7 +20,7 @@ import { escalatedAt, protection, writability, type Escalated } from '../lib/hea
 import { Agent } from '../lib/agent/loop.js';
 import { createBackend } from '../lib/agent/llm/index.js';
 import { describeAction } from '../lib/agent/schema.js';
-import { addTask, agentProcess, cancelTask, ensureRun, parseTaskTimeout, decideApproval, findTask, listApprovals, listTasks, readAgentState, setPaused, type Approval } from '../lib/agent/state.js';
+import { addTask, agentProcess, cancelTask, ensureRun, parseTaskTimeout, decideApproval, findTask, listApprovals, listTasks, readAgentState, setPaused, taskCounts, type Approval } from '../lib/agent/state.js';
 import { parseTranscript, readTranscript, transcriptFile } from '../lib/agent/transcript.js';
 
 /** The keys a task's defaults come from. */
@@ -284,8 +284,7 @@ function cmdStatus(program: Command): void {
       const holder = agentProcess(paths);
       const running = holder !== null;
       const st = readAgentState(paths);
-      const { tasks, invalid } = await listTasks(paths, config);
-      const counts = Object.fromEntries(TASK_STATUSES.map((s) => [s, tasks.filter((t) => t.status === s).length]));
+      const { counts, invalid } = await taskCounts(paths, config);
       const pending = listApprovals(paths).filter((a) => a.status === 'pending');
       const gov = readDecision(paths.roots.runtimeDir);
       const [prot, { escalated, damage }] = await Promise.all([protection(paths, ws), escalation(paths)]);

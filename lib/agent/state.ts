@@ -11,8 +11,8 @@ import { EXIT, SwError, noInputError, usageError } from '../exit.js';
 import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
 import { lockHolder } from '../lock.js';
 import { listRejected } from '../queue/reject.js';
-import { archivedTask, readArchive, readArchiveIds } from '../queue/archive.js';
-import { MAX_TASK_TIMEOUT_MS, parseTask, queueDir, readQueue, readTaskFile, taskFile, taskSpec, titleOf, writeTask, type QueueRead, type Task, type TaskDefaults } from '../queue/task.js';
+import { archivedTask, readArchive, readArchiveIds, readArchiveIndex } from '../queue/archive.js';
+import { MAX_TASK_TIMEOUT_MS, TASK_STATUSES, parseTask, queueDir, readQueue, readTaskFile, taskFile, taskSpec, titleOf, writeTask, type QueueRead, type Task, type TaskDefaults, type TaskStatus } from '../queue/task.js';
 import { parseJsonText, readTextFile } from '../safefile.js';
 import type { RunPaths } from '../run.js';
 import { INITIAL_AGENT_STATE, agentLockFile, initRun, lockState, runExists } from '../state/layout.js';
@@ -219,6 +219,19 @@ export async function setPaused(paths: RunPaths, paused: boolean, reason: string
   const s = await updateAgentState(paths, { paused, pause_reason: paused ? reason : null });
   TaskLog.forRun(paths).append({ t: paused ? 'paused' : 'resumed', reason });
   return s;
+}
+
+/** How many tasks are in each status: the queue's, and the archive's from its index (not inflated). */
+export async function taskCounts(paths: RunPaths, config: RunConfig): Promise<QueueRead & { counts: Record<TaskStatus, number> }> {
+  const q = await readQueue(paths.stateDir, taskDefaults(config));
+  const counts = Object.fromEntries(TASK_STATUSES.map((st) => [st, 0])) as Record<TaskStatus, number>;
+  const live = new Set<string>();
+  for (const t of q.tasks) {
+    counts[t.status]++;
+    live.add(t.id);
+  }
+  for (const [id, st] of readArchiveIndex(paths.stateDir)) if (!live.has(id) && st in counts) counts[st as TaskStatus]++;
+  return { ...q, counts };
 }
 
 /** The queue's tasks and the archive's (lib/queue/archive.ts), as one list; which ids are archived; what of the archive could not be read. */

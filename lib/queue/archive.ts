@@ -95,32 +95,42 @@ export function readArchive(stateDir: string): { entries: Map<string, ArchiveEnt
   return { entries, problems };
 }
 
-/** The ids file beside an archive: its tasks' ids, a line each, so a reader of ids need not inflate the archive. */
-const idsFile = (file: string): string => file.replace(/\.jsonl\.gz$/, '.ids');
+/** The index beside an archive: a line per task, `ID STATUS`, so readers of ids and counts need not inflate the archive. */
+const indexFile = (file: string): string => file.replace(/\.jsonl\.gz$/, '.ids');
+
+const statusOf = (queueText: string): string => /^status:\s*(\S+)/m.exec(queueText)?.[1] ?? 'completed';
 
 /**
- * The ids of every archived task (recovery's reconciliation, a new task's id):
- * from the ids files, or from an archive itself where its ids file is missing
- * (a pass stopped between the two).
+ * Every archived task's id and status (recovery's reconciliation, a new task's
+ * id, the counts of status and the report): from the index files, or from an
+ * archive itself where its index is missing (a pass stopped between the two).
  */
-export function readArchiveIds(stateDir: string): Set<string> {
-  const ids = new Set<string>();
+export function readArchiveIndex(stateDir: string): Map<string, string> {
+  const out = new Map<string, string>();
   let whole: Map<string, ArchiveEntry> | null = null;
   for (const file of archiveFiles(stateDir)) {
     let text: string | null = null;
     try {
-      text = readFileBounded(idsFile(file), 'archive').toString('utf8');
+      text = readFileBounded(indexFile(file), 'archive').toString('utf8');
     } catch {
       text = null;
     }
     if (text !== null) {
-      for (const id of text.split('\n')) if (id) ids.add(id);
+      for (const l of text.split('\n')) {
+        const [id, status] = l.split(' ');
+        if (id && !out.has(id)) out.set(id, status ?? 'completed');
+      }
       continue;
     }
     whole ??= readArchive(stateDir).entries;
-    for (const e of whole.values()) if (e.file === file) ids.add(e.id);
+    for (const e of whole.values()) if (e.file === file && !out.has(e.id)) out.set(e.id, statusOf(e.queue));
   }
-  return ids;
+  return out;
+}
+
+/** The ids of every archived task. */
+export function readArchiveIds(stateDir: string): Set<string> {
+  return new Set(readArchiveIndex(stateDir).keys());
 }
 
 /** An archived task, parsed by the rules of the queue; null when it is not in the archive. */
@@ -198,7 +208,7 @@ export async function archiveFinished(
       );
       mkdirDurable(dir);
       writeFileAtomic(file, zlib.gzipSync(lines.join('\n') + '\n', { level: 9 }));
-      writeFileAtomic(idsFile(file), fresh.map((f) => f.task.id).join('\n') + '\n');
+      writeFileAtomic(indexFile(file), fresh.map((f) => `${f.task.id} ${f.task.status}`).join('\n') + '\n');
       res.file = file;
       res.archived = fresh.map((f) => f.task.id);
     }

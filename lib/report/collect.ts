@@ -12,7 +12,8 @@ import type { RunConfig } from '../config/index.js';
 import { workspaceDir } from '../config/index.js';
 import { listRejected } from '../queue/reject.js';
 import { checkpointAttempts, escalatedAt, failingFrom, protection, writability, type Protection } from '../health.js';
-import { agentProcess, listApprovals, listTasks, readAgentState } from '../agent/state.js';
+import { agentProcess, listApprovals, readAgentState, taskCounts } from '../agent/state.js';
+import type { TaskStatus } from '../queue/task.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
 import { TaskLog, describeCorrupt } from '../tasklog/index.js';
 import { queryRows } from '../tasklog/schema.js';
@@ -374,9 +375,9 @@ async function fromSnapshot(
   const ckSeries = rows(db, `SELECT ts, kind FROM checkpoints WHERE ${inWin('ts')} ORDER BY ts`, W).map((r) => ({ time: isoUtc(n(r[0])), kind: String(r[1]) }));
 
   // The queue and approvals now.
-  const { tasks, invalid } = await listTasks(paths, config);
+  const { tasks, counts, invalid } = await taskCounts(paths, config);
   const rejected = listRejected(paths.stateDir);
-  const count = (st: string): number => tasks.filter((t) => t.status === st).length;
+  const count = (st: TaskStatus): number => counts[st];
   const queue = { pending: count('pending'), in_progress: count('in_progress'), completed: count('completed'), failed: count('failed'), cancelled: count('cancelled'), invalid: invalid.length, invalid_files: invalid.slice(0, 5).map((b) => (b.error.startsWith(b.file) ? b.error : `${b.file}: ${b.error}`)), rejected: rejected.length, rejected_files: rejected.slice(0, 5).map((r) => `${r.file}${r.reason ? `: ${r.reason}` : ''}`) };
   const approvals = listApprovals(paths)
     .filter((a) => a.status === 'pending')
