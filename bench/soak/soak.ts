@@ -7,9 +7,11 @@
 //        [--day-seconds S] [--drain-seconds S] [--seed N] [--out FILE] [--keep]
 //
 // Time is compressed with the keys and drop-ins a user has (no fake clock):
-// a simulated day is S seconds; routine checkpoints, retention, the report
-// (mailed once a simulated day, over that day), heartbeats, the governor's
-// interval, the watchdog, recovery's window and stable_after are scaled to it.
+// a simulated day is S seconds; routine checkpoints, retention (the daily
+// timer, the agent's under disk pressure, the task log's fold of samples older
+// than a week), the report (mailed once a simulated day, over that day),
+// heartbeats, the governor's interval, the watchdog, recovery's window and
+// stable_after are scaled to it.
 //
 // Ground truth: every task's effect is a set of lines in the workspace
 // (`<id> s<i>`, one per step) and a ledger outside it of every execution.
@@ -211,6 +213,11 @@ async function main(): Promise<number> {
         '    keep_hourly: 24',
         '    keep_daily: 7',
         '    keep_weekly: 4',
+        `  pressure_every: ${secs(30 * 60, 1)}`,
+        // Resource samples fold after a simulated week (the full soak's last day).
+        'tasklog:',
+        `  downsample_after: ${secs(7 * 86_400, 60)}`,
+        `  downsample_bucket: ${secs(5 * 60, 1)}`,
         '',
       ].join('\n');
     const writeConfig = (rssLimit?: string): void => fs.writeFileSync(path.join(root, 'etc/selfware', `${RUN}.yaml`), config(rssLimit));

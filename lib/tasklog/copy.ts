@@ -5,6 +5,8 @@
 // journal. The ref keeps the blob through git gc; older copies are dropped.
 
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import crypto from 'node:crypto';
 import { FILE_LIMITS } from '../safefile.js';
 import { GitError } from '../git.js';
@@ -39,17 +41,25 @@ export function readDbCopy(repo: string, sha: string): Buffer | null {
   }
 }
 
-/** The shas of the copies the store holds. */
-export function listDbCopies(repo: string): string[] {
+/** The copies the store holds: the database's sha256 and the blob holding it. */
+function copies(repo: string): Array<{ sha: string; blob: string }> {
   try {
-    return gitSync(repo, ['for-each-ref', '--format=%(refname)', DB_COPY_REFS])
+    return gitSync(repo, ['for-each-ref', '--format=%(refname) %(objectname)', DB_COPY_REFS])
       .toString('utf8')
       .split('\n')
       .filter((l) => l.startsWith(DB_COPY_REFS))
-      .map((l) => l.slice(DB_COPY_REFS.length));
+      .map((l) => {
+        const [ref, blob] = l.split(' ') as [string, string];
+        return { sha: ref.slice(DB_COPY_REFS.length), blob };
+      });
   } catch {
     return [];
   }
+}
+
+/** The shas of the copies the store holds. */
+export function listDbCopies(repo: string): string[] {
+  return copies(repo).map((c) => c.sha);
 }
 
 /**
@@ -59,13 +69,21 @@ export function listDbCopies(repo: string): string[] {
  */
 export function storeDbCopy(repo: string, bytes: Buffer): { stored: boolean; sha: string } {
   const sha = sha256(bytes);
-  const have = listDbCopies(repo);
-  const stored = !have.includes(sha);
+  const have = copies(repo);
+  const stored = !have.some((c) => c.sha === sha);
+  let blob = have.find((c) => c.sha === sha)?.blob ?? '';
   if (stored) {
-    const blob = gitSync(repo, ['hash-object', '-w', '--stdin'], bytes).toString('utf8').trim();
+    blob = gitSync(repo, ['hash-object', '-w', '--stdin'], bytes).toString('utf8').trim();
     gitSync(repo, ['update-ref', `${DB_COPY_REFS}${sha}`, blob]);
   }
-  // The old copies go only once the new one is in place.
-  for (const old of have) if (old !== sha) gitSync(repo, ['update-ref', '-d', `${DB_COPY_REFS}${old}`]);
+  // The old copies go only once the new one is in place, their blobs with them when loose: a copy is
+  // the whole database, and one a compaction (an hour of a busy run, past 10 MiB after a week) left
+  // for the daily prune would add up to hundreds of MiB a day. Nothing else names such a blob (the
+  // database is not in state/), and no reader wants it (they read the copy their journal names).
+  for (const old of have) {
+    if (old.sha === sha) continue;
+    gitSync(repo, ['update-ref', '-d', `${DB_COPY_REFS}${old.sha}`]);
+    if (/^[0-9a-f]{40}$/.test(old.blob) && old.blob !== blob) fs.rmSync(path.join(repo, 'objects', old.blob.slice(0, 2), old.blob.slice(2)), { force: true });
+  }
   return { stored, sha };
 }

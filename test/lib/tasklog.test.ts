@@ -279,3 +279,39 @@ test('SIGKILL at random instants: every acknowledged event is there, the log ope
     t.cleanup();
   }
 });
+
+test("a compaction's copy of the database in state.git replaces the last one, its loose blob removed at once, not left for the daily prune", { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const repo = path.join(t.dir, 'state.git');
+    await execa('git', ['init', '--quiet', '--bare', repo]);
+    const log = new TaskLog(path.join(t.dir, 'tasklog.db'), path.join(t.dir, 'tasklog.journal'), repo);
+    await log.init();
+    const copies = async (): Promise<Array<[string, string]>> =>
+      String((await execa('git', ['--git-dir', repo, 'for-each-ref', '--format=%(refname) %(objectname)', 'refs/selfware/tasklog-db/'])).stdout)
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => l.split(' ') as [string, string]);
+    const blobs: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      log.appendMany(Array.from({ length: 200 }, (_, i) => ({ t: 'resource_sample', vram_used_mb: round * 1000 + i, cpu_load: i })));
+      await log.compact();
+      const c = await copies();
+      assert.equal(c.length, 1, `round ${round}: one copy`);
+      blobs.push((c[0] as [string, string])[1]);
+    }
+    assert.equal(new Set(blobs).size, 3, 'a new copy each time');
+    for (const old of blobs.slice(0, 2)) {
+      assert.equal(fs.existsSync(path.join(repo, 'objects', old.slice(0, 2), old.slice(2))), false, `old copy ${old} removed`);
+      assert.notEqual((await execa('git', ['--git-dir', repo, 'cat-file', '-e', old], { reject: false })).exitCode, 0);
+    }
+    const last = blobs[2] as string;
+    assert.equal((await execa('git', ['--git-dir', repo, 'cat-file', '-e', last], { reject: false })).exitCode, 0);
+    const fsck = await execa('git', ['--git-dir', repo, 'fsck', '--strict', '--unreachable'], { reject: false });
+    assert.equal(fsck.exitCode, 0, String(fsck.stderr));
+    assert.equal(String(fsck.stdout).trim(), '', 'nothing unreachable left');
+    assert.equal((await log.verify()).ok, true);
+  } finally {
+    t.cleanup();
+  }
+});
