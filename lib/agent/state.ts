@@ -204,8 +204,8 @@ export async function readTask(paths: RunPaths, config: RunConfig, id: string): 
 export async function cancelTask(paths: RunPaths, config: RunConfig, id: string, reason = 'cancelled by a human'): Promise<Task> {
   const lock = await lockState(paths);
   try {
-    const t = await readTask(paths, config, id);
-    if (t.status === 'completed' || t.status === 'failed' || t.status === 'cancelled') throw new SwError(`task ${id} is already ${t.status}`, EXIT.FAIL);
+    const { task: t, archive } = await findTask(paths, config, id);
+    if (t.status === 'completed' || t.status === 'failed' || t.status === 'cancelled') throw new SwError(`task ${id} is already ${t.status}${archive ? ' (archived)' : ''}`, EXIT.FAIL);
     const next: Task = { ...t, status: 'cancelled', reason, updated: new Date().toISOString() };
     TaskLog.forRun(paths).append({ t: 'task_outcome', task: id, attempt: t.attempt, outcome: 'cancelled', reason });
     await writeTask(paths.stateDir, next);

@@ -190,12 +190,14 @@ export async function archiveFinished(
         tip.get(`queue/${f.name}`) === live.get(f.queueFile) &&
         (f.transcriptFile ? tip.get(`transcripts/${f.task.id}.jsonl`) === live.get(f.transcriptFile) : !tip.has(`transcripts/${f.task.id}.jsonl`)),
     );
-    const { entries } = readArchive(stateDir);
+    // Already archived (a pass stopped before it removed the live files): found by the index, compared whole.
+    const index = readArchiveIndex(stateDir);
+    const entries = held.some((f) => index.has(f.task.id)) ? readArchive(stateDir).entries : new Map<string, ArchiveEntry>();
     const fresh: typeof held = [];
     for (const f of held) {
-      const e = entries.get(f.task.id);
+      const e = index.has(f.task.id) ? entries.get(f.task.id) : undefined;
       if (e && e.queue === fs.readFileSync(f.queueFile, 'utf8')) res.finished.push(f.task.id);
-      else if (!e) fresh.push(f);
+      else if (!index.has(f.task.id)) fresh.push(f);
     }
     if (fresh.length > 0) {
       const d = new Date(opts.now);

@@ -53,6 +53,9 @@ test('finished tasks move into the archive once checkpointed: list, show, status
     assert.equal(sj.status, 'completed');
     assert.ok(sj.transcript.some((l) => l.type === 'end'));
     assert.match(sj.archived, /archive\/\d{4}-\d\d-\d\d\//);
+    const cancel = await sw('sw-agent', ['cancel', 'run1', ids[1] as string], t);
+    assert.equal(cancel.exitCode, 1);
+    assert.match(String(cancel.stderr), new RegExp(`task ${ids[1]} is already completed \\(archived\\)`));
     const status = await sw('sw-agent', ['status', 'run1', '--json'], t);
     assert.equal((JSON.parse(String(status.stdout)) as { queue: { completed: number } }).queue.completed, 3, String(status.stdout));
     // A checkpoint holds the archive, and every checkpoint verifies.
