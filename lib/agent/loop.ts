@@ -16,6 +16,7 @@ import { diskPressure, readDecision, type Decision } from '../governor/decision.
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
 import type { Output } from '../output.js';
+import { DirCache } from '../queue/dircache.js';
 import { SETTLE_MS, rejectionEvent, setAsideInvalid, type SetAsideResult } from '../queue/reject.js';
 import { queueDir, readQueue, runOrder, taskFile, writeTask, type Task } from '../queue/task.js';
 import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
@@ -107,7 +108,6 @@ export class Agent {
   private idleWarned = false;
   private lastStatus = '';
   private tokensPerS: number | null = null;
-  private queueCache: { key: string; tasks: Task[] } | null = null;
   /** Bad queue entries that cannot be set aside, warned about once. */
   private warnedFiles = new Set<string>();
   private governorNote = '';
@@ -124,6 +124,8 @@ export class Agent {
   private llmErrors = 0;
   /** Levels that failed to load, and until when not to try them again. */
   private readonly badLevels = new Map<Quant, number>();
+  /** The queue's runnable tasks, read again only when queue/ changed (lib/queue/dircache.ts). */
+  private readonly queueCache: DirCache<Task[]>;
 
   constructor(paths: RunPaths, config: RunConfig, opts: AgentOptions) {
     this.paths = paths;
@@ -133,6 +135,7 @@ export class Agent {
     this.ws = workspaceDir(config, paths);
     this.log = TaskLog.forRun(paths);
     this.tick = opts.tickMs ?? 1000;
+    this.queueCache = new DirCache(queueDir(paths.stateDir));
   }
 
   /** The whole life of the agent process; returns its exit status. */
@@ -526,30 +529,19 @@ export class Agent {
    * valid tasks are set aside in queue/rejected/, so no file can stop the run.
    */
   private async queue(): Promise<Task[]> {
-    const dir = queueDir(this.paths.stateDir);
-    const dirKey = (): string | null => {
-      try {
-        const st = fs.statSync(dir);
-        return `${st.mtimeMs}:${st.ino}`;
-      } catch {
-        return null;
-      }
-    };
-    const key = dirKey();
-    if (key === null) return [];
-    if (this.queueCache && this.queueCache.key === key) return this.queueCache.tasks;
-    const defaults = taskDefaults(this.config);
-    let q = await readQueue(this.paths.stateDir, defaults);
-    const aside = q.invalid.length > 0 ? await this.setAside() : { waiting: false, seen: new Set<string>() };
-    const adopted = await this.adopt(q.tasks);
-    const after = dirKey();
-    if (q.invalid.length > 0 || adopted.count > 0) q = await readQueue(this.paths.stateDir, defaults);
-    // A task not adopted yet (its file is still settling) does not run.
-    const tasks = q.tasks.filter((t) => this.known?.has(t.id));
-    // Entries that wait to settle or appeared meanwhile: look again next time even if the directory is unchanged.
-    const again = aside.waiting || adopted.waiting || q.invalid.some((e) => !aside.seen.has(e.error)) || tasks.length < q.tasks.length || after === null;
-    this.queueCache = again ? null : { key: after, tasks };
-    return tasks;
+    const tasks = await this.queueCache.get(async () => {
+      const defaults = taskDefaults(this.config);
+      let q = await readQueue(this.paths.stateDir, defaults);
+      const aside = q.invalid.length > 0 ? await this.setAside() : { waiting: false, seen: new Set<string>() };
+      const adopted = await this.adopt(q.tasks);
+      if (q.invalid.length > 0 || adopted.count > 0) q = await readQueue(this.paths.stateDir, defaults);
+      // A task not adopted yet (its file is still settling) does not run.
+      const value = q.tasks.filter((t) => this.known?.has(t.id));
+      // Entries that wait to settle or appeared meanwhile: look again next time even if the directory is unchanged.
+      const again = aside.waiting || adopted.waiting || q.invalid.some((e) => !aside.seen.has(e.error)) || value.length < q.tasks.length;
+      return { value, again };
+    });
+    return tasks ?? [];
   }
 
   /**
