@@ -11,7 +11,7 @@ import { EXIT, SwError, noInputError, usageError } from '../exit.js';
 import { exists, mkdirDurable, writeFileAtomic } from '../fsutil.js';
 import { lockHolder } from '../lock.js';
 import { listRejected } from '../queue/reject.js';
-import { archivedTask, readArchive, readArchiveIds, readArchiveIndex } from '../queue/archive.js';
+import { archivedTask, readArchive, readArchiveIds, readArchiveIndex, readDropped } from '../queue/archive.js';
 import { MAX_TASK_TIMEOUT_MS, TASK_STATUSES, parseTask, queueDir, readQueue, readTaskFile, taskFile, taskSpec, titleOf, writeTask, type QueueRead, type Task, type TaskDefaults, type TaskStatus } from '../queue/task.js';
 import { parseJsonText, readTextFile } from '../safefile.js';
 import type { RunPaths } from '../run.js';
@@ -204,6 +204,8 @@ export async function readTask(paths: RunPaths, config: RunConfig, id: string): 
 export async function cancelTask(paths: RunPaths, config: RunConfig, id: string, reason = 'cancelled by a human'): Promise<Task> {
   const lock = await lockState(paths);
   try {
+    const gone = readDropped(paths.stateDir).get(id);
+    if (gone) throw new SwError(`task ${id} is already ${gone.status} (archived)`, EXIT.FAIL);
     const { task: t, archive } = await findTask(paths, config, id);
     if (t.status === 'completed' || t.status === 'failed' || t.status === 'cancelled') throw new SwError(`task ${id} is already ${t.status}${archive ? ' (archived)' : ''}`, EXIT.FAIL);
     const next: Task = { ...t, status: 'cancelled', reason, updated: new Date().toISOString() };
@@ -263,7 +265,11 @@ export async function findTask(paths: RunPaths, config: RunConfig, id: string): 
   } catch (e) {
     if ((e as SwError).code !== EXIT.NOINPUT) throw e;
     const a = await archivedTask(paths.stateDir, id, taskDefaults(config));
-    if (!a) throw e;
+    if (!a) {
+      const gone = readDropped(paths.stateDir).get(id);
+      if (gone) throw new SwError(`task ${id} is ${gone.status}; its archive of ${gone.day} has left state/ (past agent.archive_days): the checkpoints of that day hold it`, EXIT.NOINPUT);
+      throw e;
+    }
     return { task: a.task, transcript: a.transcript, archive: a.file };
   }
 }

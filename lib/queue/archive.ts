@@ -63,36 +63,69 @@ export function archiveFiles(stateDir: string): string[] {
   return out;
 }
 
+/** The tasks of one archive file, in order, and the problems of lines that could not be read; throws when the file cannot be read. */
+function readArchiveFile(file: string): { entries: ArchiveEntry[]; problems: string[] } {
+  const text = zlib.gunzipSync(readFileBounded(file, 'archive'), { maxOutputLength: 1024 * 1024 * 1024 }).toString('utf8');
+  const entries: ArchiveEntry[] = [];
+  const problems: string[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (line === '') return;
+    let v: Partial<ArchiveEntry>;
+    try {
+      v = JSON.parse(line) as Partial<ArchiveEntry>;
+    } catch (e) {
+      problems.push(`${file}:${i + 1}: ${(e as Error).message}`);
+      return;
+    }
+    if (typeof v.id !== 'string' || typeof v.name !== 'string' || typeof v.queue !== 'string' || (v.transcript !== null && typeof v.transcript !== 'string')) {
+      problems.push(`${file}:${i + 1}: not an archived task`);
+      return;
+    }
+    entries.push({ id: v.id, name: v.name, queue: v.queue, transcript: v.transcript ?? null, file });
+  });
+  return { entries, problems };
+}
+
 /** Every archived task by id, and the problems of files or lines that could not be read (named, skipped). */
 export function readArchive(stateDir: string): { entries: Map<string, ArchiveEntry>; problems: string[] } {
   const entries = new Map<string, ArchiveEntry>();
   const problems: string[] = [];
   for (const file of archiveFiles(stateDir)) {
-    let text: string;
+    let r: ReturnType<typeof readArchiveFile>;
     try {
-      text = zlib.gunzipSync(readFileBounded(file, 'archive'), { maxOutputLength: 1024 * 1024 * 1024 }).toString('utf8');
+      r = readArchiveFile(file);
     } catch (e) {
       problems.push(`${file}: cannot read: ${(e as Error).message}`);
       continue;
     }
-    text.split('\n').forEach((line, i) => {
-      if (line === '') return;
-      let v: Partial<ArchiveEntry>;
-      try {
-        v = JSON.parse(line) as Partial<ArchiveEntry>;
-      } catch (e) {
-        problems.push(`${file}:${i + 1}: ${(e as Error).message}`);
-        return;
-      }
-      if (typeof v.id !== 'string' || typeof v.name !== 'string' || typeof v.queue !== 'string' || (v.transcript !== null && typeof v.transcript !== 'string')) {
-        problems.push(`${file}:${i + 1}: not an archived task`);
-        return;
-      }
-      if (entries.has(v.id)) return; // the first archiving stands
-      entries.set(v.id, { id: v.id, name: v.name, queue: v.queue, transcript: v.transcript ?? null, file });
-    });
+    problems.push(...r.problems);
+    // The first archiving stands.
+    for (const e of r.entries) if (!entries.has(e.id)) entries.set(e.id, e);
   }
   return { entries, problems };
+}
+
+/**
+ * The tasks of archives that left state/ (past agent.archive_days): a line
+ * each, `ID STATUS DAY`, so recovery never restores them and no new task takes
+ * their id. About 30 bytes a task, rewritten only when a day leaves.
+ */
+export const DROPPED_FILE = 'dropped.ids';
+
+/** The tasks of archives that left state/, by id: their status and the day of their archive. */
+export function readDropped(stateDir: string): Map<string, { status: string; day: string }> {
+  const out = new Map<string, { status: string; day: string }>();
+  let text: string;
+  try {
+    text = readFileBounded(path.join(archiveDir(stateDir), DROPPED_FILE), 'archive').toString('utf8');
+  } catch {
+    return out;
+  }
+  for (const l of text.split('\n')) {
+    const [id, status, day] = l.split(' ');
+    if (id && status && day && !out.has(id)) out.set(id, { status, day });
+  }
+  return out;
 }
 
 /** The index beside an archive: a line per task, `ID STATUS`, so readers of ids and counts need not inflate the archive. */
@@ -100,31 +133,39 @@ const indexFile = (file: string): string => file.replace(/\.jsonl\.gz$/, '.ids')
 
 const statusOf = (queueText: string): string => /^status:\s*(\S+)/m.exec(queueText)?.[1] ?? 'completed';
 
+/** One archive's tasks and their status: from its index, or from the archive itself where the index is missing (a pass stopped between the two); empty when neither can be read. */
+function indexOf(file: string): Map<string, string> {
+  const out = new Map<string, string>();
+  let text: string | null = null;
+  try {
+    text = readFileBounded(indexFile(file), 'archive').toString('utf8');
+  } catch {
+    text = null;
+  }
+  if (text !== null) {
+    for (const l of text.split('\n')) {
+      const [id, status] = l.split(' ');
+      if (id && !out.has(id)) out.set(id, status ?? 'completed');
+    }
+    return out;
+  }
+  try {
+    for (const e of readArchiveFile(file).entries) if (!out.has(e.id)) out.set(e.id, statusOf(e.queue));
+  } catch {
+    /* named by readArchive's problems (validation, list) */
+  }
+  return out;
+}
+
 /**
  * Every archived task's id and status (recovery's reconciliation, a new task's
- * id, the counts of status and the report): from the index files, or from an
- * archive itself where its index is missing (a pass stopped between the two).
+ * id, the counts of status and the report), those of archives that left
+ * state/ included, without inflating an archive that has its index.
  */
 export function readArchiveIndex(stateDir: string): Map<string, string> {
   const out = new Map<string, string>();
-  let whole: Map<string, ArchiveEntry> | null = null;
-  for (const file of archiveFiles(stateDir)) {
-    let text: string | null = null;
-    try {
-      text = readFileBounded(indexFile(file), 'archive').toString('utf8');
-    } catch {
-      text = null;
-    }
-    if (text !== null) {
-      for (const l of text.split('\n')) {
-        const [id, status] = l.split(' ');
-        if (id && !out.has(id)) out.set(id, status ?? 'completed');
-      }
-      continue;
-    }
-    whole ??= readArchive(stateDir).entries;
-    for (const e of whole.values()) if (e.file === file && !out.has(e.id)) out.set(e.id, statusOf(e.queue));
-  }
+  for (const file of archiveFiles(stateDir)) for (const [id, st] of indexOf(file)) if (!out.has(id)) out.set(id, st);
+  for (const [id, d] of readDropped(stateDir)) if (!out.has(id)) out.set(id, d.status);
   return out;
 }
 
@@ -233,12 +274,27 @@ export async function archiveFinished(
   } catch {
     /* no archive yet */
   }
-  for (const day of days) {
-    if (Date.parse(`${day}T00:00:00Z`) + 86_400_000 <= horizon) {
+  const leaving = days.filter((day) => Date.parse(`${day}T00:00:00Z`) + 86_400_000 <= horizon).sort();
+  if (leaving.length > 0) {
+    // Their ids stay (dropped.ids, written before the archives go): recovery must not restore those
+    // tasks from the task log, nor a new task take an id of theirs. Only the leaving days' indexes are read.
+    const kept = readDropped(stateDir);
+    const lines = [...kept].map(([id, d]) => `${id} ${d.status} ${d.day}`);
+    for (const file of archiveFiles(stateDir)) {
+      const day = path.basename(path.dirname(file));
+      if (!leaving.includes(day)) continue;
+      for (const [id, status] of indexOf(file)) {
+        if (kept.has(id)) continue;
+        kept.set(id, { status, day });
+        lines.push(`${id} ${status} ${day}`);
+      }
+    }
+    writeFileAtomic(path.join(archiveDir(stateDir), DROPPED_FILE), lines.join('\n') + '\n');
+    for (const day of leaving) {
       fs.rmSync(path.join(archiveDir(stateDir), day), { recursive: true, force: true });
       res.dropped.push(day);
     }
+    fsyncDir(archiveDir(stateDir));
   }
-  if (res.dropped.length > 0) fsyncDir(archiveDir(stateDir));
   return res;
 }

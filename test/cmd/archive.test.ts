@@ -109,10 +109,19 @@ test('an archiving pass takes only what the newest checkpoint holds unchanged, f
     for (const id of ['done1', 'done2']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), false);
     for (const id of ['live', 'changed']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), true);
     assert.deepEqual([...readArchive(st).entries.keys()].sort(), ['done1', 'done2']);
-    assert.deepEqual([...readArchiveIds(st)].sort(), ['done1', 'done2']);
+    // The dropped day's tasks keep their ids (recovery must not restore them from the task log, nor
+    // a new task take one), read from that archive itself: it had no index.
+    assert.equal(fs.readFileSync(path.join(st, 'archive', 'dropped.ids'), 'utf8'), 'ancient completed 2000-01-01\n');
+    assert.deepEqual([...readArchiveIds(st)].sort(), ['ancient', 'done1', 'done2']);
+    const showGone = await sw('sw-agent', ['show', 'run1', 'ancient'], t);
+    assert.equal(showGone.exitCode, 66);
+    assert.match(String(showGone.stderr), /task ancient is completed; its archive of 2000-01-01 has left state\/ \(past agent\.archive_days\)/);
+    const cancelGone = await sw('sw-agent', ['cancel', 'run1', 'ancient'], t);
+    assert.equal(cancelGone.exitCode, 1);
+    assert.match(String(cancelGone.stderr), /task ancient is already completed \(archived\)/);
     // Without its ids file, an archive's ids are read from the archive itself.
     for (const f of archiveFiles(st)) fs.rmSync(f.replace(/\.jsonl\.gz$/, '.ids'));
-    assert.deepEqual([...readArchiveIds(st)].sort(), ['done1', 'done2']);
+    assert.deepEqual([...readArchiveIds(st)].sort(), ['ancient', 'done1', 'done2']);
     // A pass stopped before it removed the live files: the next one removes them, archives nothing twice.
     const e = readArchive(st).entries.get('done1');
     fs.writeFileSync(path.join(st, 'queue', 'done1.yaml'), e?.queue as string);
