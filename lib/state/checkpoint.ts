@@ -388,7 +388,7 @@ export const PACK_LOOSE_AFTER = 512;
 /** Packs past which they are consolidated into one (git's gc.autoPackLimit). */
 export const PACK_LIMIT = 50;
 
-const isFanout = (n: string): boolean => n.length === 2 && /^[0-9a-f]{2}$/.test(n);
+const isFanout = (n: string): boolean => /^[0-9a-f]{2}$/.test(n);
 
 /** Loose objects and packs in a git dir, counted (git's gc --auto only estimates from one fan-out directory, too coarse at a few hundred). */
 export function objectCounts(gitDir: string): { loose: number; packs: number } {
