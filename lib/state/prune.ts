@@ -172,8 +172,12 @@ export async function executePrune(paths: RunPaths, wsDir: string, plan: PrunePl
   await git.run(['reflog', 'expire', '--expire=now', '--expire-unreachable=now', '--all']);
   await git.run(['gc', '--quiet', '--prune=now']);
   // The workspace is shared with the agent's own git commands: keep what the
-  // last hour wrote, so an operation in flight never loses its objects.
-  if (wsExists) await ws.run(['gc', '--quiet', '--prune=1.hour.ago']);
+  // last hour wrote, so an operation in flight never loses its objects. Kept in
+  // a cruft pack: without --cruft, gc writes each unreachable packed object of
+  // the hour out again as a loose file (a disk block each), which no repack of
+  // the checkpoints takes (they pack reachable objects) and which stayed until
+  // the next day's prune.
+  if (wsExists) await ws.run(['gc', '--quiet', '--cruft', '--prune=1.hour.ago']);
 
   const bytesAfter = measure();
   return { ...plan, bytesBefore, bytesAfter, bytesFreed: bytesBefore - bytesAfter };
