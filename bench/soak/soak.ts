@@ -336,7 +336,8 @@ async function main(): Promise<number> {
     let unclean = 0; // sessions the harness ended without a word (SIGKILL, power loss, the watchdog)
 
     const inject = async (n: number, kind: FaultKind): Promise<FaultRecord> => {
-      const at = monoMs();
+      // (Moved to the real instant by a fault that first waits for something to damage.)
+      let at = monoMs();
       const rec: FaultRecord = { n, kind, at_ms: at - t0, detail: '', detected: null, detect_ms: null, ready_ms: null, steps_redone: 0, ok: false, problem: null };
       const seen = async (re: RegExp, ms: number, unitArgs?: string): Promise<void> => {
         const m = await waitJournal(at, re, ms, unitArgs);
@@ -472,8 +473,22 @@ async function main(): Promise<number> {
         }
         case 'flip-checkpoint-store': {
           // A byte of an object of the newest checkpoint whose content is a live file's (so it can be, and must be, repaired).
-          const git = (a: string[]): string => execFileSync('git', ['-c', 'safe.directory=*', '--git-dir', path.join(runDir, 'state.git'), ...a], { encoding: 'utf8' });
-          const head = git(['rev-parse', 'HEAD']).trim();
+          const git = (a: string[]): string => execFileSync('git', ['-c', 'safe.directory=*', '--git-dir', path.join(runDir, 'state.git'), ...a], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+          // A fault drawn before the run's first checkpoint waits for one (a CI run's seed drew this
+          // fault 30 s in, on a loaded machine, and the harness died on `rev-parse HEAD`).
+          const headDeadline = Date.now() + 120_000;
+          let head = '';
+          for (;;) {
+            try {
+              head = git(['rev-parse', '--verify', '-q', 'refs/heads/main']).trim();
+              break;
+            } catch {
+              if (Date.now() > headDeadline) throw new Error('flip-checkpoint-store: no checkpoint in state.git after 120 s');
+              await sleep(500);
+            }
+          }
+          at = monoMs();
+          rec.at_ms = at - t0;
           const entries = git(['ls-tree', '-r', head]).trim().split('\n').map((l) => /^\d+ blob ([0-9a-f]+)\t(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
           const live = entries.filter((m) => {
             try {
