@@ -72,9 +72,17 @@ export class CpuMeter {
 
   read(): CpuReading {
     // Resolved once, so that one reading sees one view of a root that is
-    // moved by swapping a symbolic link (as the tests' fake machine is).
-    const proc = realpath(this.host.proc);
-    const cgroupRoot = realpath(this.host.cgroup);
+    // moved by swapping a symbolic link (as the tests' fake machine is),
+    // and both roots from the same view: proc again after cgroup, until it
+    // did not move in between (the real roots never do).
+    let proc = realpath(this.host.proc);
+    let cgroupRoot = realpath(this.host.cgroup);
+    for (let i = 0; i < 10; i++) {
+      const again = realpath(this.host.proc);
+      if (again === proc) break;
+      proc = again;
+      cgroupRoot = realpath(this.host.cgroup);
+    }
     const prev = this.prev;
     const uptime = readUptimeTicks(proc);
     const runs: Found[] = [];

@@ -326,6 +326,39 @@ test("CPU meter, a run in its own unit: the unit's cgroup is the run's own, the 
 
 const pcts = (r: CpuReading): Array<number | null> => [r.all_pct, r.own_pct, r.others_pct];
 
+test('CPU meter: a step of the machine between resolving its proc and its cgroup roots does not mix two views in one reading', TO, () => {
+  const t = makeEnv('gov-cpu');
+  const realpathSync = fs.realpathSync;
+  try {
+    const m = fakeMachine(t.dir);
+    const cg = unitCgroup('run1');
+    fakeRun(t.stateDir, 'run1', 4242);
+    m.spawn({ pid: 4242, ppid: 1, cmd: agentCmd('run1'), cgroup: cg });
+    m.set({ others: 0, iowait: 1, cgroups: { [cg]: 97.4 } });
+    const meter = new CpuMeter(m, t.stateDir);
+    meter.read();
+    m.step(10);
+    // The next step lands just as the reader goes from one root to the other (the
+    // timer of a test's machine can, on a loaded machine): proc of one step with the
+    // cgroup of the next would say the unit burnt 11 steps' worth in 10, 107%.
+    let steps = 0;
+    fs.realpathSync = ((p: fs.PathLike, o?: unknown) => {
+      if (String(p) === m.cgroup && steps < 2) {
+        steps++;
+        m.step();
+      }
+      return (realpathSync as (p: fs.PathLike, o?: unknown) => string)(p, o);
+    }) as typeof fs.realpathSync;
+    const r = meter.read();
+    fs.realpathSync = realpathSync;
+    assert.deepEqual(r, { all_pct: 97.4, own_pct: 97.4, others_pct: 0, runs: [{ run: 'run1', pid: 4242, by: 'cgroup', cgroup: cg, pct: 97.4 }] });
+    assert.equal(steps, 2, 'a step fell between the roots twice');
+  } finally {
+    fs.realpathSync = realpathSync;
+    t.cleanup();
+  }
+});
+
 test('CPU meter: a unit name systemd-escaped; an agent in a unit not its own, or a pid reused by another program', TO, () => {
   const t = makeEnv('gov-cpu');
   try {
