@@ -106,6 +106,41 @@ export function readArchive(stateDir: string): { entries: Map<string, ArchiveEnt
 }
 
 /**
+ * The problems of the archives, for recovery's validation at every start:
+ * an archive the newest checkpoint holds byte for byte (git's hash of the
+ * file equals the checkpoint's) was read whole when it was written and is
+ * not inflated again; the others (newer than the checkpoint, or changed
+ * since) are read whole, as readArchive does.
+ */
+export async function archiveProblems(stateDir: string, git: Git): Promise<string[]> {
+  const files = archiveFiles(stateDir);
+  if (files.length === 0) return [];
+  const tip = new Map<string, string>();
+  const ls = await git.run(['ls-tree', '-r', '--full-tree', 'refs/heads/main', '--', ARCHIVE_DIR], { allowFail: true });
+  if (ls.code === 0) {
+    for (const l of ls.stdout.split('\n')) {
+      const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/.exec(l);
+      if (m) tip.set(m[2] as string, m[1] as string);
+    }
+  }
+  let hashes: string[] = [];
+  if (tip.size > 0) {
+    const h = await git.run(['hash-object', '--stdin-paths'], { input: files.join('\n') + '\n', allowFail: true });
+    if (h.code === 0) hashes = h.stdout.split('\n');
+  }
+  const problems: string[] = [];
+  files.forEach((file, i) => {
+    if (hashes[i] !== undefined && tip.get(path.relative(stateDir, file)) === hashes[i]) return;
+    try {
+      problems.push(...readArchiveFile(file).problems);
+    } catch (e) {
+      problems.push(`${file}: cannot read: ${(e as Error).message}`);
+    }
+  });
+  return problems;
+}
+
+/**
  * The tasks of archives that left state/ (past agent.archive_days): a line
  * each, `ID STATUS DAY`, so recovery never restores them and no new task takes
  * their id. About 30 bytes a task, rewritten only when a day leaves.
@@ -176,7 +211,19 @@ export function readArchiveIds(stateDir: string): Set<string> {
 
 /** An archived task, parsed by the rules of the queue; null when it is not in the archive. */
 export async function archivedTask(stateDir: string, id: string, defaults: TaskDefaults): Promise<{ task: Task; transcript: string | null; file: string } | null> {
-  const e = readArchive(stateDir).entries.get(id);
+  // The indexes say which archive holds it (the first archiving stands): only that one is inflated.
+  let e: ArchiveEntry | undefined;
+  for (const file of archiveFiles(stateDir)) {
+    if (!indexOf(file).has(id)) continue;
+    try {
+      e = readArchiveFile(file).entries.find((x) => x.id === id);
+    } catch {
+      e = undefined;
+    }
+    if (e) break;
+  }
+  // An index that lost its line (a damaged byte): every archive, read whole.
+  e ??= readArchive(stateDir).entries.get(id);
   if (!e) return null;
   return { task: await parseTask(path.join(e.file, e.name), e.queue, defaults), transcript: e.transcript, file: e.file };
 }

@@ -13,8 +13,8 @@ import { setAsideInvalid, type Rejection } from '../queue/reject.js';
 import { readQueue, type Task, type TaskDefaults } from '../queue/task.js';
 import type { RunPaths } from '../run.js';
 import { MAX_DEPTH, checkYamlDepth, jsonTooDeep, parseJsonText, readFileBounded, readTextFile } from '../safefile.js';
-import { GITFILE } from '../state/layout.js';
-import { readArchive } from '../queue/archive.js';
+import { GITFILE, stateGit } from '../state/layout.js';
+import { archiveProblems } from '../queue/archive.js';
 
 /** "FILE: missing", "FILE: does not parse", or the refusal of a bad file (a link, too big, not text). */
 function fileProblem(file: string, e: unknown, parseWords: string): string {
@@ -119,7 +119,8 @@ export async function validateState(paths: RunPaths, defaults: TaskDefaults, opt
   }
 
   // An archive of finished tasks that cannot be read is state lost (the checkpoints hold it intact).
-  problems.push(...readArchive(st).problems);
+  // Those the newest checkpoint holds unchanged are not inflated again (a start reads only what is new).
+  problems.push(...(await archiveProblems(st, stateGit(paths))));
 
   const tdir = path.join(st, 'transcripts');
   let names: string[] = [];

@@ -10,7 +10,7 @@ import path from 'node:path';
 import zlib from 'node:zlib';
 import { makeEnv, sw } from '../helpers.js';
 import { addTask, scriptedRun, startAgent, tasks, waitFor } from '../fixtures/agent.js';
-import { archiveFinished, archiveFiles, readArchive, readArchiveIds } from '../../lib/queue/archive.js';
+import { archiveFinished, archiveFiles, archiveProblems, archivedTask, readArchive, readArchiveIds } from '../../lib/queue/archive.js';
 import { runPaths } from '../../lib/run.js';
 import { stateGit } from '../../lib/state/index.js';
 
@@ -133,12 +133,38 @@ test('an archiving pass takes only what the newest checkpoint holds unchanged, f
     assert.deepEqual(r2.archived, ['changed'], 'changed is in the newest checkpoint now');
     assert.equal(fs.existsSync(path.join(st, 'queue', 'done1.yaml')), false);
     assert.equal(archiveFiles(st).length, 2);
+    // Once a checkpoint holds them, recovery's check at a start inflates no archive, and show
+    // only the one its index names.
+    const [first, second] = archiveFiles(st) as [string, string];
+    fs.writeFileSync(first.replace(/\.jsonl\.gz$/, '.ids'), 'done1 completed\ndone2 completed\n');
+    const c3 = await sw('sw-checkpoint', ['create', 'run1'], t);
+    assert.equal(c3.exitCode, 0, String(c3.stderr));
+    const gunzip = zlib.gunzipSync;
+    let inflated = 0;
+    const counting = (buf: zlib.InputType, o?: zlib.ZlibOptions): Buffer => {
+      inflated++;
+      return gunzip(buf, o ?? {});
+    };
+    zlib.gunzipSync = counting as typeof zlib.gunzipSync;
+    try {
+      assert.deepEqual(await archiveProblems(st, stateGit(paths)), []);
+      assert.equal(inflated, 0, 'archives the newest checkpoint holds are not inflated');
+      const a = await archivedTask(st, 'changed', defaults);
+      assert.equal(a?.task.id, 'changed');
+      assert.equal(a?.file, second);
+      assert.equal(inflated, 1, 'show inflates the one archive that holds the task');
+    } finally {
+      zlib.gunzipSync = gunzip;
+    }
     // A damaged archive is a problem recovery names (and the checkpoints hold it intact).
-    const f = archiveFiles(st)[0] as string;
+    const f = first;
     const bytes = fs.readFileSync(f);
     bytes[bytes.length - 6] = (bytes[bytes.length - 6] as number) ^ 0xff;
     fs.writeFileSync(f, bytes);
     assert.equal(readArchive(st).problems.length, 1, readArchive(st).problems.join('\n'));
+    const named = await archiveProblems(st, stateGit(paths));
+    assert.equal(named.length, 1, named.join('\n'));
+    assert.match(named[0] as string, new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read`));
   } finally {
     t.cleanup();
   }
