@@ -196,6 +196,8 @@ async function main(): Promise<number> {
         '  task_timeout: 5m',
         `  heartbeat: ${secs(300, 2)}`,
         `  archive_after: ${secs(3600, 1)}`,
+        // Archives of finished tasks leave state/ after 2 simulated days (the default, 14 days, would never in a week's soak).
+        `  archive_keep: ${secs(2 * 86_400, 60)}`,
         `  rss_limit: ${rssLimit}`,
         // Escalation after 5 crashes in 40 s: the storm's kills (each as soon as the agent is READY) fit,
         // the other faults that end the agent come at least SPACING_MS apart, so at most 4 do.

@@ -384,7 +384,7 @@ export class Agent {
       const lock = await lockState(this.paths);
       let r: ArchivePass;
       try {
-        r = await archiveFinished(this.paths.stateDir, stateGit(this.paths), { defaults: taskDefaults(this.config), olderThanMs: this.config.agent.archive_after, keepDays: this.config.agent.archive_days, now });
+        r = await archiveFinished(this.paths.stateDir, stateGit(this.paths), { defaults: taskDefaults(this.config), olderThanMs: this.config.agent.archive_after, keepMs: this.config.agent.archive_keep, now });
       } finally {
         lock.release();
       }
@@ -392,7 +392,7 @@ export class Agent {
         this.log.append({ t: 'tasks_archived', session: this.session, count: r.archived.length, file: r.file ? path.relative(this.paths.stateDir, r.file) : null, finished: r.finished.length, dropped: r.dropped });
         if (r.file) this.out.info(`archived ${plural(r.archived.length, 'finished task')} in ${path.relative(this.paths.stateDir, r.file)}`);
         if (r.finished.length > 0) this.out.info(`removed the queue files of ${plural(r.finished.length, 'task')} an interrupted archiving had archived`);
-        if (r.dropped.length > 0) this.out.info(`archives of ${r.dropped.join(', ')} left state/ (past agent.archive_days; the checkpoints holding them keep them)`);
+        if (r.dropped.length > 0) this.out.info(`${plural(r.dropped.length, 'archive')} (${r.dropped[0]}${r.dropped.length > 1 ? ` to ${r.dropped[r.dropped.length - 1]}` : ''}) left state/ (past agent.archive_keep; the checkpoints holding them keep them)`);
       }
     } catch (e) {
       this.out.warn(`archiving finished tasks failed: ${describeError(e)}; trying again later`);

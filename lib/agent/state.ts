@@ -267,7 +267,7 @@ export async function findTask(paths: RunPaths, config: RunConfig, id: string): 
     const a = await archivedTask(paths.stateDir, id, taskDefaults(config));
     if (!a) {
       const gone = readDropped(paths.stateDir).get(id);
-      if (gone) throw new SwError(`task ${id} is ${gone.status}; its archive of ${gone.day} has left state/ (past agent.archive_days): the checkpoints of that day hold it`, EXIT.NOINPUT);
+      if (gone) throw new SwError(`task ${id} is ${gone.status}; its archive of ${gone.day} has left state/ (past agent.archive_keep): the checkpoints of that day hold it`, EXIT.NOINPUT);
       throw e;
     }
     return { task: a.task, transcript: a.transcript, archive: a.file };

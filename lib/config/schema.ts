@@ -83,7 +83,13 @@ export const RUN_SCHEMA: Spec = {
           default: HOUR,
           doc: "a task finished this long ago, whose files the newest checkpoint holds, moves from the queue into state/archive (checked as often, at most hourly)",
         },
-        archive_days: { kind: 'int', min: 1, max: 3650, default: 30, doc: 'days of archives of finished tasks kept in state/ (older ones stay in the checkpoints that hold them)' },
+        archive_keep: {
+          kind: 'duration',
+          min: 60_000,
+          max: 3 * WEEK,
+          default: 2 * WEEK,
+          doc: 'archives of finished tasks older than this leave state/ (the checkpoints that hold them keep them)',
+        },
         shell: { kind: 'string', default: '/bin/sh', pattern: /^\//, patternDoc: 'an absolute path', doc: 'the shell that runs shell actions and verify commands' },
       },
     },
@@ -258,7 +264,7 @@ export interface AgentConfig {
   idle_task: string | null;
   idle_task_after: number;
   archive_after: number;
-  archive_days: number;
+  archive_keep: number;
   shell: string;
 }
 

@@ -9,7 +9,7 @@
 // one new gzip file per pass, never written again (a file that grew would be
 // stored in git anew at every checkpoint), one JSON line per task holding its
 // queue file and transcript byte for byte. Archives older than
-// agent.archive_days leave state/; the checkpoints that hold them keep them
+// agent.archive_keep leave state/; the checkpoints that hold them keep them
 // until those are pruned. Readers that need finished tasks (sw-agent list,
 // show, add's check for a used id, recovery's reconciliation) read the
 // archive too; the agent's own loop reads only the live queue.
@@ -141,9 +141,9 @@ export async function archiveProblems(stateDir: string, git: Git): Promise<strin
 }
 
 /**
- * The tasks of archives that left state/ (past agent.archive_days): a line
+ * The tasks of archives that left state/ (past agent.archive_keep): a line
  * each, `ID STATUS DAY`, so recovery never restores them and no new task takes
- * their id. About 30 bytes a task, rewritten only when a day leaves.
+ * their id. About 30 bytes a task, rewritten only when an archive leaves.
  */
 export const DROPPED_FILE = 'dropped.ids';
 
@@ -161,6 +161,15 @@ export function readDropped(stateDir: string): Map<string, { status: string; day
     if (id && status && day && !out.has(id)) out.set(id, { status, day });
   }
   return out;
+}
+
+/** When an archive was written, from its folder and name (DAY/HHMMSSmmm-N), in ms; null when they do not say. */
+export function archiveTime(file: string): number | null {
+  const day = path.basename(path.dirname(file));
+  const m = /^(\d{2})(\d{2})(\d{2})(\d{3})-/.exec(path.basename(file));
+  if (!DAY_RE.test(day) || !m) return null;
+  const t = Date.parse(`${day}T${m[1]}:${m[2]}:${m[3]}.${m[4]}Z`);
+  return Number.isFinite(t) ? t : null;
 }
 
 /** The index beside an archive: a line per task, `ID STATUS`, so readers of ids and counts need not inflate the archive. */
@@ -235,7 +244,7 @@ export interface ArchivePass {
   file: string | null;
   /** Tasks already archived by a pass that was stopped before it removed their live files: removed now. */
   finished: string[];
-  /** Day folders past agent.archive_days, left out of state/. */
+  /** Archives older than agent.archive_keep that left state/ (DAY/FILE). */
   dropped: string[];
 }
 
@@ -250,7 +259,7 @@ const pad = (n: number, w = 2): string => String(n).padStart(w, '0');
 export async function archiveFinished(
   stateDir: string,
   git: Git,
-  opts: { defaults: TaskDefaults; olderThanMs: number; keepDays: number; now: number },
+  opts: { defaults: TaskDefaults; olderThanMs: number; keepMs: number; now: number },
 ): Promise<ArchivePass> {
   const res: ArchivePass = { archived: [], file: null, finished: [], dropped: [] };
   // What the newest checkpoint holds, by path.
@@ -313,23 +322,20 @@ export async function archiveFinished(
       if (fs.existsSync(path.join(stateDir, 'transcripts'))) fsyncDir(path.join(stateDir, 'transcripts'));
     }
   }
-  // Days past the horizon leave state/ (the checkpoints that hold them keep them).
-  const horizon = opts.now - opts.keepDays * 86_400_000;
-  let days: string[] = [];
-  try {
-    days = fs.readdirSync(archiveDir(stateDir)).filter((x) => DAY_RE.test(x));
-  } catch {
-    /* no archive yet */
-  }
-  const leaving = days.filter((day) => Date.parse(`${day}T00:00:00Z`) + 86_400_000 <= horizon).sort();
+  // Archives older than keepMs leave state/ (the checkpoints that hold them keep them); a day's
+  // folder goes with its last archive.
+  const horizon = opts.now - opts.keepMs;
+  const leaving = archiveFiles(stateDir).filter((file) => {
+    const t = archiveTime(file);
+    return t !== null && t <= horizon;
+  });
   if (leaving.length > 0) {
     // Their ids stay (dropped.ids, written before the archives go): recovery must not restore those
-    // tasks from the task log, nor a new task take an id of theirs. Only the leaving days' indexes are read.
+    // tasks from the task log, nor a new task take an id of theirs. Only the leaving archives' indexes are read.
     const kept = readDropped(stateDir);
     const lines = [...kept].map(([id, d]) => `${id} ${d.status} ${d.day}`);
-    for (const file of archiveFiles(stateDir)) {
+    for (const file of leaving) {
       const day = path.basename(path.dirname(file));
-      if (!leaving.includes(day)) continue;
       for (const [id, status] of indexOf(file)) {
         if (kept.has(id)) continue;
         kept.set(id, { status, day });
@@ -337,9 +343,22 @@ export async function archiveFinished(
       }
     }
     writeFileAtomic(path.join(archiveDir(stateDir), DROPPED_FILE), lines.join('\n') + '\n');
-    for (const day of leaving) {
-      fs.rmSync(path.join(archiveDir(stateDir), day), { recursive: true, force: true });
-      res.dropped.push(day);
+    const days = new Set<string>();
+    for (const file of leaving) {
+      fs.rmSync(file, { force: true });
+      fs.rmSync(indexFile(file), { force: true });
+      days.add(path.dirname(file));
+      res.dropped.push(path.relative(archiveDir(stateDir), file));
+    }
+    for (const d of days) {
+      let left: string[] = [];
+      try {
+        left = fs.readdirSync(d);
+      } catch {
+        continue;
+      }
+      if (left.length === 0) fs.rmSync(d, { recursive: true, force: true });
+      else fsyncDir(d);
     }
     fsyncDir(archiveDir(stateDir));
   }

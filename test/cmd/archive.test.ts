@@ -99,37 +99,43 @@ test('an archiving pass takes only what the newest checkpoint holds unchanged, f
     assert.equal(c1.exitCode, 0, String(c1.stderr));
     // Changed since the checkpoint: not archived until a checkpoint holds it.
     fs.appendFileSync(path.join(st, 'transcripts', 'changed.jsonl'), `{"type":"end","attempt":1,"ts":"${old}","outcome":"completed"}\n`);
-    // An archive day past the horizon.
+    // Two archives of one day, the horizon between them: the older leaves, its day's folder stays.
     fs.mkdirSync(path.join(st, 'archive', '2000-01-01'), { recursive: true });
     fs.writeFileSync(path.join(st, 'archive', '2000-01-01', '000000000-1.jsonl.gz'), zlib.gzipSync('{"id":"ancient","name":"ancient.yaml","queue":"id: ancient\\n","transcript":null}\n'));
+    fs.writeFileSync(path.join(st, 'archive', '2000-01-01', '120000000-1.jsonl.gz'), zlib.gzipSync('{"id":"noon","name":"noon.yaml","queue":"id: noon\\nstatus: failed\\n","transcript":null}\n'));
     const defaults = { max_attempts: 3, timeout: 3_600_000 };
-    const r = await archiveFinished(st, stateGit(paths), { defaults, olderThanMs: 3_600_000, keepDays: 30, now });
+    const r = await archiveFinished(st, stateGit(paths), { defaults, olderThanMs: 3_600_000, keepMs: now - Date.parse('2000-01-01T06:00:00Z'), now });
     assert.deepEqual(r.archived.sort(), ['done1', 'done2']);
-    assert.deepEqual(r.dropped, ['2000-01-01']);
+    assert.deepEqual(r.dropped, ['2000-01-01/000000000-1.jsonl.gz']);
+    assert.deepEqual(fs.readdirSync(path.join(st, 'archive', '2000-01-01')), ['120000000-1.jsonl.gz']);
     for (const id of ['done1', 'done2']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), false);
     for (const id of ['live', 'changed']) assert.equal(fs.existsSync(path.join(st, 'queue', `${id}.yaml`)), true);
-    assert.deepEqual([...readArchive(st).entries.keys()].sort(), ['done1', 'done2']);
+    assert.deepEqual([...readArchive(st).entries.keys()].sort(), ['done1', 'done2', 'noon']);
     // The dropped day's tasks keep their ids (recovery must not restore them from the task log, nor
     // a new task take one), read from that archive itself: it had no index.
     assert.equal(fs.readFileSync(path.join(st, 'archive', 'dropped.ids'), 'utf8'), 'ancient completed 2000-01-01\n');
-    assert.deepEqual([...readArchiveIds(st)].sort(), ['ancient', 'done1', 'done2']);
+    assert.deepEqual([...readArchiveIds(st)].sort(), ['ancient', 'done1', 'done2', 'noon']);
     const showGone = await sw('sw-agent', ['show', 'run1', 'ancient'], t);
     assert.equal(showGone.exitCode, 66);
-    assert.match(String(showGone.stderr), /task ancient is completed; its archive of 2000-01-01 has left state\/ \(past agent\.archive_days\)/);
+    assert.match(String(showGone.stderr), /task ancient is completed; its archive of 2000-01-01 has left state\/ \(past agent\.archive_keep\)/);
     const cancelGone = await sw('sw-agent', ['cancel', 'run1', 'ancient'], t);
     assert.equal(cancelGone.exitCode, 1);
     assert.match(String(cancelGone.stderr), /task ancient is already completed \(archived\)/);
     // Without its ids file, an archive's ids are read from the archive itself.
-    for (const f of archiveFiles(st)) fs.rmSync(f.replace(/\.jsonl\.gz$/, '.ids'));
-    assert.deepEqual([...readArchiveIds(st)].sort(), ['ancient', 'done1', 'done2']);
+    for (const f of archiveFiles(st)) fs.rmSync(f.replace(/\.jsonl\.gz$/, '.ids'), { force: true });
+    assert.deepEqual([...readArchiveIds(st)].sort(), ['ancient', 'done1', 'done2', 'noon']);
     // A pass stopped before it removed the live files: the next one removes them, archives nothing twice.
     const e = readArchive(st).entries.get('done1');
     fs.writeFileSync(path.join(st, 'queue', 'done1.yaml'), e?.queue as string);
     fs.writeFileSync(path.join(st, 'transcripts', 'done1.jsonl'), e?.transcript as string);
     const c2 = await sw('sw-checkpoint', ['create', 'run1'], t);
     assert.equal(c2.exitCode, 0, String(c2.stderr));
-    const r2 = await archiveFinished(st, stateGit(paths), { defaults, olderThanMs: 3_600_000, keepDays: 30, now: now + 1 });
+    const r2 = await archiveFinished(st, stateGit(paths), { defaults, olderThanMs: 3_600_000, keepMs: 30 * 86_400_000, now: now + 1 });
     assert.deepEqual(r2.finished, ['done1']);
+    // The day's last archive leaves (its id read from the archive: it had no index), and the folder with it.
+    assert.deepEqual(r2.dropped, ['2000-01-01/120000000-1.jsonl.gz']);
+    assert.equal(fs.existsSync(path.join(st, 'archive', '2000-01-01')), false);
+    assert.equal(fs.readFileSync(path.join(st, 'archive', 'dropped.ids'), 'utf8'), 'ancient completed 2000-01-01\nnoon failed 2000-01-01\n');
     assert.deepEqual(r2.archived, ['changed'], 'changed is in the newest checkpoint now');
     assert.equal(fs.existsSync(path.join(st, 'queue', 'done1.yaml')), false);
     assert.equal(archiveFiles(st).length, 2);
