@@ -220,6 +220,8 @@ async function main(): Promise<number> {
         'tasklog:',
         `  downsample_after: ${secs(7 * 86_400, 60)}`,
         `  downsample_bucket: ${secs(5 * 60, 1)}`,
+        // Steps and model calls fold after 2 simulated days (the default, 14 days, would never in a week's soak).
+        `  detail_after: ${secs(2 * 86_400, 60)}`,
         '',
       ].join('\n');
     const writeConfig = (rssLimit?: string): void => fs.writeFileSync(path.join(root, 'etc/selfware', `${RUN}.yaml`), config(rssLimit));

@@ -197,7 +197,14 @@ export const RUN_SCHEMA: Spec = {
           min: 1000,
           max: 86_400_000,
           default: 5 * 60_000,
-          doc: 'the span one folded row of resource samples covers',
+          doc: 'the span one folded row of resource samples covers (and of steps and model calls)',
+        },
+        detail_after: {
+          kind: 'duration',
+          min: 60_000,
+          max: 3 * WEEK,
+          default: 2 * WEEK,
+          doc: "steps and model calls older than this are folded into one row per downsample_bucket (counts, errors, tokens, speed, latencies: the report's figures stay) when the journal is folded",
         },
       },
     },
@@ -305,5 +312,5 @@ export interface RunConfig {
   policy: PolicyConfig;
   recovery: RecoveryConfig;
   report: ReportConfig;
-  tasklog: { compact_bytes: number; downsample_after: number; downsample_bucket: number };
+  tasklog: { compact_bytes: number; downsample_after: number; downsample_bucket: number; detail_after: number };
 }

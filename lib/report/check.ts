@@ -7,13 +7,13 @@ import type { Database } from 'sql.js';
 import type { ReportConfig } from '../config/schema.js';
 import type { Thresholds } from '../governor/config.js';
 import { queryRows } from '../tasklog/schema.js';
+import { ERROR_STEPS } from '../tasklog/retention.js';
 import { formatDuration, plural } from '../units.js';
 import { pct } from './human.js';
 import type { Alert, Report, Status } from './types.js';
 import { windowMs } from './window.js';
 
 /** Step statuses that count as errors: a tool that failed, an answer that was not a valid action, a model call that failed. */
-const ERROR_STEPS = ['failed', 'invalid', 'llm_error'];
 
 export const STATUS_CODE: Record<Status, number> = { OK: 0, WARNING: 1, CRITICAL: 2, UNKNOWN: 3 };
 /** Statuses from best to worst (the Monitoring Plugins' order of precedence): a CRITICAL is never hidden by an UNKNOWN. */
@@ -88,7 +88,8 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
   const waiting = r.queue.pending + r.queue.in_progress;
   const lastStep = scalar(
     db,
-    `SELECT max(t) FROM (SELECT max(ts) AS t FROM task_steps WHERE ts < ?1 UNION ALL SELECT max(started_at) FROM task_attempts WHERE started_at < ?1
+    `SELECT max(t) FROM (SELECT max(ts) AS t FROM task_steps WHERE ts < ?1 UNION ALL SELECT max(ts_last) FROM step_rollups WHERE ts_last < ?1
+       UNION ALL SELECT max(started_at) FROM task_attempts WHERE started_at < ?1
        UNION ALL SELECT max(ended_at) FROM task_attempts WHERE ended_at < ?1)`,
     [U],
   );
@@ -119,8 +120,14 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
   });
 
   // 3. Error rate of the steps taken in the window.
-  const steps = scalar(db, 'SELECT count(*) FROM task_steps WHERE ts >= ? AND ts < ?', [from, U]) ?? 0;
-  const bad = scalar(db, `SELECT count(*) FROM task_steps WHERE ts >= ? AND ts < ? AND status IN (${ERROR_STEPS.map(() => '?').join(', ')})`, [from, U, ...ERROR_STEPS]) ?? 0;
+  // Steps folded past tasklog.detail_after (step_rollups) count as the rows they were.
+  const steps = scalar(db, 'SELECT (SELECT count(*) FROM task_steps WHERE ts >= ?1 AND ts < ?2) + (SELECT coalesce(sum(steps), 0) FROM step_rollups WHERE ts >= ?1 AND ts < ?2)', [from, U]) ?? 0;
+  const bad =
+    scalar(
+      db,
+      `SELECT (SELECT count(*) FROM task_steps WHERE ts >= ?1 AND ts < ?2 AND status IN (${ERROR_STEPS.map((_, i) => `?${i + 3}`).join(', ')})) + (SELECT coalesce(sum(errors), 0) FROM step_rollups WHERE ts >= ?1 AND ts < ?2)`,
+      [from, U, ...ERROR_STEPS],
+    ) ?? 0;
   const er = steps ? Math.round((bad / steps) * 10000) / 10000 : null;
   out.push({
     name: 'error_rate',

@@ -17,6 +17,7 @@ import type { TaskStatus } from '../queue/task.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
 import { TaskLog, describeCorrupt } from '../tasklog/index.js';
 import { queryRows } from '../tasklog/schema.js';
+import { MODEL_SPEED } from '../tasklog/retention.js';
 import type { RunPaths } from '../run.js';
 import { diskUsage } from '../fsutil.js';
 import { noInputError } from '../exit.js';
@@ -58,6 +59,20 @@ const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
  * The values at quantiles qs of a column, by nearest rank, from one sort in
  * SQLite (a window over the rows that match), count being how many match.
  */
+/**
+ * The model's latency percentiles in a window: from one sort in SQL, or,
+ * where the window holds calls folded past tasklog.detail_after (their
+ * latencies kept as a list), from the rows and the lists sorted together.
+ */
+function latencyQuantiles(db: Database, where: string, W: Val[], qs: number[], count: number): number[] {
+  const lists = rows(db, "SELECT latencies FROM llm_rollups WHERE ts >= ? AND ts < ? AND latencies <> ''", W);
+  if (lists.length === 0) return quantiles(db, 'llm_calls', 'latency_ms', where, W, qs, count);
+  const all = rows(db, `SELECT latency_ms FROM llm_calls WHERE ${where}`, W).map((r) => n(r[0]));
+  for (const r of lists) for (const x of String(r[0]).split(',')) all.push(Number(x));
+  all.sort((a, b) => a - b);
+  return qs.map((q) => all[Math.max(1, Math.ceil(q * count)) - 1] ?? 0);
+}
+
 function quantiles(db: Database, table: string, col: string, where: string, params: Val[], qs: number[], count: number): number[] {
   const ranks = qs.map((q) => Math.max(1, Math.ceil(q * count)));
   const got = new Map(
@@ -69,8 +84,6 @@ function quantiles(db: Database, table: string, col: string, where: string, para
 }
 
 const TIERS: Tier[] = ['normal', 'warning', 'critical'];
-/** A successful model call with a speed of its own (the scripted backend has none). */
-const MODEL_SPEED = "ok = 1 AND tokens_per_s IS NOT NULL AND coalesce(backend, '') <> 'scripted'";
 const asTier = (v: Val | undefined): Tier | null => (v === 'normal' || v === 'warning' || v === 'critical' ? v : null);
 
 /** Round bucket lengths, in seconds, for spans under 18 hours. */
@@ -180,6 +193,7 @@ async function fromSnapshot(
       db,
       `SELECT max(t) FROM (
          SELECT max(ts) AS t FROM llm_calls WHERE ts < ?1 UNION ALL SELECT max(ts) FROM task_steps WHERE ts < ?1
+         UNION ALL SELECT max(ts_last) FROM llm_rollups WHERE ts_last < ?1 UNION ALL SELECT max(ts_last) FROM step_rollups WHERE ts_last < ?1
          UNION ALL SELECT max(ts) FROM events WHERE type = 'heartbeat' AND ts < ?1
          UNION ALL SELECT max(started_at) FROM sessions WHERE started_at < ?1 UNION ALL SELECT max(ended_at) FROM sessions WHERE ended_at < ?1)`,
       [U],
@@ -236,17 +250,25 @@ async function fromSnapshot(
   // One pass for the sums; the latency percentiles from one sort. Speed and
   // latency are a model's: calls that recorded no speed are left out, and so
   // is the scripted backend, whose figures older logs hold but no model made.
+  // Calls folded past tasklog.detail_after (llm_rollups) count as the rows they were.
+  const LLM = `SELECT backend, quantization, ts, 1 AS calls, ok = 0 AS errors, tokens_in, tokens_out, ${MODEL_SPEED} AS speed_n,
+      CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END AS speed_sum, ${MODEL_SPEED} AND latency_ms IS NOT NULL AS latency_n FROM llm_calls WHERE ${inWin('ts')}
+    UNION ALL SELECT backend, quantization, ts, calls, errors, tokens_in, tokens_out, speed_n, speed_sum, latency_n FROM llm_rollups WHERE ${inWin('ts')}`;
   const [calls, errors, tin, tout, okCountV, tpsV] = one(
     db,
-    `SELECT count(*), sum(ok = 0), sum(tokens_in), sum(tokens_out), sum(${MODEL_SPEED} AND latency_ms IS NOT NULL), avg(CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')}`,
-    W,
+    `SELECT coalesce(sum(calls), 0), sum(errors), sum(tokens_in), sum(tokens_out), sum(latency_n), sum(speed_sum) / nullif(sum(CASE WHEN speed_sum IS NOT NULL THEN speed_n END), 0) FROM (${LLM})`,
+    [...W, ...W],
   );
   const okWhere = `${MODEL_SPEED} AND ${inWin('ts')} AND latency_ms IS NOT NULL`;
   const okCount = n(okCountV);
   const tps = nn(tpsV);
-  const [p50, p99] = okCount ? quantiles(db, 'llm_calls', 'latency_ms', okWhere, W, [0.5, 0.99], okCount) : [0, 0];
-  const backends = Object.fromEntries(rows(db, `SELECT coalesce(backend, 'unrecorded'), count(*) FROM llm_calls WHERE ${inWin('ts')} GROUP BY 1 ORDER BY 1`, W).map((r) => [String(r[0]), n(r[1])]));
-  const byQuant = rows(db, `SELECT coalesce(quantization, 'unrecorded'), count(*), avg(CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END) FROM llm_calls WHERE ${inWin('ts')} GROUP BY 1 ORDER BY 2 DESC, 1`, W).map((r) => ({
+  const [p50, p99] = okCount ? latencyQuantiles(db, okWhere, W, [0.5, 0.99], okCount) : [0, 0];
+  const backends = Object.fromEntries(rows(db, `SELECT coalesce(backend, 'unrecorded'), sum(calls) FROM (${LLM}) GROUP BY 1 ORDER BY 1`, [...W, ...W]).map((r) => [String(r[0]), n(r[1])]));
+  const byQuant = rows(
+    db,
+    `SELECT coalesce(quantization, 'unrecorded'), sum(calls), sum(speed_sum) / nullif(sum(CASE WHEN speed_sum IS NOT NULL THEN speed_n END), 0) FROM (${LLM}) GROUP BY 1 ORDER BY 2 DESC, 1`,
+    [...W, ...W],
+  ).map((r) => ({
     quantization: String(r[0]),
     calls: n(r[1]),
     tokens_per_s: r[2] === null ? null : round(n(r[2])),
@@ -310,7 +332,8 @@ async function fromSnapshot(
        SELECT min(started_at) AS t FROM sessions UNION ALL SELECT min(added_at) FROM tasks UNION ALL SELECT min(started_at) FROM task_attempts
        UNION ALL SELECT min(ts) FROM task_steps UNION ALL SELECT min(ts) FROM llm_calls UNION ALL SELECT min(ts) FROM checkpoints
        UNION ALL SELECT min(ts) FROM recoveries UNION ALL SELECT min(ts) FROM escalations UNION ALL SELECT min(ts) FROM governor_decisions
-       UNION ALL SELECT min(ts) FROM resource_samples UNION ALL SELECT min(ts) FROM events)`,
+       UNION ALL SELECT min(ts) FROM resource_samples UNION ALL SELECT min(ts) FROM events
+       UNION ALL SELECT min(ts) FROM step_rollups UNION ALL SELECT min(ts) FROM llm_rollups)`,
   )[0];
   const C = firstV !== null && firstV !== undefined && n(firstV) > S && n(firstV) < U ? n(firstV) : S;
 
@@ -364,11 +387,20 @@ async function fromSnapshot(
     const x = at(b);
     if (x) Object.assign(x, { completed: n(c), failed: n(f), retried: n(r) });
   }
-  for (const [b, c] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), count(*) FROM task_steps WHERE ${inWin('ts')} GROUP BY 1`, [C, bMs, ...W])) {
+  for (const [b, c] of rows(
+    db,
+    `SELECT CAST((ts - ?) / ? AS INTEGER), sum(k) FROM (SELECT ts, 1 AS k FROM task_steps WHERE ${inWin('ts')} UNION ALL SELECT ts, steps FROM step_rollups WHERE ${inWin('ts')}) GROUP BY 1`,
+    [C, bMs, ...W, ...W],
+  )) {
     const x = at(b);
     if (x) x.steps = n(c);
   }
-  for (const [b, v] of rows(db, `SELECT CAST((ts - ?) / ? AS INTEGER), avg(tokens_per_s) FROM llm_calls WHERE ${MODEL_SPEED} AND ${inWin('ts')} GROUP BY 1`, [C, bMs, ...W])) {
+  for (const [b, v] of rows(
+    db,
+    `SELECT CAST((ts - ?) / ? AS INTEGER), sum(s) / sum(k) FROM (SELECT ts, tokens_per_s AS s, 1 AS k FROM llm_calls WHERE ${MODEL_SPEED} AND ${inWin('ts')}
+       UNION ALL SELECT ts, speed_sum, speed_n FROM llm_rollups WHERE speed_n > 0 AND ${inWin('ts')}) GROUP BY 1`,
+    [C, bMs, ...W, ...W],
+  )) {
     const x = at(b);
     if (x) x.tokens_per_s = round(n(v));
   }
@@ -389,9 +421,11 @@ async function fromSnapshot(
        (SELECT count(*) FROM task_attempts WHERE outcome = 'completed' AND ended_at < ?1),
        (SELECT count(*) FROM task_attempts WHERE outcome = 'failed' AND ended_at < ?1),
        (SELECT count(*) FROM task_attempts WHERE outcome = 'cancelled' AND ended_at < ?1),
-       (SELECT count(*) FROM task_steps WHERE ts < ?1),
-       (SELECT count(*) FROM llm_calls WHERE ts < ?1), (SELECT count(*) FROM llm_calls WHERE ok = 0 AND ts < ?1),
-       (SELECT coalesce(sum(tokens_in), 0) FROM llm_calls WHERE ts < ?1), (SELECT coalesce(sum(tokens_out), 0) FROM llm_calls WHERE ts < ?1),
+       (SELECT count(*) FROM task_steps WHERE ts < ?1) + (SELECT coalesce(sum(steps), 0) FROM step_rollups WHERE ts < ?1),
+       (SELECT count(*) FROM llm_calls WHERE ts < ?1) + (SELECT coalesce(sum(calls), 0) FROM llm_rollups WHERE ts < ?1),
+       (SELECT count(*) FROM llm_calls WHERE ok = 0 AND ts < ?1) + (SELECT coalesce(sum(errors), 0) FROM llm_rollups WHERE ts < ?1),
+       (SELECT coalesce(sum(tokens_in), 0) FROM llm_calls WHERE ts < ?1) + (SELECT coalesce(sum(tokens_in), 0) FROM llm_rollups WHERE ts < ?1),
+       (SELECT coalesce(sum(tokens_out), 0) FROM llm_calls WHERE ts < ?1) + (SELECT coalesce(sum(tokens_out), 0) FROM llm_rollups WHERE ts < ?1),
        (SELECT count(*) FROM checkpoints WHERE ts < ?1), (SELECT count(*) FROM recoveries WHERE ts < ?1), (SELECT count(*) FROM escalations WHERE ts < ?1),
        (SELECT count(*) FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.outcome = 'failed' AND a.ended_at < ?1 AND a.attempt >= coalesce(t.max_attempts, ?2))`,
     [U, maxA],
@@ -446,7 +480,7 @@ async function fromSnapshot(
       list: recList,
     },
     escalations,
-    iterations: n(one(db, `SELECT count(*) FROM task_steps WHERE ${inWin('ts')}`, W)[0]),
+    iterations: n(one(db, `SELECT (SELECT count(*) FROM task_steps WHERE ${inWin('ts')}) + (SELECT coalesce(sum(steps), 0) FROM step_rollups WHERE ${inWin('ts')})`, [...W, ...W])[0]),
     tasks: {
       completed,
       failed,

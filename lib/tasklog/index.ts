@@ -24,7 +24,7 @@ import {
 } from './journal.js';
 import { EventApplier, SCHEMA_VERSION, getMeta, migrate, schemaVersion, setMeta } from './schema.js';
 import { readDbCopy, listDbCopies, storeDbCopy } from './copy.js';
-import { downsampleSamples, type RetentionResult, type TasklogRetention } from './retention.js';
+import { downsampleSamples, foldDetail, type DetailResult, type RetentionResult, type TasklogRetention } from './retention.js';
 import path from 'node:path';
 
 export { SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './schema.js';
@@ -302,7 +302,7 @@ export class TaskLog {
    * The new database's copy goes to state.git. `repair`: fold even when there
    * is nothing new, keeping the damaged files beside the run (`forensics`).
    */
-  async compact(opts: { repair?: boolean; retention?: TasklogRetention; now?: number } = {}): Promise<{ folded: number; position: number; dbBytes: number; forensics: string[]; samples?: RetentionResult }> {
+  async compact(opts: { repair?: boolean; retention?: TasklogRetention; now?: number } = {}): Promise<{ folded: number; position: number; dbBytes: number; forensics: string[]; samples?: RetentionResult; detail?: DetailResult }> {
     const fd = openLocked(this.journalFile, 'ex');
     try {
       const fileBytes = this.readDbBytes();
@@ -315,14 +315,19 @@ export class TaskLog {
         const shaNow = fileBytes ? sha256(fileBytes) : '';
         const damaged = journal.headerDamage !== null || journal.corrupt.length > 0 || choice.fromCopy !== null;
         let samples: RetentionResult | undefined;
+        let detail: DetailResult | undefined;
+        let folding = false;
         if (opts.retention) {
-          samples = downsampleSamples(db, opts.now ?? Date.now(), opts.retention);
+          const r = opts.retention;
+          samples = downsampleSamples(db, opts.now ?? Date.now(), r);
+          if (r.detail_after !== undefined) detail = foldDetail(db, opts.now ?? Date.now(), { ...r, detail_after: r.detail_after });
+          folding = samples.rowsAfter < samples.rowsBefore || (detail !== undefined && (detail.steps[1] < detail.steps[0] || detail.calls[1] < detail.calls[0]));
           // The freed pages go too, so the file shrinks rather than holding them.
-          if (samples.rowsAfter < samples.rowsBefore) db.exec('VACUUM');
+          if (folding) db.exec('VACUUM');
         }
-        const folding = samples !== undefined && samples.rowsAfter < samples.rowsBefore;
+        const extra = { ...(samples ? { samples } : {}), ...(detail ? { detail } : {}) };
         if (replayed === 0 && !folding && journal.header.base === position && journal.header.db_sha256 === shaNow && fileBytes && !damaged) {
-          return { folded: 0, position, dbBytes: fileBytes.length, forensics, ...(samples ? { samples } : {}) };
+          return { folded: 0, position, dbBytes: fileBytes.length, forensics, ...extra };
         }
         if (damaged && opts.repair) {
           const stamp = Date.now();
@@ -340,7 +345,7 @@ export class TaskLog {
         writeFileAtomic(this.dbFile, out);
         writeJournal(this.journalFile, { log: journal.header.log, base: position, db_sha256: sha256(out) });
         if (this.hasCopyRepo()) storeDbCopy(this.copyRepo as string, out);
-        return { folded: replayed, position, dbBytes: out.length, forensics, ...(samples ? { samples } : {}) };
+        return { folded: replayed, position, dbBytes: out.length, forensics, ...extra };
       } finally {
         db.close();
       }

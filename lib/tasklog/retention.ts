@@ -16,6 +16,8 @@ export interface TasklogRetention {
   downsample_after: number;
   /** The span (ms) one folded row covers. */
   downsample_bucket: number;
+  /** Steps and model calls older than this (ms) are folded (foldDetail); none when absent. */
+  detail_after?: number;
 }
 
 export interface RetentionResult {
@@ -60,4 +62,59 @@ export function downsampleSamples(db: Database, now: number, r: TasklogRetention
     throw e;
   }
   return { rowsBefore, rowsAfter: count() };
+}
+
+/** Step statuses that count as errors (the check's error rate): kept apart in a folded row. */
+export const ERROR_STEPS = ['failed', 'invalid', 'llm_error'];
+
+/** A successful model call with a speed of its own (the scripted backend has none): the report's speed and latency. */
+export const MODEL_SPEED = "ok = 1 AND tokens_per_s IS NOT NULL AND coalesce(backend, '') <> 'scripted'";
+
+export interface DetailResult {
+  /** Step and model call rows before and after. */
+  steps: [number, number];
+  calls: [number, number];
+}
+
+/**
+ * Past tasklog.detail_after, each bucket's steps and model calls fold into
+ * rows of step_rollups and llm_rollups (one per bucket, and per backend and
+ * quantization for calls) holding what the report reads: counts, errors,
+ * tokens, the speed's sum and count, the latencies. Steps of an attempt not
+ * yet ended stay (a step record may still change them). Only whole buckets
+ * before the horizon; run again, it finds nothing to fold.
+ */
+export function foldDetail(db: Database, now: number, r: Required<TasklogRetention>): DetailResult {
+  const count = (table: string): number => Number(queryRows(db, `SELECT count(*) FROM ${table}`)[0]?.[0] ?? 0);
+  const before: [number, number] = [count('task_steps'), count('llm_calls')];
+  const b = Math.max(1, Math.floor(r.downsample_bucket));
+  const cutoff = Math.floor((now - r.detail_after) / b) * b;
+  if (cutoff <= 0 || before[0] + before[1] === 0) return { steps: [before[0], before[0]], calls: [before[1], before[1]] };
+  const ended = `EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = task_steps.task_id AND a.attempt = task_steps.attempt AND a.ended_at IS NOT NULL)`;
+  db.exec('BEGIN');
+  try {
+    db.run(
+      `INSERT INTO step_rollups (ts, ts_last, steps, errors)
+       SELECT CAST(ts / ?1 AS INTEGER) * ?1, max(ts), count(*), sum(status IN (${ERROR_STEPS.map((s) => `'${s}'`).join(', ')}))
+       FROM task_steps WHERE ts < ?2 AND ${ended} GROUP BY CAST(ts / ?1 AS INTEGER)`,
+      [b, cutoff],
+    );
+    db.run(`DELETE FROM task_steps WHERE ts < ?2 AND ${ended}`, [b, cutoff]);
+    // %.17g: a latency read back is the same double.
+    db.run(
+      `INSERT INTO llm_rollups (ts, ts_last, backend, quantization, calls, errors, tokens_in, tokens_out, speed_n, speed_sum, latency_n, latencies)
+       SELECT CAST(ts / ?1 AS INTEGER) * ?1, max(ts), backend, quantization, count(*), coalesce(sum(ok = 0), 0), sum(tokens_in), sum(tokens_out),
+         coalesce(sum(${MODEL_SPEED}), 0), sum(CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END),
+         coalesce(sum(${MODEL_SPEED} AND latency_ms IS NOT NULL), 0),
+         coalesce(group_concat(CASE WHEN ${MODEL_SPEED} AND latency_ms IS NOT NULL THEN printf('%.17g', latency_ms) END, ','), '')
+       FROM llm_calls WHERE ts < ?2 GROUP BY CAST(ts / ?1 AS INTEGER), backend, quantization`,
+      [b, cutoff],
+    );
+    db.run('DELETE FROM llm_calls WHERE ts < ?2', [b, cutoff]);
+    db.exec('COMMIT');
+  } catch (e) {
+    db.exec('ROLLBACK');
+    throw e;
+  }
+  return { steps: [before[0], count('task_steps')], calls: [before[1], count('llm_calls')] };
 }

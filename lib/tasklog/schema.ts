@@ -86,6 +86,19 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE resource_samples ADD COLUMN samples INTEGER NOT NULL DEFAULT 1;
   ALTER TABLE resource_samples ADD COLUMN ts_last INTEGER;
   `,
+  // 5: steps and model calls past tasklog.detail_after, folded by retention
+  // into one row per bucket (ts its start, ts_last its newest call's or
+  // step's time): what the report reads of them. A model's call latencies are
+  // kept as a list (latencies, comma-separated), so that percentiles stay exact.
+  `
+  CREATE TABLE step_rollups (ts INTEGER NOT NULL, ts_last INTEGER NOT NULL, steps INTEGER NOT NULL, errors INTEGER NOT NULL);
+  CREATE INDEX step_rollups_ts ON step_rollups (ts);
+  CREATE TABLE llm_rollups (
+    ts INTEGER NOT NULL, ts_last INTEGER NOT NULL, backend TEXT, quantization TEXT, calls INTEGER NOT NULL,
+    errors INTEGER NOT NULL, tokens_in INTEGER, tokens_out INTEGER, speed_n INTEGER NOT NULL, speed_sum REAL,
+    latency_n INTEGER NOT NULL, latencies TEXT NOT NULL);
+  CREATE INDEX llm_rollups_ts ON llm_rollups (ts);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

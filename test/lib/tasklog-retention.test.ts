@@ -79,3 +79,81 @@ test('old resource samples fold into 5-minute rows: the report says the same, th
     t.cleanup();
   }
 });
+
+const detailRows = async (file: string): Promise<number[]> => {
+  const SQL = await sqljs();
+  const db = new SQL.Database(fs.readFileSync(file));
+  try {
+    return (queryRows(db, 'SELECT (SELECT count(*) FROM task_steps), (SELECT count(*) FROM llm_calls), (SELECT count(*) FROM step_rollups), (SELECT count(*) FROM llm_rollups)')[0] as number[]).map(Number);
+  } finally {
+    db.close();
+  }
+};
+
+test('steps and model calls past detail_after fold into rollups: every figure of the report and the check stays, the database shrinks, a second pass changes nothing', { timeout: 180_000 }, async () => {
+  const t = makeEnv('tasklog-detail');
+  try {
+    const facts = await writeWeekLog(t.stateDir, 'week', { tasks: 600, samples: 2000 });
+    const paths = runPaths('week', t.env);
+    const log = TaskLog.forRun(paths);
+    // The horizon at T0 + 1 day: the first day's steps and calls fold. Windows on 5-minute
+    // boundaries: the week, the folded day, one across the horizon, one after it.
+    const windows = [
+      { since: T0, until: T1 },
+      { since: T0, until: T0 + DAY },
+      { since: T0 + 20 * 3_600_000, until: T0 + 28 * 3_600_000 },
+      { since: T0 + DAY + 3_600_000, until: T0 + 2 * DAY },
+      { since: T0 + 2 * 3_600_000 + 5 * 60_000, until: T0 + 3 * 3_600_000 },
+    ];
+    const strip = (r: Record<string, unknown>): Record<string, unknown> => ({ ...r, generated_at: null, disk: null, stores: null });
+    const before = [];
+    for (const w of windows) before.push(strip((await collect(paths, config, w, { now: T1, systemd: false })) as unknown as Record<string, unknown>));
+    const bytesBefore = fs.statSync(paths.tasklogDb).size;
+    const [steps0, calls0] = (await detailRows(paths.tasklogDb)) as [number, number];
+    assert.equal(steps0, facts.steps.length);
+    assert.equal(calls0, facts.calls.length);
+
+    const retention = { downsample_after: 3 * 7 * DAY, downsample_bucket: 5 * 60_000, detail_after: 6 * DAY };
+    const res = await log.compact({ retention, now: T1 });
+    const [steps1, calls1, stepRolls, llmRolls] = (await detailRows(paths.tasklogDb)) as [number, number, number, number];
+    const fresh = facts.steps.filter((s) => s.ts >= T0 + DAY).length;
+    assert.ok(fresh > 0 && fresh < facts.steps.length, `${fresh} of ${facts.steps.length} steps after the horizon`);
+    assert.equal(steps1, fresh, 'the steps of the first day folded, the rest kept');
+    assert.equal(calls1, facts.calls.filter((c) => c.ts >= T0 + DAY).length);
+    assert.ok(stepRolls > 0 && stepRolls <= 288, `${stepRolls} step rows for a day of 5-minute buckets`);
+    assert.ok(llmRolls > 0, `${llmRolls} call rows`);
+    assert.deepEqual(res.detail, { steps: [steps0, steps1], calls: [calls0, calls1] });
+    const bytesAfter = fs.statSync(paths.tasklogDb).size;
+    assert.ok(bytesAfter < bytesBefore * 0.8, `database ${bytesBefore} -> ${bytesAfter} bytes`);
+    assert.ok((await log.verify()).ok, 'the task log verifies after the fold');
+
+    for (const [i, w] of windows.entries()) {
+      const label = `${new Date(w.since).toISOString()}..${new Date(w.until).toISOString()}`;
+      const r = strip((await collect(paths, config, w, { now: T1, systemd: false })) as unknown as Record<string, unknown>);
+      const b = before[i] as typeof r;
+      type Series = { bucket_s: number; buckets: Array<{ steps: number; tokens_per_s: number | null }> };
+      const series = (x: typeof r): Series => x.series as Series;
+      if (series(b).bucket_s % 300 === 0) {
+        assert.deepEqual(r, b, `the whole report, ${label}`);
+        continue;
+      }
+      // Chart buckets finer than the fold's 5 minutes: a folded bucket's steps and speed land in
+      // the chart bucket its start falls in; every figure, and the steps in all, stay.
+      assert.ok(series(b).buckets.length > 0);
+      const sum = (x: typeof r): number => series(x).buckets.reduce((acc, k) => acc + k.steps, 0);
+      assert.equal(sum(r), sum(b), `the chart's steps in all, ${label}`);
+      const coarse = (x: typeof r): typeof r => ({ ...x, series: { ...series(x), buckets: series(x).buckets.map((k) => ({ ...k, steps: null, tokens_per_s: null })) } });
+      assert.deepEqual(coarse(r), coarse(b), `the report but the chart's steps and speed, ${label}`);
+    }
+    const truth = truthFor(facts, windows[1] as { since: number; until: number });
+    const folded = (await collect(paths, config, windows[1] as { since: number; until: number }, { now: T1, systemd: false })).llm;
+    assert.deepEqual([folded.calls, folded.errors, folded.tokens_in, folded.tokens_out], [truth.llm.calls, truth.llm.errors, truth.llm.tokens_in, truth.llm.tokens_out], 'the folded day is the truth');
+
+    // Again: nothing to fold, nothing written.
+    const again = await log.compact({ retention, now: T1 });
+    assert.deepEqual(again.detail, { steps: [steps1, steps1], calls: [calls1, calls1] });
+    assert.equal(fs.statSync(paths.tasklogDb).size, bytesAfter);
+  } finally {
+    t.cleanup();
+  }
+});
