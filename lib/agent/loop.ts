@@ -355,13 +355,13 @@ export class Agent {
       try {
         const c = await this.log.compact({ retention: this.config.tasklog });
         folded = c.samples ? c.samples.rowsBefore - c.samples.rowsAfter : 0;
-        detail = c.detail ? c.detail.steps[0] - c.detail.steps[1] + c.detail.calls[0] - c.detail.calls[1] : 0;
+        detail = c.detail ? c.detail.steps[0] - c.detail.steps[1] + c.detail.calls[0] - c.detail.calls[1] + c.detail.heartbeats[0] - c.detail.heartbeats[1] : 0;
       } finally {
         lock.release();
       }
       this.log.append({ t: 'retention', session: this.session, reason: 'disk', tier: p.tier, free_pct: p.free_pct, pruned: res.remove.length, freed_bytes: res.bytesFreed, sample_rows_folded: folded, detail_rows_folded: detail });
       this.out.notice(
-        `disk ${where}: pruned ${plural(res.remove.length, 'checkpoint')} by checkpoint.retention, freed ${formatBytes(Math.max(0, res.bytesFreed))}, folded ${plural(folded, 'sample row')} and ${plural(detail, 'step and call row')} of the task log`,
+        `disk ${where}: pruned ${plural(res.remove.length, 'checkpoint')} by checkpoint.retention, freed ${formatBytes(Math.max(0, res.bytesFreed))}, folded ${plural(folded, 'sample row')} and ${plural(detail, 'step, call and heartbeat row')} of the task log`,
       );
     } catch (e) {
       this.out.warn(`disk ${where}: retention failed: ${describeError(e)}; trying again in ${formatDuration(this.config.checkpoint.pressure_every)}`);

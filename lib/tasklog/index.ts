@@ -321,7 +321,7 @@ export class TaskLog {
           const r = opts.retention;
           samples = downsampleSamples(db, opts.now ?? Date.now(), r);
           if (r.detail_after !== undefined) detail = foldDetail(db, opts.now ?? Date.now(), { ...r, detail_after: r.detail_after });
-          folding = samples.rowsAfter < samples.rowsBefore || (detail !== undefined && (detail.steps[1] < detail.steps[0] || detail.calls[1] < detail.calls[0]));
+          folding = samples.rowsAfter < samples.rowsBefore || (detail !== undefined && (detail.steps[1] < detail.steps[0] || detail.calls[1] < detail.calls[0] || detail.heartbeats[1] < detail.heartbeats[0]));
           // The freed pages go too, so the file shrinks rather than holding them.
           if (folding) db.exec('VACUUM');
         }

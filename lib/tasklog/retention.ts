@@ -74,6 +74,8 @@ export interface DetailResult {
   /** Step and model call rows before and after. */
   steps: [number, number];
   calls: [number, number];
+  /** Heartbeat events before and after. */
+  heartbeats: [number, number];
 }
 
 /**
@@ -82,14 +84,16 @@ export interface DetailResult {
  * quantization for calls) holding what the report reads: counts, errors,
  * tokens, the speed's sum and count, the latencies. Steps of an attempt not
  * yet ended stay (a step record may still change them). Only whole buckets
- * before the horizon; run again, it finds nothing to fold.
+ * before the horizon; run again, it finds nothing to fold. Heartbeats older
+ * than the horizon go (what reads them wants the newest: it stays).
  */
 export function foldDetail(db: Database, now: number, r: Required<TasklogRetention>): DetailResult {
   const count = (table: string): number => Number(queryRows(db, `SELECT count(*) FROM ${table}`)[0]?.[0] ?? 0);
-  const before: [number, number] = [count('task_steps'), count('llm_calls')];
+  const beats = (): number => Number(queryRows(db, "SELECT count(*) FROM events WHERE type = 'heartbeat'")[0]?.[0] ?? 0);
+  const before: [number, number, number] = [count('task_steps'), count('llm_calls'), beats()];
   const b = Math.max(1, Math.floor(r.downsample_bucket));
   const cutoff = Math.floor((now - r.detail_after) / b) * b;
-  if (cutoff <= 0 || before[0] + before[1] === 0) return { steps: [before[0], before[0]], calls: [before[1], before[1]] };
+  if (cutoff <= 0 || before[0] + before[1] + before[2] === 0) return { steps: [before[0], before[0]], calls: [before[1], before[1]], heartbeats: [before[2], before[2]] };
   const ended = `EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = task_steps.task_id AND a.attempt = task_steps.attempt AND a.ended_at IS NOT NULL)`;
   db.exec('BEGIN');
   try {
@@ -111,10 +115,11 @@ export function foldDetail(db: Database, now: number, r: Required<TasklogRetenti
       [b, cutoff],
     );
     db.run('DELETE FROM llm_calls WHERE ts < ?2', [b, cutoff]);
+    db.run("DELETE FROM events WHERE type = 'heartbeat' AND ts < ? AND pos <> (SELECT max(pos) FROM events WHERE type = 'heartbeat')", [cutoff]);
     db.exec('COMMIT');
   } catch (e) {
     db.exec('ROLLBACK');
     throw e;
   }
-  return { steps: [before[0], count('task_steps')], calls: [before[1], count('llm_calls')] };
+  return { steps: [before[0], count('task_steps')], calls: [before[1], count('llm_calls')], heartbeats: [before[2], beats()] };
 }

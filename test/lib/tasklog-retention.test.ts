@@ -96,6 +96,8 @@ test('steps and model calls past detail_after fold into rollups: every figure of
     const facts = await writeWeekLog(t.stateDir, 'week', { tasks: 600, samples: 2000 });
     const paths = runPaths('week', t.env);
     const log = TaskLog.forRun(paths);
+    // Heartbeats, all before the horizon: the newest stays.
+    log.appendMany([1, 2, 3].map((h) => ({ t: 'heartbeat', ts: new Date(T0 + h * 3_600_000).toISOString(), session: 'sX', rss: 1000 })));
     // The horizon at T0 + 1 day: the first day's steps and calls fold. Windows on 5-minute
     // boundaries: the week, the folded day, one across the horizon, one after it.
     const windows = [
@@ -122,7 +124,7 @@ test('steps and model calls past detail_after fold into rollups: every figure of
     assert.equal(calls1, facts.calls.filter((c) => c.ts >= T0 + DAY).length);
     assert.ok(stepRolls > 0 && stepRolls <= 288, `${stepRolls} step rows for a day of 5-minute buckets`);
     assert.ok(llmRolls > 0, `${llmRolls} call rows`);
-    assert.deepEqual(res.detail, { steps: [steps0, steps1], calls: [calls0, calls1] });
+    assert.deepEqual(res.detail, { steps: [steps0, steps1], calls: [calls0, calls1], heartbeats: [3, 1] });
     const bytesAfter = fs.statSync(paths.tasklogDb).size;
     assert.ok(bytesAfter < bytesBefore * 0.8, `database ${bytesBefore} -> ${bytesAfter} bytes`);
     assert.ok((await log.verify()).ok, 'the task log verifies after the fold');
@@ -151,7 +153,7 @@ test('steps and model calls past detail_after fold into rollups: every figure of
 
     // Again: nothing to fold, nothing written.
     const again = await log.compact({ retention, now: T1 });
-    assert.deepEqual(again.detail, { steps: [steps1, steps1], calls: [calls1, calls1] });
+    assert.deepEqual(again.detail, { steps: [steps1, steps1], calls: [calls1, calls1], heartbeats: [1, 1] });
     assert.equal(fs.statSync(paths.tasklogDb).size, bytesAfter);
   } finally {
     t.cleanup();
