@@ -1,15 +1,18 @@
 // The task log's size and open time as a run goes on, with and without the
 // folding of old resource samples (tasklog.downsample_after, 7 days, into
-// 5-minute rows): a governor sample every 5 s (its default interval, 17,280 a
-// day) for 7, 14, 21 and 28 days. Prints the database's bytes and the median
-// time to open it and read the report's sample figures, each as a ratio to
-// the 7-day log's, in the same process: kept, they grow with the days; folded,
-// they plateau.
+// 5-minute rows) and of old steps and model calls (tasklog.detail_after, 14
+// days): a governor sample every 5 s (its default interval, 17,280 a day),
+// and a model's step every 30 s (a call and a step each, 2,880 a day; a task
+// of 20 steps), for 7, 14, 21 and 28 days. Prints the database's bytes and
+// the median time to open it and read the report's sample and call figures,
+// each as a ratio to the 7-day log's, in the same process: kept, they grow
+// with the days; folded, the samples and the calls past their horizons stop
+// growing (what stays is a task's row and its attempt's).
 //   node dist/bench/retention.js [days=28]
 
 import { performance } from 'node:perf_hooks';
 import { migrate, sqljs } from '../lib/tasklog/index.js';
-import { downsampleSamples } from '../lib/tasklog/retention.js';
+import { downsampleSamples, foldDetail } from '../lib/tasklog/retention.js';
 import { median } from './stats.js';
 
 const DAY = 86_400_000;
@@ -28,9 +31,30 @@ async function logOf(days: number, fold: boolean): Promise<Uint8Array> {
   const n = (days * DAY) / 5000;
   for (let k = 0; k < n; k++) stmt.run([k * 300, T0 + k * 5000, 12_000 + (k % 3000), 90, 50 + (k % 31), 8000 + (k % 4000), 60 - (k % 400) / 10, 20 + (k % 70)]);
   stmt.free();
+  const task = db.prepare("INSERT INTO tasks (id, title, added_at, priority, max_attempts, spec) VALUES (?, ?, ?, 0, 3, ?)");
+  const attempt = db.prepare("INSERT INTO task_attempts (task_id, attempt, session_id, started_at, ended_at, outcome, steps) VALUES (?, 1, 's1', ?, ?, 'completed', 20)");
+  const step = db.prepare("INSERT INTO task_steps (task_id, attempt, step, ts, action, status) VALUES (?, 1, ?, ?, 'shell', 'ok')");
+  const call = db.prepare(
+    `INSERT INTO llm_calls (pos, ts, session_id, task_id, attempt, step, backend, model, quantization, tokens_in, tokens_out, latency_ms, tokens_per_s, ok)
+     VALUES (?, ?, 's1', ?, 1, ?, 'llama', 'qwen3-coder-30b', 'Q4_K_M', ?, ?, ?, ?, 1)`,
+  );
+  const steps = (days * DAY) / 30_000;
+  for (let k = 0; k < steps; k++) {
+    const id = `task-${String(Math.floor(k / 20)).padStart(6, '0')}`;
+    const ts = T0 + k * 30_000;
+    if (k % 20 === 0) {
+      task.run([id, `task ${k / 20}`, ts, JSON.stringify({ id, title: `task ${k / 20}`, prompt: 'Make the failing test in test/parse.test.ts pass without changing the test.', max_attempts: 3, priority: 0 })]);
+      attempt.run([id, ts, ts + 20 * 30_000 - 1]);
+    }
+    call.run([n * 300 + k, ts + 1000, id, (k % 20) + 1, 2000 + (k % 3000), 100 + (k % 400), 800 + (k % 5000), 20 + (k % 40) / 2]);
+    step.run([id, (k % 20) + 1, ts + 2000]);
+  }
+  for (const x of [task, attempt, step, call]) x.free();
   db.exec('COMMIT');
   if (fold) {
-    downsampleSamples(db, T0 + days * DAY, { downsample_after: 7 * DAY, downsample_bucket: 5 * 60_000 });
+    const r = { downsample_after: 7 * DAY, downsample_bucket: 5 * 60_000, detail_after: 14 * DAY };
+    downsampleSamples(db, T0 + days * DAY, r);
+    foldDetail(db, T0 + days * DAY, r);
     db.exec('VACUUM');
   }
   const out = db.export();
@@ -38,7 +62,7 @@ async function logOf(days: number, fold: boolean): Promise<Uint8Array> {
   return out;
 }
 
-/** Open the database and read what the report reads of the samples (count and peaks over the last day). */
+/** Open the database and read what the report reads of the samples (count and peaks over the last day) and of the calls (all of them). */
 async function openMs(bytes: Uint8Array, days: number): Promise<number> {
   const SQL = await sqljs();
   const times: number[] = [];
@@ -46,6 +70,7 @@ async function openMs(bytes: Uint8Array, days: number): Promise<number> {
     const t = performance.now();
     const db = new SQL.Database(bytes);
     db.exec(`SELECT sum(samples), max(vram_used_mb), min(disk_free_pct) FROM resource_samples WHERE ts >= ${T0 + (days - 1) * DAY}`);
+    db.exec('SELECT (SELECT count(*) FROM llm_calls) + (SELECT coalesce(sum(calls), 0) FROM llm_rollups), (SELECT sum(tokens_in) FROM llm_calls) + (SELECT coalesce(sum(tokens_in), 0) FROM llm_rollups)');
     db.close();
     times.push(performance.now() - t);
   }
