@@ -9,9 +9,15 @@
 // Time is compressed with the keys and drop-ins a user has (no fake clock):
 // a simulated day is S seconds; routine checkpoints, retention (the daily
 // timer, the agent's under disk pressure, the task log's fold of samples older
-// than a week), the report (mailed once a simulated day, over that day),
+// than a week and of steps and model calls older than 2 days, the archive's
+// 2 days), the report (mailed once a simulated day, over that day),
 // heartbeats, the governor's interval, the watchdog, recovery's window and
 // stable_after are scaled to it.
+//
+// Growth: the run's directory is measured in parts (state/, its archive,
+// state.git, the workspace and its .git, the task log's database and
+// journal) as it goes; disk growth after day 2 is the least-squares slope of
+// the samples since, per day, of the size at day 1, printed by part too.
 //
 // Ground truth: every task's effect is a set of lines in the workspace
 // (`<id> s<i>`, one per step) and a ledger outside it of every execution.
@@ -146,7 +152,7 @@ async function main(): Promise<number> {
   const since = (): number => monoMs() - t0;
   const log = (s: string): void => console.log(`[${(since() / 1000).toFixed(0).padStart(5)} s] ${s}`);
   const faults: FaultRecord[] = [];
-  const samples: Array<{ t_ms: number; day: number; disk: number; agent_rss: number; agent_age_ms: number; governor_rss: number }> = [];
+  const samples: Array<{ t_ms: number; day: number; disk: number; parts: Record<string, number>; agent_rss: number; agent_age_ms: number; governor_rss: number }> = [];
   let gpu: FakeGpu | null = null;
   let result = 1;
   try {
@@ -622,10 +628,26 @@ async function main(): Promise<number> {
     let nextFault = 0;
     let lastSample = -Infinity;
     const sampleEvery = Math.max(2000, (day * 1000) / 48);
+    // Where the disk goes: the run's directory in parts (each counted once), their sum its size.
+    const diskParts = (): Record<string, number> => {
+      const st = path.join(runDir, 'state');
+      const parts: Record<string, number> = {
+        archive: duBytes(path.join(st, 'archive')),
+        state_git: duBytes(path.join(runDir, 'state.git')),
+        workspace_git: duBytes(path.join(wsDir, '.git')),
+        tasklog_db: duBytes(path.join(runDir, 'tasklog.db')),
+        tasklog_journal: duBytes(path.join(runDir, 'tasklog.journal')),
+      };
+      parts.state = duBytes(st) - (parts.archive as number);
+      parts.workspace = duBytes(wsDir) - (parts.workspace_git as number);
+      parts.other = duBytes(runDir) - Object.values(parts).reduce((a, b) => a + b, 0);
+      return parts;
+    };
     const sample = (): void => {
       const t = since();
       const ap = agentPid();
-      samples.push({ t_ms: t, day: t / (day * 1000), disk: duBytes(runDir), agent_rss: rssOf(ap), agent_age_ms: procAgeMs(ap) ?? 0, governor_rss: rssOf(findProc(c.initPid, ['sw-gpu-governor.cjs', 'run'])) });
+      const parts = diskParts();
+      samples.push({ t_ms: t, day: t / (day * 1000), disk: Object.values(parts).reduce((a, b) => a + b, 0), parts, agent_rss: rssOf(ap), agent_age_ms: procAgeMs(ap) ?? 0, governor_rss: rssOf(findProc(c.initPid, ['sw-gpu-governor.cjs', 'run'])) });
       lastSample = t;
     };
     let lastInterrupt = -Infinity;
@@ -776,14 +798,33 @@ async function main(): Promise<number> {
       return s ? s.disk : null;
     };
     const end = samples[samples.length - 1];
+    // Growth after day 2: the least-squares slope of the samples since (a size taken at one instant
+    // swings with the journal's folds and git's packing; the slope is the trend), per day, of the
+    // size at day 1. The two ends' difference is kept beside it.
+    const slope = (pts: Array<[number, number]>): number | null => {
+      if (pts.length < 3) return null;
+      const mx = pts.reduce((a, p) => a + p[0], 0) / pts.length;
+      const my = pts.reduce((a, p) => a + p[1], 0) / pts.length;
+      const sxx = pts.reduce((a, p) => a + (p[0] - mx) ** 2, 0);
+      return sxx === 0 ? null : pts.reduce((a, p) => a + (p[0] - mx) * (p[1] - my), 0) / sxx;
+    };
+    const after2 = samples.filter((x) => x.day >= 2);
     let growth: number | null = null;
+    let growthEnds: number | null = null;
     let growthBasis = '';
+    const partGrowth: Record<string, { day1: number | null; day2: number | null; end: number | null; per_day: number | null }> = {};
     if (args.days >= 3) {
       const d1 = at(1);
       const d2 = at(2);
-      if (d1 && d2 && end) {
-        growth = ((end.disk - d2) / d1 / (end.t_ms / dayMs - 2)) * 100;
-        growthBasis = 'after day 2, per day, of the size at day 1';
+      const k = slope(after2.map((x) => [x.day, x.disk]));
+      if (d1 && d2 && end && k !== null) {
+        growth = (k / d1) * 100;
+        growthEnds = ((end.disk - d2) / d1 / (end.t_ms / dayMs - 2)) * 100;
+        growthBasis = `after day 2, per day, of the size at day 1: the slope of ${after2.length} samples (the two ends' difference: ${growthEnds.toFixed(1)}%/day)`;
+      }
+      const partAt = (d: number, name: string): number | null => samples.filter((x) => x.t_ms <= d * dayMs).pop()?.parts[name] ?? null;
+      for (const name of Object.keys(end?.parts ?? {})) {
+        partGrowth[name] = { day1: partAt(1, name), day2: partAt(2, name), end: end?.parts[name] ?? null, per_day: slope(after2.map((x) => [x.day, x.parts[name] ?? 0])) };
       }
     } else growthBasis = `not measured: a run of ${args.days} simulated day(s) has no days after day 2`;
     // The agent's size once warm (V8's heap grows to its working size with the work done, not with the
@@ -823,7 +864,7 @@ async function main(): Promise<number> {
       stores: { fsck_state: fsckState, fsck_workspace: fsckWs, verify: verifyOk ? 'clean' : (String(verify.stdout ?? '') + String(verify.stderr ?? '')).trim().split('\n').slice(-3).join('; ') },
       faults: { count: faults.length, not_ok: faults.filter((f) => !f.ok).length, by_kind: byKind, ready_ms_p50: pctl(readyTimes, 50), ready_ms_p99: pctl(readyTimes, 99), list: faults },
       model: model.stats,
-      growth: { disk_pct_per_day: growth, basis: growthBasis, rss_growth_pct: rssGrowth, rss_first_hour: rssFirstHour, rss_end: rssEnd, samples },
+      growth: { disk_pct_per_day: growth, disk_pct_per_day_ends: growthEnds, basis: growthBasis, parts: partGrowth, rss_growth_pct: rssGrowth, rss_first_hour: rssFirstHour, rss_end: rssEnd, samples },
     };
     fs.writeFileSync(args.out, JSON.stringify(out, null, 1) + '\n');
     // --- the table.
@@ -835,6 +876,12 @@ async function main(): Promise<number> {
     console.log(`tasks: ${queued} queued, ${completed} completed, ${failed} failed for good; ${retries} steps re-run as checked retries after faults, ${unreported.length} re-run unreported`);
     console.log(`stores: fsck state.git ${fsckState}, workspace ${fsckWs}; verify ${out.stores.verify}`);
     console.log(`disk: ${samples.length ? Math.round((samples[0]?.disk ?? 0) / 1024) : 0} KiB at start, ${Math.round((end?.disk ?? 0) / 1024)} KiB at the end; agent RSS ${Math.round((rssFirstHour ?? 0) / 1048576)} MiB after the first simulated hour, ${Math.round((rssEnd ?? 0) / 1048576)} MiB at the end`);
+    if (Object.keys(partGrowth).length > 0) {
+      const kib = (b: number | null): string => (b === null ? '-' : String(Math.round(b / 1024)));
+      console.log('disk by part (KiB)      day 1     day 2       end  KiB/day after day 2');
+      for (const [name, g] of Object.entries(partGrowth)) console.log(`  ${name.padEnd(18)} ${kib(g.day1).padStart(8)}  ${kib(g.day2).padStart(8)}  ${kib(g.end).padStart(8)}  ${kib(g.per_day).padStart(8)}`);
+      console.log(`  growth: ${growthBasis}`);
+    }
     for (const m of [...mismatches, ...lost.slice(0, 5), ...doubled.slice(0, 5), ...unreported.slice(0, 5)]) console.log(`  ${m}`);
     for (const f of faults.filter((x) => !x.ok)) console.log(`  fault ${f.n} ${f.kind}: ${f.problem ?? 'not READY again'} (${f.detail})`);
     console.log(`results: ${args.out}`);
