@@ -694,6 +694,22 @@ async function main(): Promise<number> {
     // --- ground truth.
     const list = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ id: string; status: string; reason?: string | null; attempts?: number }> };
     const byId = new Map(list.tasks.map((x) => [x.id, x]));
+    // Tasks whose archives left state/ (agent.archive_keep, 2 simulated days here) are not listed; their
+    // status is in state/archive/dropped.ids (their lines in the workspace are still checked; a failed
+    // one's reason went with its archive and is not checked).
+    let droppedText = '';
+    try {
+      droppedText = fs.readFileSync(path.join(runDir, 'state', 'archive', 'dropped.ids'), 'utf8');
+    } catch {
+      /* none left */
+    }
+    let droppedCount = 0;
+    for (const l of droppedText.split('\n')) {
+      const [id, status] = l.split(' ');
+      if (!id || !status || byId.has(id)) continue;
+      byId.set(id, { id, status, reason: status === 'failed' ? '(its archive left state/)' : null });
+      droppedCount++;
+    }
     const lines = new Map<string, number>();
     for (const f of fs.existsSync(path.join(wsDir, 'effects')) ? fs.readdirSync(path.join(wsDir, 'effects')) : []) {
       for (const l of fs.readFileSync(path.join(wsDir, 'effects', f), 'utf8').split('\n')) if (l) lines.set(l, (lines.get(l) ?? 0) + 1);
@@ -854,7 +870,7 @@ async function main(): Promise<number> {
     const out = {
       args,
       elapsed_s: Math.round(since() / 1000),
-      tasks: { queued, completed, failed, lost: lost.length, doubled: doubled.length, examples: [...lost, ...doubled].slice(0, 20) },
+      tasks: { queued, completed, failed, from_dropped_ids: droppedCount, lost: lost.length, doubled: doubled.length, examples: [...lost, ...doubled].slice(0, 20) },
       executions: { retries_reported: retries, unreported_reexecutions: unreported.length, examples: unreported.slice(0, 10), redone_per_interrupting_fault: interrupting ? retries / interrupting : null },
       report: {
         mismatches,
@@ -873,7 +889,7 @@ async function main(): Promise<number> {
     for (const [k, v] of Object.entries(byKind)) {
       console.log(`${k.padEnd(26)} ${String(v.n).padStart(2)}  ${String(v.detected).padStart(4)}  ${String(v.ok).padStart(2)}  ${String(v.detect_ms_p50 ?? '-').padStart(11)}  ${String(v.ready_ms_p50 === null ? '-' : Math.round(v.ready_ms_p50)).padStart(12)}  ${String(v.ready_ms_max === null ? '-' : Math.round(v.ready_ms_max)).padStart(12)}`);
     }
-    console.log(`tasks: ${queued} queued, ${completed} completed, ${failed} failed for good; ${retries} steps re-run as checked retries after faults, ${unreported.length} re-run unreported`);
+    console.log(`tasks: ${queued} queued, ${completed} completed, ${failed} failed for good (${droppedCount} of them read from dropped.ids, their archives past agent.archive_keep); ${retries} steps re-run as checked retries after faults, ${unreported.length} re-run unreported`);
     console.log(`stores: fsck state.git ${fsckState}, workspace ${fsckWs}; verify ${out.stores.verify}`);
     console.log(`disk: ${samples.length ? Math.round((samples[0]?.disk ?? 0) / 1024) : 0} KiB at start, ${Math.round((end?.disk ?? 0) / 1024)} KiB at the end; agent RSS ${Math.round((rssFirstHour ?? 0) / 1048576)} MiB after the first simulated hour, ${Math.round((rssEnd ?? 0) / 1048576)} MiB at the end`);
     if (Object.keys(partGrowth).length > 0) {
