@@ -671,6 +671,20 @@ async function main(): Promise<number> {
       }
       await sleep(500);
     }
+    /** The ids and final statuses of state/archive/dropped.ids (tasks whose archives left state/). */
+    const droppedIds = (): Array<[string, string]> => {
+      let text = '';
+      try {
+        text = fs.readFileSync(path.join(runDir, 'state', 'archive', 'dropped.ids'), 'utf8');
+      } catch {
+        /* none left */
+      }
+      return text
+        .split('\n')
+        .map((l) => l.split(' '))
+        .filter((f): f is [string, string] => !!f[0] && !!f[1])
+        .map((f) => [f[0], f[1]]);
+    };
     // --- drain: every task queued and finished (or the deadline).
     log(`run phase over: ${queued} of ${args.tasks} tasks queued; draining`);
     gpu.set(vramSeries([40], 1000));
@@ -681,8 +695,12 @@ async function main(): Promise<number> {
       feed();
       if (since() - lastSample >= sampleEvery) sample();
       if (queued >= args.tasks) {
-        const l = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ status: string }> };
-        finished = l.tasks.filter((x) => x.status === 'completed' || x.status === 'failed').length;
+        // Finished: listed (the queue and the archives in state/), or in dropped.ids (archives past
+        // agent.archive_keep, no longer listed), each id once.
+        const l = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ id: string; status: string }> };
+        const done = new Set(l.tasks.filter((x) => x.status === 'completed' || x.status === 'failed').map((x) => x.id));
+        for (const [id, status] of droppedIds()) if (status === 'completed' || status === 'failed') done.add(id);
+        finished = done.size;
         if (finished >= args.tasks) break;
       }
       await sleep(2000);
@@ -697,16 +715,9 @@ async function main(): Promise<number> {
     // Tasks whose archives left state/ (agent.archive_keep, 2 simulated days here) are not listed; their
     // status is in state/archive/dropped.ids (their lines in the workspace are still checked; a failed
     // one's reason went with its archive and is not checked).
-    let droppedText = '';
-    try {
-      droppedText = fs.readFileSync(path.join(runDir, 'state', 'archive', 'dropped.ids'), 'utf8');
-    } catch {
-      /* none left */
-    }
     let droppedCount = 0;
-    for (const l of droppedText.split('\n')) {
-      const [id, status] = l.split(' ');
-      if (!id || !status || byId.has(id)) continue;
+    for (const [id, status] of droppedIds()) {
+      if (byId.has(id)) continue;
       byId.set(id, { id, status, reason: status === 'failed' ? '(its archive left state/)' : null });
       droppedCount++;
     }

@@ -106,6 +106,22 @@ export function readArchive(stateDir: string): { entries: Map<string, ArchiveEnt
 }
 
 /**
+ * The blobs the newest checkpoint (refs/heads/main) holds under paths, by
+ * path relative to the state directory; null when there is no checkpoint
+ * to ask.
+ */
+async function tipBlobs(git: Git, paths: string[]): Promise<Map<string, string> | null> {
+  const ls = await git.run(['ls-tree', '-r', '--full-tree', 'refs/heads/main', '--', ...paths], { allowFail: true });
+  if (ls.code !== 0) return null;
+  const tip = new Map<string, string>();
+  for (const l of ls.stdout.split('\n')) {
+    const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/.exec(l);
+    if (m) tip.set(m[2] as string, m[1] as string);
+  }
+  return tip;
+}
+
+/**
  * The problems of the archives, for recovery's validation at every start:
  * an archive the newest checkpoint holds byte for byte (git's hash of the
  * file equals the checkpoint's) was read whole when it was written and is
@@ -115,14 +131,7 @@ export function readArchive(stateDir: string): { entries: Map<string, ArchiveEnt
 export async function archiveProblems(stateDir: string, git: Git): Promise<string[]> {
   const files = archiveFiles(stateDir);
   if (files.length === 0) return [];
-  const tip = new Map<string, string>();
-  const ls = await git.run(['ls-tree', '-r', '--full-tree', 'refs/heads/main', '--', ARCHIVE_DIR], { allowFail: true });
-  if (ls.code === 0) {
-    for (const l of ls.stdout.split('\n')) {
-      const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/.exec(l);
-      if (m) tip.set(m[2] as string, m[1] as string);
-    }
-  }
+  const tip = (await tipBlobs(git, [ARCHIVE_DIR])) ?? new Map<string, string>();
   let hashes: string[] = [];
   if (tip.size > 0) {
     const h = await git.run(['hash-object', '--stdin-paths'], { input: files.join('\n') + '\n', allowFail: true });
@@ -263,13 +272,8 @@ export async function archiveFinished(
 ): Promise<ArchivePass> {
   const res: ArchivePass = { archived: [], file: null, finished: [], dropped: [] };
   // What the newest checkpoint holds, by path.
-  const tip = new Map<string, string>();
-  const ls = await git.run(['ls-tree', '-r', '--full-tree', 'refs/heads/main', '--', 'queue', 'transcripts'], { allowFail: true });
-  if (ls.code !== 0) return res;
-  for (const l of ls.stdout.split('\n')) {
-    const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/.exec(l);
-    if (m) tip.set(m[2] as string, m[1] as string);
-  }
+  const tip = await tipBlobs(git, ['queue', 'transcripts']);
+  if (!tip) return res;
   const { tasks } = await readQueue(stateDir, opts.defaults);
   const candidates = tasks.filter((t) => FINISHED.has(t.status) && opts.now - Date.parse(t.updated) >= opts.olderThanMs);
   if (candidates.length > 0) {

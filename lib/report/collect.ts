@@ -56,10 +56,6 @@ const s = (v: Val | undefined): string | null => (v === null || v === undefined 
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
 
 /**
- * The values at quantiles qs of a column, by nearest rank, from one sort in
- * SQLite (a window over the rows that match), count being how many match.
- */
-/**
  * The model's latency percentiles in a window: from one sort in SQL, or,
  * where the window holds calls folded past tasklog.detail_after (their
  * latencies kept as a list), from the rows and the lists sorted together.
@@ -73,6 +69,10 @@ function latencyQuantiles(db: Database, where: string, W: Val[], qs: number[], c
   return qs.map((q) => all[Math.max(1, Math.ceil(q * count)) - 1] ?? 0);
 }
 
+/**
+ * The values at quantiles qs of a column, by nearest rank, from one sort in
+ * SQLite (a window over the rows that match), count being how many match.
+ */
 function quantiles(db: Database, table: string, col: string, where: string, params: Val[], qs: number[], count: number): number[] {
   const ranks = qs.map((q) => Math.max(1, Math.ceil(q * count)));
   const got = new Map(

@@ -104,6 +104,7 @@ export function foldDetail(db: Database, now: number, r: Required<TasklogRetenti
       [b, cutoff],
     );
     db.run(`DELETE FROM task_steps WHERE ts < ?2 AND ${ended}`, [b, cutoff]);
+    const steps = db.getRowsModified();
     // %.17g: a latency read back is the same double.
     db.run(
       `INSERT INTO llm_rollups (ts, ts_last, backend, quantization, calls, errors, tokens_in, tokens_out, speed_n, speed_sum, latency_n, latencies)
@@ -115,11 +116,13 @@ export function foldDetail(db: Database, now: number, r: Required<TasklogRetenti
       [b, cutoff],
     );
     db.run('DELETE FROM llm_calls WHERE ts < ?2', [b, cutoff]);
+    const calls = db.getRowsModified();
     db.run("DELETE FROM events WHERE type = 'heartbeat' AND ts < ? AND pos <> (SELECT max(pos) FROM events WHERE type = 'heartbeat')", [cutoff]);
+    const heartbeats = db.getRowsModified();
     db.exec('COMMIT');
+    return { steps: [before[0], before[0] - steps], calls: [before[1], before[1] - calls], heartbeats: [before[2], before[2] - heartbeats] };
   } catch (e) {
     db.exec('ROLLBACK');
     throw e;
   }
-  return { steps: [before[0], count('task_steps')], calls: [before[1], count('llm_calls')], heartbeats: [before[2], beats()] };
 }
