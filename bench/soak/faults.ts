@@ -111,9 +111,15 @@ export function flipByte(file: string, offset: number): number {
   }
 }
 
-/** Bytes used under dir (files' real sizes, as du counts them). */
+/** Bytes used by a file, or under a directory (files' real sizes, as du counts them); 0 if gone. */
 export function duBytes(dir: string): number {
   let n = 0;
+  try {
+    const st = fs.lstatSync(dir);
+    if (!st.isDirectory()) return st.blocks * 512;
+  } catch {
+    return 0;
+  }
   const walk = (d: string): void => {
     let entries: fs.Dirent[];
     try {
