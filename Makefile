@@ -103,13 +103,15 @@ check: node_modules/.stamp
 demo: build
 	bash test/fixtures/demo.sh
 
-# The soak (bench/soak): a compressed week of one run under a real systemd in
-# a container, every kind of fault, checked against ground truth. As root.
+# The soak (bench/soak): a compressed week of runs under a real systemd in a
+# container, every kind of fault, checked against ground truth. As root.
+# RUNS: runs at once (default: 2 for 3 simulated days or more, else 1).
 DAYS   ?= 7
 TASKS  ?= 10000
 FAULTS ?= 200
+RUNS   ?=
 soak: build deps-test
-	$(NODE) dist/bench/soak/soak.js --days $(DAYS) --tasks $(TASKS) --faults $(FAULTS) $(SOAKFLAGS)
+	$(NODE) dist/bench/soak/soak.js --days $(DAYS) --tasks $(TASKS) --faults $(FAULTS) $(if $(RUNS),--runs $(RUNS)) $(SOAKFLAGS)
 
 install: build
 	install -d $(DESTDIR)$(LIBDIR)/dist/bin $(DESTDIR)$(BINDIR) $(DESTDIR)$(LIBEXECDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(DOCDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/selfware

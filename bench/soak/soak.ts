@@ -4,7 +4,14 @@
 // README. Needs root (a container boots) and the built tree (make build).
 //
 //   node dist/bench/soak/soak.js --days D --tasks T --faults F
-//        [--day-seconds S] [--drain-seconds S] [--seed N] [--out FILE] [--keep]
+//        [--runs N] [--day-seconds S] [--drain-seconds S] [--seed N] [--out FILE] [--keep]
+//
+// One run (`soak`) for a soak of one or two days, two for longer; with
+// --runs N, N runs (`soak1`..`soakN`) at once on the host, the tasks dealt
+// among them in turn, each fault that targets one agent aimed at one of them
+// drawn at random (a reboot, a full disk, the model's outage and VRAM
+// pressure hit them all), and every check made for each run. Two runs use the
+// second core of a 2-core machine: one agent is one thread.
 //
 // Time is compressed with the keys and drop-ins a user has (no fake clock):
 // a simulated day is S seconds; routine checkpoints, retention (the daily
@@ -39,8 +46,6 @@ import { rng, sleep } from '../../test/helpers.js';
 import { FAULT_KINDS, INTERRUPTING, duBytes, findProc, flipByte, hasChild, procAgeMs, rssOf, signal, type FaultKind, type FaultRecord } from './faults.js';
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
-const RUN = 'soak';
-const UNIT = `selfware@${RUN}.service`;
 const GOV = 'sw-gpu-governor.service';
 const STEPS = 3;
 /** Between two faults that end the agent (see the recovery config). */
@@ -49,6 +54,8 @@ const BLOCK = 100;
 
 interface Args {
   days: number;
+  /** Runs at once (soak, or soak1..soakN). */
+  runs: number;
   tasks: number;
   faults: number;
   daySeconds: number;
@@ -57,6 +64,24 @@ interface Args {
   seed: number;
   out: string;
   keep: boolean;
+}
+
+/** One run of the soak, and what the harness counts of it. */
+interface Run {
+  k: number;
+  name: string;
+  unit: string;
+  runDir: string;
+  queueDir: string;
+  wsDir: string;
+  /** Tasks dropped into its queue. */
+  queued: number;
+  /** Of them, those whose last step the ledger shows run (at least once). */
+  lastSteps: number;
+  /** Sessions the harness ended without a word (SIGKILL, power loss, the watchdog). */
+  unclean: number;
+  /** Restart storms aimed at it. */
+  storms: number;
 }
 
 function parseArgs(argv: string[]): Args {
@@ -74,8 +99,13 @@ function parseArgs(argv: string[]): Args {
   };
   const days = num('days', 7, 1);
   if (a['day-seconds'] !== undefined && Number(a['day-seconds']) % 60 !== 0) throw new Error(`soak: --day-seconds: expected a whole number of minutes in seconds (the timers run on calendar minutes), got '${a['day-seconds']}'`);
+  // Two runs for a soak of days (one agent is one thread: a 2-core machine has room for two, and the
+  // full soak's 10,000 tasks in 7 days of 900 s need 1.6 a second), one for a short one.
+  const runs = num('runs', days >= 3 ? 2 : 1, 1);
+  if (!Number.isInteger(runs) || runs > 8) throw new Error(`soak: --runs: expected a whole number from 1 to 8, got '${a.runs}'`);
   return {
     days,
+    runs,
     tasks: num('tasks', 10_000, 1),
     faults: num('faults', 200, 0),
     daySeconds: num('day-seconds', days <= 1 ? 240 : 900, 60),
@@ -152,8 +182,10 @@ async function main(): Promise<number> {
   const since = (): number => monoMs() - t0;
   const log = (s: string): void => console.log(`[${(since() / 1000).toFixed(0).padStart(5)} s] ${s}`);
   const faults: FaultRecord[] = [];
-  const samples: Array<{ t_ms: number; day: number; disk: number; parts: Record<string, number>; agent_rss: number; agent_age_ms: number; governor_rss: number }> = [];
+  /** agent_rss and agent_age_ms: one a run. */
+  const samples: Array<{ t_ms: number; day: number; disk: number; parts: Record<string, number>; agent_rss: number[]; agent_age_ms: number[]; governor_rss: number }> = [];
   let gpu: FakeGpu | null = null;
+  let runs: Run[] = [];
   let result = 1;
   try {
     await c.boot();
@@ -230,79 +262,101 @@ async function main(): Promise<number> {
         `  detail_after: ${secs(2 * 86_400, 60)}`,
         '',
       ].join('\n');
-    const writeConfig = (rssLimit?: string): void => fs.writeFileSync(path.join(root, 'etc/selfware', `${RUN}.yaml`), config(rssLimit));
-    writeConfig();
+    // --- the runs: soak, or soak1..soakN.
+    runs = Array.from({ length: args.runs }, (_, k) => {
+      const name = args.runs === 1 ? 'soak' : `soak${k + 1}`;
+      const runDir = path.join(stateHost, name);
+      return { k, name, unit: `selfware@${name}.service`, runDir, queueDir: path.join(runDir, 'state', 'queue'), wsDir: path.join(runDir, 'workspace'), queued: 0, lastSteps: 0, unclean: 0, storms: 0 };
+    });
+    const writeConfig = (r: Run, rssLimit?: string): void => fs.writeFileSync(path.join(root, 'etc/selfware', `${r.name}.yaml`), config(rssLimit));
+    for (const r of runs) writeConfig(r);
     fs.writeFileSync(
       path.join(root, 'etc/selfware/governor.yaml'),
       ['interval: 500ms', 'dwell: 1s', 'step_wait: 2s', 'calm: 3s', 'record_every: 5s', 'cpu_sustain: 5s', ''].join('\n'),
     );
+    // The agent: a fast watchdog, restarts at once, and a start limit a storm of a simulated day fits.
+    // TimeoutStopSec: in this container systemd is not told when a killed unit's last process is gone
+    // (no cgroup empty notification), so it waits out the stop timeout after every kill of an agent
+    // with a step running; 2 min of it would stretch each such fault, 5 s still lets a clean stop finish (a step of 50 ms and
+    // a shutdown checkpoint).
+    // Routine checkpoints every 5 min, scaled (but not more often than every 5 s).
+    // Retention daily, scaled: once a simulated day. The report once a simulated day, over that day.
+    // Calendar times, as the units' own: restarts and reboots do not move them.
+    const perRun = (r: Run): string[] => [
+      dropIn(r.unit, '[Unit]\nStartLimitIntervalSec=60s\nStartLimitBurst=40\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=3s\nTimeoutStopSec=5s\nRestartSec=1s\nReadWritePaths=/srv/soak'),
+      dropIn(`selfware-checkpoint@${r.name}.timer`, `[Timer]\nOnCalendar=\nOnActiveSec=5s\nOnUnitActiveSec=${secs(300, 5)}\nAccuracySec=1s`),
+      // (Its RandomizedDelaySec, 15 min, scaled too: unscaled, it put off each day's prune past the next,
+      // and a 3-day soak pruned only once, under disk pressure, keeping 714 checkpoints at its end.)
+      dropIn(`selfware-retention@${r.name}.timer`, `[Timer]\nOnCalendar=\nOnCalendar=${calendar(day, Math.round(day / 2))}\nAccuracySec=1s\nRandomizedDelaySec=${secs(15 * 60, 0)}`),
+      dropIn(`selfware-report@${r.name}.timer`, `[Timer]\nOnCalendar=\nOnCalendar=${calendar(day, 0)}\nAccuracySec=1s`),
+      dropIn(`selfware-report@${r.name}.service`, `[Service]\nExecStart=\nExecStart=/usr/local/bin/sw-report %i --mail --since ${day}s`),
+    ];
     await sh(
       [
-        // The agent: a fast watchdog, restarts at once, and a start limit a storm of a simulated day fits.
-        // TimeoutStopSec: in this container systemd is not told when a killed unit's last process is gone
-        // (no cgroup empty notification), so it waits out the stop timeout after every kill of an agent
-        // with a step running; 2 min of it would stretch each such fault, 5 s still lets a clean stop finish (a step of 50 ms and
-        // a shutdown checkpoint).
-        dropIn(UNIT, '[Unit]\nStartLimitIntervalSec=60s\nStartLimitBurst=40\n[Service]\nWatchdogSec=5s\nTimeoutAbortSec=3s\nTimeoutStopSec=5s\nRestartSec=1s\nReadWritePaths=/srv/soak'),
-        // Routine checkpoints every 5 min, scaled (but not more often than every 5 s).
-        dropIn(`selfware-checkpoint@${RUN}.timer`, `[Timer]\nOnCalendar=\nOnActiveSec=5s\nOnUnitActiveSec=${secs(300, 5)}\nAccuracySec=1s`),
-        // Retention daily, scaled: once a simulated day. The report once a simulated day, over that day.
-        // Calendar times, as the units' own: restarts and reboots do not move them.
-        dropIn(`selfware-retention@${RUN}.timer`, `[Timer]\nOnCalendar=\nOnCalendar=${calendar(day, Math.round(day / 2))}\nAccuracySec=1s`),
-        dropIn(`selfware-report@${RUN}.timer`, `[Timer]\nOnCalendar=\nOnCalendar=${calendar(day, 0)}\nAccuracySec=1s`),
-        dropIn(`selfware-report@${RUN}.service`, `[Service]\nExecStart=\nExecStart=/usr/local/bin/sw-report %i --mail --since ${day}s`),
+        ...runs.flatMap(perRun),
         dropIn(GOV, '[Service]\nEnvironment=PATH=/opt/fakegpu/bin-ok:/usr/bin:/bin SELFWARE_PROC=/opt/fakeproc\nWatchdogSec=10s'),
         'systemctl daemon-reload',
-        `setpriv --reuid=selfware --regid=selfware --init-groups env HOME=/var/lib/selfware /usr/local/bin/sw-agent init ${RUN} >/dev/null`,
+        ...runs.map((r) => `setpriv --reuid=selfware --regid=selfware --init-groups env HOME=/var/lib/selfware /usr/local/bin/sw-agent init ${r.name} >/dev/null`),
         `systemctl enable --now ${GOV}`,
-        `systemctl enable ${UNIT}`,
+        ...runs.map((r) => `systemctl enable ${r.unit}`),
       ].join(' && '),
     );
-    const runDir = path.join(stateHost, RUN);
-    const queueDir = path.join(runDir, 'state', 'queue');
-    const wsDir = path.join(runDir, 'workspace');
-    // --- the workload: tasks dropped into the queue (ID.yml, as a user's script may), paced over the run.
+    // --- the workload: tasks dropped into the queue (ID.yml, as a user's script may), paced over the run;
+    // task i goes to run i mod N (ids are unique over the runs, so one ledger serves them all).
     let queued = 0;
     const taskId = (i: number): string => `t${String(i).padStart(6, '0')}`;
+    const runOf = (i: number): Run => runs[i % runs.length] as Run;
+    const runOfId = (id: string): Run | null => (/^t\d{6}$/.test(id) ? runOf(Number(id.slice(1))) : null);
     const taskFileOf = (i: number): string => `effects/b${String(Math.floor(i / BLOCK)).padStart(4, '0')}.txt`;
     const dropTask = (i: number): void => {
-      fs.mkdirSync(queueDir, { recursive: true });
+      const r = runOf(i);
+      fs.mkdirSync(r.queueDir, { recursive: true });
       const id = taskId(i);
       const tmp = path.join(stateHost, `.soak-${id}.tmp`);
       fs.writeFileSync(tmp, `title: soak ${id}\nprompt: "SOAK ${id} steps=${STEPS} file=${taskFileOf(i)}"\n`, { mode: 0o640 });
       fs.chownSync(tmp, ids[0], ids[1]);
-      fs.renameSync(tmp, path.join(queueDir, `${id}.yml`));
+      fs.renameSync(tmp, path.join(r.queueDir, `${id}.yml`));
+      r.queued++;
       queued++;
     };
     let ledgerPos = 0;
-    let lastSteps = 0;
+    const lastStepRe = new RegExp(`^(\\S+) s${STEPS} a\\d+ `);
     const readLedger = (): void => {
       const buf = fs.readFileSync(ledger);
       const text = buf.subarray(ledgerPos).toString('utf8');
       const end = text.lastIndexOf('\n');
       if (end < 0) return;
-      for (const l of text.slice(0, end).split('\n')) if (new RegExp(` s${STEPS} a\\d+ `).test(l)) lastSteps++;
+      for (const l of text.slice(0, end).split('\n')) {
+        const m = lastStepRe.exec(l);
+        const r = m ? runOfId(m[1] as string) : null;
+        if (r) r.lastSteps++;
+      }
       ledgerPos += Buffer.byteLength(text.slice(0, end + 1));
     };
     const runMs = args.days * day * 1000;
+    // At most 25 tasks waiting in each run's queue.
     const feed = (): void => {
       readLedger();
-      const target = Math.min(args.tasks, Math.ceil((args.tasks * since()) / runMs) + 5);
-      while (queued < target && queued - lastSteps < 25) dropTask(queued);
+      const target = Math.min(args.tasks, Math.ceil((args.tasks * since()) / runMs) + 5 * runs.length);
+      while (queued < target) {
+        const r = runOf(queued);
+        if (r.queued - r.lastSteps >= 25) break;
+        dropTask(queued);
+      }
     };
     feed();
     const startAt = monoMs();
-    await sh(`systemctl start ${UNIT}`, { timeoutMs: 180_000 });
-    log(`${UNIT} started (READY in ${monoMs() - startAt} ms)`);
+    await sh(runs.map((r) => `systemctl start ${r.unit}`).join(' && '), { timeoutMs: 180_000 });
+    log(`${runs.map((r) => r.unit).join(', ')} started (READY in ${monoMs() - startAt} ms)`);
 
     const show = async (unit: string, props: string[]): Promise<Record<string, string>> => c.show(unit, props).catch(() => ({}));
-    const agentPid = (): number | null => findProc(c.initPid, ['sw-agent.cjs', 'run', RUN]);
-    /** Wait until the unit is active with an agent that is not `old`; the time it took, or null on timeout. */
-    const waitReady = async (from: number, old: number | null, ms = 120_000): Promise<number | null> => {
+    const agentPid = (r: Run): number | null => findProc(c.initPid, ['sw-agent.cjs', 'run', r.name]);
+    /** Wait until the run's unit is active with an agent that is not `old`; the time it took, or null on timeout. */
+    const waitReady = async (r: Run, from: number, old: number | null, ms = 120_000): Promise<number | null> => {
       const deadline = monoMs() + ms;
       while (monoMs() < deadline) {
-        const p = await show(UNIT, ['ActiveState', 'SubState', 'ActiveEnterTimestampMonotonic']);
-        const pid = agentPid();
+        const p = await show(r.unit, ['ActiveState', 'SubState', 'ActiveEnterTimestampMonotonic']);
+        const pid = agentPid(r);
         if (p.ActiveState === 'active' && p.SubState === 'running' && pid && pid !== old && Number(p.ActiveEnterTimestampMonotonic) / 1000 >= from - 5) {
           return Number(p.ActiveEnterTimestampMonotonic) / 1000 - from;
         }
@@ -311,9 +365,14 @@ async function main(): Promise<number> {
       }
       return null;
     };
-    const journalSince = (sinceMono: number, args2 = `-u ${UNIT}`): Promise<string> =>
+    /** Every run READY again (each with an agent not in olds): the longest time it took, or null if one was not. */
+    const waitAllReady = async (from: number, olds: Array<number | null>): Promise<number | null> => {
+      const t = await Promise.all(runs.map((r) => waitReady(r, from, olds[r.k] ?? null)));
+      return t.some((x) => x === null) ? null : Math.max(...(t as number[]));
+    };
+    const journalSince = (sinceMono: number, args2: string): Promise<string> =>
       sh(`journalctl --no-pager -o cat ${args2} --since "@${Math.floor((Date.now() - (monoMs() - sinceMono)) / 1000) - 1}"`, { allowFail: true });
-    const waitJournal = async (sinceMono: number, re: RegExp, ms: number, unitArgs?: string): Promise<string | null> => {
+    const waitJournal = async (sinceMono: number, re: RegExp, ms: number, unitArgs: string): Promise<string | null> => {
       const deadline = monoMs() + ms;
       while (monoMs() < deadline) {
         const j = await journalSince(sinceMono, unitArgs);
@@ -330,9 +389,9 @@ async function main(): Promise<number> {
         return '';
       }
     };
-    const subjects = (): string[] => mails().match(/^Subject: \[selfware soak\] .*$/gm) ?? [];
-    const escalationMails = (): number => subjects().filter((x) => /\] ESCALATED: /.test(x)).length;
-    const reportMails = (): number => subjects().filter((x) => !/\] (ESCALATED|FAILED|CONFIG ERROR): /.test(x)).length;
+    const subjects = (r: Run): string[] => (mails().match(/^Subject: \[selfware \S+\] .*$/gm) ?? []).filter((x) => x.startsWith(`Subject: [selfware ${r.name}] `));
+    const escalationMails = (r: Run): number => subjects(r).filter((x) => /\] ESCALATED: /.test(x)).length;
+    const reportMails = (r: Run): number => subjects(r).filter((x) => !/\] (ESCALATED|FAILED|CONFIG ERROR): /.test(x)).length;
 
     // --- the faults: random instants over the run, every kind at least once (when there are enough).
     const kinds: FaultKind[] = [];
@@ -342,14 +401,18 @@ async function main(): Promise<number> {
       [kinds[i], kinds[j]] = [kinds[j] as FaultKind, kinds[i] as FaultKind];
     }
     const instants = kinds.map(() => 0.03 + rand() * 0.9).sort((x, y) => x - y).map((f) => f * runMs);
-    let storms = 0;
-    let unclean = 0; // sessions the harness ended without a word (SIGKILL, power loss, the watchdog)
+    // The run each fault aims at (those of the whole host hit every run; with one run nothing is drawn,
+    // so a seed gives the faults it gave before runs were added).
+    const targets = kinds.map((): Run => (runs.length === 1 ? (runs[0] as Run) : (runs[Math.floor(rand() * runs.length)] as Run)));
 
-    const inject = async (n: number, kind: FaultKind): Promise<FaultRecord> => {
+    const inject = async (n: number, kind: FaultKind, r: Run): Promise<FaultRecord> => {
+      const UNIT = r.unit;
+      const RUN = r.name;
+      const { runDir } = r;
       // (Moved to the real instant by a fault that first waits for something to damage.)
       let at = monoMs();
       const rec: FaultRecord = { n, kind, at_ms: at - t0, detail: '', detected: null, detect_ms: null, ready_ms: null, steps_redone: 0, ok: false, problem: null };
-      const seen = async (re: RegExp, ms: number, unitArgs?: string): Promise<void> => {
+      const seen = async (re: RegExp, ms: number, unitArgs = `-u ${UNIT}`): Promise<void> => {
         const m = await waitJournal(at, re, ms, unitArgs);
         if (m) {
           rec.detected = m.slice(0, 160);
@@ -357,8 +420,8 @@ async function main(): Promise<number> {
         }
       };
       const killAgent = async (how: NodeJS.Signals = 'SIGKILL'): Promise<number | null> => {
-        const pid = agentPid();
-        if (signal(pid, how)) unclean++;
+        const pid = agentPid(r);
+        if (signal(pid, how)) r.unclean++;
         return pid;
       };
       switch (kind) {
@@ -370,8 +433,9 @@ async function main(): Promise<number> {
           let where = 'at a random instant';
           if (kind !== 'kill-agent') {
             for (;;) {
-              const a = agentPid();
-              const hit = kind === 'kill-agent-mid-step' ? findProc(c.initPid, ['/bin/sh', '-c'], [], '# soak ') !== null && a !== null : fs.existsSync(path.join(runDir, 'state.git', 'index.lock')) || hasChild(a, 'git');
+              const a = agentPid(r);
+              // (A step's shell is the agent's child; with several runs, another's may be running.)
+              const hit = kind === 'kill-agent-mid-step' ? a !== null && hasChild(a, 'sh') : fs.existsSync(path.join(runDir, 'state.git', 'index.lock')) || hasChild(a, 'git');
               if (hit) {
                 where = kind === 'kill-agent-mid-step' ? 'while a step ran' : 'while git worked on its checkpoint';
                 break;
@@ -385,30 +449,30 @@ async function main(): Promise<number> {
           }
           const pid = await killAgent();
           rec.detail = `SIGKILL of the agent (pid ${pid}) ${where}`;
-          rec.ready_ms = await waitReady(at, pid);
+          rec.ready_ms = await waitReady(r, at, pid);
           await seen(/recover(ed|ing)[^\n]*|did not stop cleanly[^\n]*/, 10_000);
           break;
         }
         case 'stop-agent': {
-          const pid = agentPid();
+          const pid = agentPid(r);
           signal(pid, 'SIGSTOP');
-          unclean++;
+          r.unclean++;
           rec.detail = `SIGSTOP of the agent (pid ${pid}): a hang`;
           await seen(/Watchdog timeout[^\n]*/, 30_000, `-u ${UNIT}`);
-          rec.ready_ms = await waitReady(at, pid);
+          rec.ready_ms = await waitReady(r, at, pid);
           break;
         }
         case 'memory-guard': {
           // The limit is read at start: lowered, the agent restarted (a clean stop), the guard trips at once,
           // checkpoints and exits 3; systemd starts it again, with the limit back.
-          writeConfig('20MiB');
+          writeConfig(r, '20MiB');
           await sh(`systemctl restart ${UNIT}`, { allowFail: true, timeoutMs: 120_000 });
-          const tripped = agentPid();
+          const tripped = agentPid(r);
           await seen(/resident memory [^\n]* is above the limit[^\n]*/, 30_000);
-          writeConfig();
+          writeConfig(r);
           rec.detail = 'rss_limit lowered to 20MiB and the agent restarted: the guard trips, checkpoints, exits 3';
           await waitJournal(at, /Main process exited, code=exited, status=3/, 20_000, `-u ${UNIT}`);
-          rec.ready_ms = await waitReady(at, tripped);
+          rec.ready_ms = await waitReady(r, at, tripped);
           break;
         }
         case 'kill-checkpoint-timer': {
@@ -435,7 +499,7 @@ async function main(): Promise<number> {
           }
           signal(rp, 'SIGKILL');
           rec.detail = `SIGKILL of the agent (pid ${pid}), then of sw-recover (pid ${rp ?? 'not seen'}) as systemd ran it`;
-          rec.ready_ms = await waitReady(at, pid);
+          rec.ready_ms = await waitReady(r, at, pid);
           await seen(/recover(ed|ing)[^\n]*|did not stop cleanly[^\n]*/, 10_000);
           break;
         }
@@ -462,22 +526,25 @@ async function main(): Promise<number> {
           await sleep(Math.max(0, hold - (monoMs() - at)));
           fs.rmSync(filler, { force: true });
           rec.detail = `the state's filesystem filled (${Math.round(free / 1048576)} MiB) for ${monoMs() - at} ms`;
-          const pid = agentPid();
-          // Still the same agent: a full disk is a pause, not a crash.
-          if (pid === null) rec.ready_ms = await waitReady(at, null);
+          // Still the same agents: a full disk is a pause, not a crash (an agent gone is waited for).
+          const gone = runs.filter((x) => agentPid(x) === null);
+          if (gone.length > 0) {
+            const t = await Promise.all(gone.map((x) => waitReady(x, at, null)));
+            rec.ready_ms = t.some((x) => x === null) ? null : Math.max(...(t as number[]));
+          }
           break;
         }
         case 'reboot-clean':
         case 'reboot-abrupt': {
-          const pid = agentPid();
+          const olds = runs.map((x) => agentPid(x));
           if (kind === 'reboot-clean') await c.shutdown();
           else {
             await c.powerLoss();
-            unclean++;
+            for (const x of runs) if (olds[x.k] !== null) x.unclean++;
           }
           await c.boot();
           rec.detail = kind === 'reboot-clean' ? 'a clean reboot of the container' : 'power loss: the container killed, its files kept';
-          rec.ready_ms = await waitReady(at, pid);
+          rec.ready_ms = await waitAllReady(at, olds);
           await seen(kind === 'reboot-clean' ? /agent ready[^\n]*/ : /did not stop cleanly[^\n]*|recover(ed|ing)[^\n]*/, 10_000);
           break;
         }
@@ -547,7 +614,7 @@ async function main(): Promise<number> {
             if (!done) rec.detail = `object ${sha.slice(0, 12)} not found`;
           }
           const pid = await killAgent();
-          rec.ready_ms = await waitReady(at, pid);
+          rec.ready_ms = await waitReady(r, at, pid);
           await seen(/damaged[^\n]*|set aside[^\n]*|corrupt[^\n]*/, 10_000);
           break;
         }
@@ -567,7 +634,7 @@ async function main(): Promise<number> {
             rec.detail = `a byte flipped in tasklog.journal at ${off} (${where < 0.67 ? 'its header' : 'a middle record'})`;
           }
           const pid = await killAgent();
-          rec.ready_ms = await waitReady(at, pid);
+          rec.ready_ms = await waitReady(r, at, pid);
           await seen(/damaged[^\n]*|corrupt[^\n]*|CRC[^\n]*|checksum[^\n]*|does not match[^\n]*/, 10_000);
           break;
         }
@@ -580,8 +647,12 @@ async function main(): Promise<number> {
           await model.start();
           if (!rec.detected) await seen(/model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/, 3000);
           // Past its patience the agent exits 69 and systemd starts it again.
-          const p = await show(UNIT, ['ActiveState']);
-          if (p.ActiveState !== 'active') rec.ready_ms = await waitReady(at, null);
+          const down: Run[] = [];
+          for (const x of runs) if ((await show(x.unit, ['ActiveState'])).ActiveState !== 'active') down.push(x);
+          if (down.length > 0) {
+            const t = await Promise.all(down.map((x) => waitReady(x, at, null)));
+            rec.ready_ms = t.some((x) => x === null) ? null : Math.max(...(t as number[]));
+          }
           break;
         }
         case 'vram-pressure': {
@@ -592,18 +663,18 @@ async function main(): Promise<number> {
           break;
         }
         case 'restart-storm': {
-          storms++;
-          const before = escalationMails();
+          r.storms++;
+          const before = escalationMails(r);
           let kills = 0;
           const deadline = monoMs() + 120_000;
           while (monoMs() < deadline) {
             const p = await show(UNIT, ['ActiveState', 'Result']);
             if (p.ActiveState === 'failed' || (p.ActiveState === 'inactive' && p.Result !== 'success')) break;
-            const pid = agentPid();
+            const pid = agentPid(r);
             if (pid && p.ActiveState === 'active') {
               if (signal(pid, 'SIGKILL')) {
                 kills++;
-                unclean++;
+                r.unclean++;
               }
               await sleep(300);
             } else await sleep(100);
@@ -611,11 +682,11 @@ async function main(): Promise<number> {
           rec.detail = `${kills} SIGKILLs of the agent in a row, each as soon as it was READY`;
           await seen(/escalat[^\n]*/, 20_000);
           const mailDeadline = monoMs() + 30_000;
-          while (escalationMails() <= before && monoMs() < mailDeadline) await sleep(300);
-          if (escalationMails() <= before) rec.problem = 'no escalation mail arrived';
+          while (escalationMails(r) <= before && monoMs() < mailDeadline) await sleep(300);
+          if (escalationMails(r) <= before) rec.problem = 'no escalation mail arrived';
           // A human reads the mail and starts it again.
           await sh(`systemctl reset-failed ${UNIT}; systemctl start ${UNIT}`, { allowFail: true, timeoutMs: 180_000 });
-          rec.ready_ms = await waitReady(at, null);
+          rec.ready_ms = await waitReady(r, at, null);
           break;
         }
       }
@@ -628,26 +699,39 @@ async function main(): Promise<number> {
     let nextFault = 0;
     let lastSample = -Infinity;
     const sampleEvery = Math.max(2000, (day * 1000) / 48);
-    // Where the disk goes: the run's directory in parts (each counted once), their sum its size.
+    // Where the disk goes: each run's directory in parts (each counted once), their sum its size; the
+    // parts of all runs summed by name.
     const diskParts = (): Record<string, number> => {
-      const st = path.join(runDir, 'state');
-      const parts: Record<string, number> = {
-        archive: duBytes(path.join(st, 'archive')),
-        state_git: duBytes(path.join(runDir, 'state.git')),
-        workspace_git: duBytes(path.join(wsDir, '.git')),
-        tasklog_db: duBytes(path.join(runDir, 'tasklog.db')),
-        tasklog_journal: duBytes(path.join(runDir, 'tasklog.journal')),
-      };
-      parts.state = duBytes(st) - (parts.archive as number);
-      parts.workspace = duBytes(wsDir) - (parts.workspace_git as number);
-      parts.other = duBytes(runDir) - Object.values(parts).reduce((a, b) => a + b, 0);
-      return parts;
+      const sum: Record<string, number> = {};
+      for (const { runDir, wsDir } of runs) {
+        const st = path.join(runDir, 'state');
+        const parts: Record<string, number> = {
+          archive: duBytes(path.join(st, 'archive')),
+          state_git: duBytes(path.join(runDir, 'state.git')),
+          workspace_git: duBytes(path.join(wsDir, '.git')),
+          tasklog_db: duBytes(path.join(runDir, 'tasklog.db')),
+          tasklog_journal: duBytes(path.join(runDir, 'tasklog.journal')),
+        };
+        parts.state = duBytes(st) - (parts.archive as number);
+        parts.workspace = duBytes(wsDir) - (parts.workspace_git as number);
+        parts.other = duBytes(runDir) - Object.values(parts).reduce((a, b) => a + b, 0);
+        for (const [k, v] of Object.entries(parts)) sum[k] = (sum[k] ?? 0) + v;
+      }
+      return sum;
     };
     const sample = (): void => {
       const t = since();
-      const ap = agentPid();
+      const aps = runs.map((r) => agentPid(r));
       const parts = diskParts();
-      samples.push({ t_ms: t, day: t / (day * 1000), disk: Object.values(parts).reduce((a, b) => a + b, 0), parts, agent_rss: rssOf(ap), agent_age_ms: procAgeMs(ap) ?? 0, governor_rss: rssOf(findProc(c.initPid, ['sw-gpu-governor.cjs', 'run'])) });
+      samples.push({
+        t_ms: t,
+        day: t / (day * 1000),
+        disk: Object.values(parts).reduce((a, b) => a + b, 0),
+        parts,
+        agent_rss: aps.map((p) => rssOf(p)),
+        agent_age_ms: aps.map((p) => procAgeMs(p) ?? 0),
+        governor_rss: rssOf(findProc(c.initPid, ['sw-gpu-governor.cjs', 'run'])),
+      });
       lastSample = t;
     };
     let lastInterrupt = -Infinity;
@@ -657,12 +741,13 @@ async function main(): Promise<number> {
       if (since() - lastSample >= sampleEvery) sample();
       if (nextFault < kinds.length && since() >= (instants[nextFault] as number)) {
         const kind = kinds[nextFault] as FaultKind;
-        if (INTERRUPTING.has(kind) && (since() - lastInterrupt < SPACING_MS || (procAgeMs(agentPid()) ?? 0) < 3000)) {
+        const target = targets[nextFault] as Run;
+        if (INTERRUPTING.has(kind) && (since() - lastInterrupt < SPACING_MS || (procAgeMs(agentPid(target)) ?? 0) < 3000)) {
           await sleep(250);
           continue;
         }
-        log(`fault ${nextFault + 1}/${kinds.length}: ${kind}`);
-        const r = await inject(nextFault + 1, kind);
+        log(`fault ${nextFault + 1}/${kinds.length}: ${kind}${runs.length > 1 ? ` (${target.name})` : ''}`);
+        const r = await inject(nextFault + 1, kind, target);
         faults.push(r);
         if (INTERRUPTING.has(kind)) lastInterrupt = since();
         log(`  ${r.detail}; ${r.detected ? `seen after ${r.detect_ms} ms` : 'NOT SEEN'}${r.ready_ms !== null ? `; READY after ${Math.round(r.ready_ms)} ms` : ''}${r.problem ? `; PROBLEM: ${r.problem}` : ''}`);
@@ -672,10 +757,10 @@ async function main(): Promise<number> {
       await sleep(500);
     }
     /** The ids and final statuses of state/archive/dropped.ids (tasks whose archives left state/). */
-    const droppedIds = (): Array<[string, string]> => {
+    const droppedIds = (r: Run): Array<[string, string]> => {
       let text = '';
       try {
-        text = fs.readFileSync(path.join(runDir, 'state', 'archive', 'dropped.ids'), 'utf8');
+        text = fs.readFileSync(path.join(r.runDir, 'state', 'archive', 'dropped.ids'), 'utf8');
       } catch {
         /* none left */
       }
@@ -697,54 +782,23 @@ async function main(): Promise<number> {
       if (queued >= args.tasks) {
         // Finished: listed (the queue and the archives in state/), or in dropped.ids (archives past
         // agent.archive_keep, no longer listed), each id once.
-        const l = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ id: string; status: string }> };
-        const done = new Set(l.tasks.filter((x) => x.status === 'completed' || x.status === 'failed').map((x) => x.id));
-        for (const [id, status] of droppedIds()) if (status === 'completed' || status === 'failed') done.add(id);
-        finished = done.size;
+        finished = 0;
+        for (const r of runs) {
+          const l = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${r.name} --json`)) as { tasks: Array<{ id: string; status: string }> };
+          const done = new Set(l.tasks.filter((x) => x.status === 'completed' || x.status === 'failed').map((x) => x.id));
+          for (const [id, status] of droppedIds(r)) if (status === 'completed' || status === 'failed') done.add(id);
+          finished += done.size;
+        }
         if (finished >= args.tasks) break;
       }
       await sleep(2000);
     }
     sample();
-    await sh(`systemctl stop ${UNIT}`, { allowFail: true, timeoutMs: 180_000 });
+    await sh(`systemctl stop ${runs.map((r) => r.unit).join(' ')}`, { allowFail: true, timeoutMs: 180_000 });
     log('stopped; checking against the ground truth');
 
     // --- ground truth.
-    const list = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ id: string; status: string; reason?: string | null; attempts?: number }> };
-    const byId = new Map(list.tasks.map((x) => [x.id, x]));
-    // Tasks whose archives left state/ (agent.archive_keep, 2 simulated days here) are not listed; their
-    // status is in state/archive/dropped.ids (their lines in the workspace are still checked; a failed
-    // one's reason went with its archive and is not checked).
-    let droppedCount = 0;
-    for (const [id, status] of droppedIds()) {
-      if (byId.has(id)) continue;
-      byId.set(id, { id, status, reason: status === 'failed' ? '(its archive left state/)' : null });
-      droppedCount++;
-    }
-    const lines = new Map<string, number>();
-    for (const f of fs.existsSync(path.join(wsDir, 'effects')) ? fs.readdirSync(path.join(wsDir, 'effects')) : []) {
-      for (const l of fs.readFileSync(path.join(wsDir, 'effects', f), 'utf8').split('\n')) if (l) lines.set(l, (lines.get(l) ?? 0) + 1);
-    }
-    const lost: string[] = [];
-    const doubled: string[] = [];
-    let completed = 0;
-    let failed = 0;
-    for (let i = 0; i < queued; i++) {
-      const id = taskId(i);
-      const t = byId.get(id);
-      if (t?.status === 'completed') {
-        completed++;
-        for (let s = 1; s <= STEPS; s++) {
-          const k = lines.get(`${id} s${s}`) ?? 0;
-          if (k === 0) lost.push(`${id}: completed but its step ${s} left no line`);
-          if (k > 1) doubled.push(`${id}: step ${s}'s line is there ${k} times`);
-        }
-      } else if (t?.status === 'failed') {
-        failed++;
-        if (!t.reason) lost.push(`${id}: failed with no reason`);
-      } else lost.push(`${id}: ${t ? t.status : 'missing from the queue'} at the end`);
-    }
-    // Executions: a step run again must be a checked retry after a fault.
+    // Executions, from the one ledger: a step run again must be a checked retry after a fault.
     const firsts = new Map<string, number>();
     let retries = 0;
     for (const l of fs.readFileSync(ledger, 'utf8').split('\n')) {
@@ -758,52 +812,16 @@ async function main(): Promise<number> {
     }
     const unreported = [...firsts].filter(([, n]) => n > 1).map(([k, n]) => `${k}: run ${n} times as a first execution (not as a checked retry)`);
     const interrupting = faults.filter((f) => f.ready_ms !== null).length;
-    // The report over the whole soak, against the truth.
-    const report = JSON.parse(await asUser(`/usr/local/bin/sw-report ${RUN} --json --since ${Math.ceil(since() / 1000) + 120}s`)) as {
+    const hangsOf = (r: Run): number => faults.filter((f) => f.kind === 'stop-agent' && targets[f.n - 1] === r).length;
+    const powerLosses = faults.filter((f) => f.kind === 'reboot-abrupt').length;
+    interface ReportJson {
       tasks: { completed: number; failed: number };
       escalations: unknown[];
       sessions: { started: number; clean_ends: number; unclean_ends: number };
       recoveries: { count: number; by_reason: Record<string, number> };
       attempts: { started: number; completed: number; failed: number };
       llm: { calls: number; errors: number };
-    };
-    const mismatches: string[] = [];
-    const cmp = (what: string, got: number, want: number): void => {
-      if (got !== want) mismatches.push(`${what}: the report says ${got}, the truth is ${want}`);
-    };
-    cmp('tasks completed', report.tasks.completed, completed);
-    cmp('tasks failed for good', report.tasks.failed, failed);
-    cmp('escalations', report.escalations.length, storms);
-    // systemd's own word on how each agent ended, and the harness's power losses.
-    const sysJournal = await sh(`journalctl --no-pager -o cat -u ${UNIT}`, { allowFail: true });
-    const sysUnclean = (sysJournal.match(/Main process exited, code=(killed|dumped)|Main process exited, code=exited, status=(?!0\/|3\/|79\/|78\/|64\/)\d+/g) ?? []).length;
-    const powerLosses = faults.filter((f) => f.kind === 'reboot-abrupt').length;
-    // Every agent that ended without a clean stop, as systemd saw it (and the power losses, which it
-    // cannot see), is a session the report calls unclean, and each was recovered.
-    cmp('sessions ended uncleanly', report.sessions.unclean_ends, sysUnclean + powerLosses);
-    if (report.sessions.unclean_ends < unclean) mismatches.push(`sessions ended uncleanly: the report says ${report.sessions.unclean_ends}, the harness ended ${unclean} itself`);
-    if (report.recoveries.count < report.sessions.unclean_ends) mismatches.push(`recoveries: the report says ${report.recoveries.count} for ${report.sessions.unclean_ends} unclean ends`);
-    const hangs = faults.filter((f) => f.kind === 'stop-agent').length;
-    if ((report.recoveries.by_reason.hang ?? 0) < hangs) mismatches.push(`recoveries after a hang: the report says ${report.recoveries.by_reason.hang ?? 0}, the harness stopped the agent ${hangs} times`);
-    // Attempts: one completed per completed task; started at least as many as the ledger saw run a step,
-    // and at most one more for each agent ended (an attempt started, killed before its first step).
-    cmp('attempts completed', report.attempts.completed, completed);
-    const ledgerAttempts = new Set([...firsts.keys()].map((k) => k.replace(/ s\d+ /, ' '))).size;
-    if (report.attempts.started < ledgerAttempts || report.attempts.started > ledgerAttempts + report.sessions.unclean_ends + faults.length)
-      mismatches.push(`attempts started: the report says ${report.attempts.started}, the ledger saw ${ledgerAttempts} run a step`);
-    // Model calls: every answer the model finished was recorded, but for those an agent died holding.
-    // (An answer cut as the server went down may have been whole already: it counts either way.)
-    // (The report's calls include the failed ones, refused while the server was down.)
-    const answered = report.llm.calls - report.llm.errors;
-    if (answered > model.stats.answers + model.stats.cut || answered < model.stats.answers - report.sessions.unclean_ends - faults.length)
-      mismatches.push(`model calls answered: the report says ${answered} (${report.llm.calls} less ${report.llm.errors} failed), the model answered ${model.stats.answers}`);
-    // Each run of the report's service that succeeded mailed one report, and there was one a simulated day.
-    const reportRuns = (await sh(`journalctl --no-pager -o cat -u selfware-report@${RUN}.service`, { allowFail: true })).match(/^Finished selfware-report@/gm)?.length ?? 0;
-    const dailyMails = reportMails();
-    if (dailyMails !== reportRuns) mismatches.push(`report mails: ${dailyMails} arrived, the report's service finished ${reportRuns} times`);
-    if (dailyMails < Math.floor(args.days)) mismatches.push(`report mails: ${dailyMails} for ${args.days} simulated days`);
-    if (escalationMails() < storms) mismatches.push(`escalation mails: ${escalationMails()} for ${storms} storms`);
-    // The stores.
+    }
     const fsck = (gitDir: string): string => {
       try {
         execFileSync('git', ['-c', 'safe.directory=*', '--git-dir', gitDir, 'fsck', '--no-dangling'], { stdio: 'pipe' });
@@ -814,10 +832,119 @@ async function main(): Promise<number> {
         return `${String(x.stdout ?? '')}\n${String(x.stderr ?? '')}`.trim().split('\n').filter((l) => l.trim()).slice(0, 3).join('; ') || String(e);
       }
     };
-    const fsckState = fsck(path.join(runDir, 'state.git'));
-    const fsckWs = fsck(path.join(wsDir, '.git'));
-    const verify = await c.exec(['setpriv', '--reuid=selfware', '--regid=selfware', '--init-groups', '/usr/local/bin/sw-checkpoint', 'verify', RUN]);
-    const verifyOk = verify.exitCode === 0;
+    /** One run against the truth: its tasks, its report, its mails, its stores. */
+    const truthOf = async (r: Run) => {
+      const { name: RUN, unit: UNIT, runDir, wsDir } = r;
+      const mine = (id: string): boolean => runOfId(id) === r;
+      const list = JSON.parse(await asUser(`/usr/local/bin/sw-agent list ${RUN} --json`)) as { tasks: Array<{ id: string; status: string; reason?: string | null; attempts?: number }> };
+      const byId = new Map(list.tasks.map((x) => [x.id, x]));
+      // Tasks whose archives left state/ (agent.archive_keep, 2 simulated days here) are not listed; their
+      // status is in state/archive/dropped.ids (their lines in the workspace are still checked; a failed
+      // one's reason went with its archive and is not checked).
+      let droppedCount = 0;
+      for (const [id, status] of droppedIds(r)) {
+        if (byId.has(id)) continue;
+        byId.set(id, { id, status, reason: status === 'failed' ? '(its archive left state/)' : null });
+        droppedCount++;
+      }
+      const lines = new Map<string, number>();
+      for (const f of fs.existsSync(path.join(wsDir, 'effects')) ? fs.readdirSync(path.join(wsDir, 'effects')) : []) {
+        for (const l of fs.readFileSync(path.join(wsDir, 'effects', f), 'utf8').split('\n')) if (l) lines.set(l, (lines.get(l) ?? 0) + 1);
+      }
+      const lost: string[] = [];
+      const doubled: string[] = [];
+      let completed = 0;
+      let failed = 0;
+      for (let i = r.k; i < queued; i += runs.length) {
+        const id = taskId(i);
+        const t = byId.get(id);
+        if (t?.status === 'completed') {
+          completed++;
+          for (let s = 1; s <= STEPS; s++) {
+            const k = lines.get(`${id} s${s}`) ?? 0;
+            if (k === 0) lost.push(`${RUN}: ${id}: completed but its step ${s} left no line`);
+            if (k > 1) doubled.push(`${RUN}: ${id}: step ${s}'s line is there ${k} times`);
+          }
+        } else if (t?.status === 'failed') {
+          failed++;
+          if (!t.reason) lost.push(`${RUN}: ${id}: failed with no reason`);
+        } else lost.push(`${RUN}: ${id}: ${t ? t.status : 'missing from the queue'} at the end`);
+      }
+      // The report over the whole soak, against the truth.
+      const report = JSON.parse(await asUser(`/usr/local/bin/sw-report ${RUN} --json --since ${Math.ceil(since() / 1000) + 120}s`)) as ReportJson;
+      const mismatches: string[] = [];
+      const cmp = (what: string, got: number, want: number): void => {
+        if (got !== want) mismatches.push(`${RUN}: ${what}: the report says ${got}, the truth is ${want}`);
+      };
+      cmp('tasks completed', report.tasks.completed, completed);
+      cmp('tasks failed for good', report.tasks.failed, failed);
+      cmp('escalations', report.escalations.length, r.storms);
+      // systemd's own word on how each agent ended, and the harness's power losses.
+      const sysJournal = await sh(`journalctl --no-pager -o cat -u ${UNIT}`, { allowFail: true });
+      const sysUnclean = (sysJournal.match(/Main process exited, code=(killed|dumped)|Main process exited, code=exited, status=(?!0\/|3\/|79\/|78\/|64\/)\d+/g) ?? []).length;
+      // Every agent that ended without a clean stop, as systemd saw it (and the power losses, which it
+      // cannot see), is a session the report calls unclean, and each was recovered.
+      cmp('sessions ended uncleanly', report.sessions.unclean_ends, sysUnclean + powerLosses);
+      if (report.sessions.unclean_ends < r.unclean) mismatches.push(`${RUN}: sessions ended uncleanly: the report says ${report.sessions.unclean_ends}, the harness ended ${r.unclean} itself`);
+      if (report.recoveries.count < report.sessions.unclean_ends) mismatches.push(`${RUN}: recoveries: the report says ${report.recoveries.count} for ${report.sessions.unclean_ends} unclean ends`);
+      const hangs = hangsOf(r);
+      if ((report.recoveries.by_reason.hang ?? 0) < hangs) mismatches.push(`${RUN}: recoveries after a hang: the report says ${report.recoveries.by_reason.hang ?? 0}, the harness stopped the agent ${hangs} times`);
+      // Attempts: one completed per completed task; started at least as many as the ledger saw run a step,
+      // and at most one more for each agent ended (an attempt started, killed before its first step).
+      cmp('attempts completed', report.attempts.completed, completed);
+      const ledgerAttempts = new Set([...firsts.keys()].filter((k) => mine(k.split(' ')[0] as string)).map((k) => k.replace(/ s\d+ /, ' '))).size;
+      if (report.attempts.started < ledgerAttempts || report.attempts.started > ledgerAttempts + report.sessions.unclean_ends + faults.length)
+        mismatches.push(`${RUN}: attempts started: the report says ${report.attempts.started}, the ledger saw ${ledgerAttempts} run a step`);
+      // Each run of the report's service that succeeded mailed one report, and there was one a simulated day.
+      const reportRuns = (await sh(`journalctl --no-pager -o cat -u selfware-report@${RUN}.service`, { allowFail: true })).match(/^Finished selfware-report@/gm)?.length ?? 0;
+      const dailyMails = reportMails(r);
+      if (dailyMails !== reportRuns) mismatches.push(`${RUN}: report mails: ${dailyMails} arrived, the report's service finished ${reportRuns} times`);
+      if (dailyMails < Math.floor(args.days)) mismatches.push(`${RUN}: report mails: ${dailyMails} for ${args.days} simulated days`);
+      if (escalationMails(r) < r.storms) mismatches.push(`${RUN}: escalation mails: ${escalationMails(r)} for ${r.storms} storms`);
+      // The stores.
+      const fsckState = fsck(path.join(runDir, 'state.git'));
+      const fsckWs = fsck(path.join(wsDir, '.git'));
+      const verify = await c.exec(['setpriv', '--reuid=selfware', '--regid=selfware', '--init-groups', '/usr/local/bin/sw-checkpoint', 'verify', RUN]);
+      const verifyText = verify.exitCode === 0 ? 'clean' : (String(verify.stdout ?? '') + String(verify.stderr ?? '')).trim().split('\n').slice(-3).join('; ');
+      return {
+        run: RUN,
+        queued: r.queued,
+        completed,
+        failed,
+        droppedCount,
+        lost,
+        doubled,
+        report,
+        mismatches,
+        truth: { unclean_by_harness: r.unclean, unclean_by_systemd: sysUnclean, power_losses: powerLosses, storms: r.storms, hangs, attempts_in_ledger: ledgerAttempts, report_mails: dailyMails, report_runs: reportRuns, escalation_mails: escalationMails(r) },
+        stores: { fsck_state: fsckState, fsck_workspace: fsckWs, verify: verifyText },
+      };
+    };
+    const truths: Array<Awaited<ReturnType<typeof truthOf>>> = [];
+    for (const r of runs) truths.push(await truthOf(r));
+    const completed = truths.reduce((a, t) => a + t.completed, 0);
+    const failed = truths.reduce((a, t) => a + t.failed, 0);
+    const droppedCount = truths.reduce((a, t) => a + t.droppedCount, 0);
+    const lost = truths.flatMap((t) => t.lost);
+    const doubled = truths.flatMap((t) => t.doubled);
+    const mismatches = truths.flatMap((t) => t.mismatches);
+    // Model calls, over the runs (one model serves them all): every answer the model finished was
+    // recorded, but for those an agent died holding. (An answer cut as the server went down may have
+    // been whole already: it counts either way.) (The reports' calls include the failed ones, refused
+    // while the server was down.)
+    const calls = truths.reduce((a, t) => a + t.report.llm.calls, 0);
+    const callErrors = truths.reduce((a, t) => a + t.report.llm.errors, 0);
+    const uncleanEnds = truths.reduce((a, t) => a + t.report.sessions.unclean_ends, 0);
+    const answered = calls - callErrors;
+    if (answered > model.stats.answers + model.stats.cut || answered < model.stats.answers - uncleanEnds - faults.length * runs.length)
+      mismatches.push(`model calls answered: the reports say ${answered} (${calls} less ${callErrors} failed), the model answered ${model.stats.answers}`);
+    // The stores: 'clean' when every run's are, else what each run's say.
+    const storeOf = (k: 'fsck_state' | 'fsck_workspace' | 'verify'): string =>
+      truths.every((t) => t.stores[k] === 'clean') ? 'clean' : truths.filter((t) => t.stores[k] !== 'clean').map((t) => (runs.length > 1 ? `${t.run}: ${t.stores[k]}` : t.stores[k])).join(' | ');
+    const fsckState = storeOf('fsck_state');
+    const fsckWs = storeOf('fsck_workspace');
+    const verifyText = storeOf('verify');
+    const verifyOk = verifyText === 'clean';
     // --- growth.
     const dayMs = day * 1000;
     const at = (d: number): number | null => {
@@ -857,12 +984,18 @@ async function main(): Promise<number> {
     // The agent's size once warm (V8's heap grows to its working size with the work done, not with the
     // clock, and the faults restart the agent often): samples of an agent up at least 20 s; the
     // first three after the first simulated hour, against the last five. None: not measured (n/a).
-    const warm = samples.filter((x) => x.agent_rss > 0 && x.agent_age_ms >= 20_000);
-    const hourSamples = warm.filter((x) => x.t_ms >= dayMs / 24).slice(0, 3).map((x) => x.agent_rss);
-    const tail = warm.slice(-5).map((x) => x.agent_rss);
-    const rssFirstHour = pctl(hourSamples, 50);
-    const rssEnd = pctl(tail, 50);
-    const rssGrowth = rssFirstHour && rssEnd ? (rssEnd / rssFirstHour - 1) * 100 : null;
+    // With several runs, each agent is measured so, and the one that grew most is the figure.
+    const rssOfRun = (k: number): { first: number | null; end: number | null; growth: number | null } => {
+      const warm = samples.filter((x) => (x.agent_rss[k] ?? 0) > 0 && (x.agent_age_ms[k] ?? 0) >= 20_000).map((x) => ({ t_ms: x.t_ms, rss: x.agent_rss[k] as number }));
+      const first = pctl(warm.filter((x) => x.t_ms >= dayMs / 24).slice(0, 3).map((x) => x.rss), 50);
+      const last = pctl(warm.slice(-5).map((x) => x.rss), 50);
+      return { first, end: last, growth: first && last ? (last / first - 1) * 100 : null };
+    };
+    const rssRuns = runs.map((r) => rssOfRun(r.k));
+    const worstRss = rssRuns.filter((x) => x.growth !== null).sort((x, y) => (y.growth as number) - (x.growth as number))[0] ?? rssRuns[0] ?? { first: null, end: null, growth: null };
+    const rssFirstHour = worstRss.first;
+    const rssEnd = worstRss.end;
+    const rssGrowth = worstRss.growth;
     const readyTimes = faults.map((f) => f.ready_ms).filter((x): x is number => x !== null);
     const byKind: Record<string, { n: number; detected: number; ok: number; detect_ms_p50: number | null; ready_ms_p50: number | null; ready_ms_max: number | null }> = {};
     for (const k of FAULT_KINDS) {
@@ -882,13 +1015,16 @@ async function main(): Promise<number> {
       args,
       elapsed_s: Math.round(since() / 1000),
       tasks: { queued, completed, failed, from_dropped_ids: droppedCount, lost: lost.length, doubled: doubled.length, examples: [...lost, ...doubled].slice(0, 20) },
+      runs: truths.map((t) => ({ run: t.run, queued: t.queued, completed: t.completed, failed: t.failed, lost: t.lost.length, doubled: t.doubled.length, mismatches: t.mismatches, stores: t.stores, rss: rssRuns[runs.findIndex((r) => r.name === t.run)] })),
       executions: { retries_reported: retries, unreported_reexecutions: unreported.length, examples: unreported.slice(0, 10), redone_per_interrupting_fault: interrupting ? retries / interrupting : null },
       report: {
         mismatches,
-        figures: { completed: report.tasks.completed, failed: report.tasks.failed, escalations: report.escalations.length, sessions: report.sessions, recoveries: report.recoveries.count, recoveries_by_reason: report.recoveries.by_reason, attempts: report.attempts, llm_calls: report.llm.calls, llm_errors: report.llm.errors },
-        truth: { unclean_by_harness: unclean, unclean_by_systemd: sysUnclean, power_losses: powerLosses, storms, hangs, attempts_in_ledger: ledgerAttempts, model_answers: model.stats.answers, report_mails: dailyMails, report_runs: reportRuns, escalation_mails: escalationMails() },
+        // One a run.
+        figures: truths.map((t) => ({ run: t.run, completed: t.report.tasks.completed, failed: t.report.tasks.failed, escalations: t.report.escalations.length, sessions: t.report.sessions, recoveries: t.report.recoveries.count, recoveries_by_reason: t.report.recoveries.by_reason, attempts: t.report.attempts, llm_calls: t.report.llm.calls, llm_errors: t.report.llm.errors })),
+        truth: truths.map((t) => ({ run: t.run, ...t.truth })),
+        model_answers: model.stats.answers,
       },
-      stores: { fsck_state: fsckState, fsck_workspace: fsckWs, verify: verifyOk ? 'clean' : (String(verify.stdout ?? '') + String(verify.stderr ?? '')).trim().split('\n').slice(-3).join('; ') },
+      stores: { fsck_state: fsckState, fsck_workspace: fsckWs, verify: verifyText },
       faults: { count: faults.length, not_ok: faults.filter((f) => !f.ok).length, by_kind: byKind, ready_ms_p50: pctl(readyTimes, 50), ready_ms_p99: pctl(readyTimes, 99), list: faults },
       model: model.stats,
       growth: { disk_pct_per_day: growth, disk_pct_per_day_ends: growthEnds, basis: growthBasis, parts: partGrowth, rss_growth_pct: rssGrowth, rss_first_hour: rssFirstHour, rss_end: rssEnd, samples },
@@ -901,6 +1037,7 @@ async function main(): Promise<number> {
       console.log(`${k.padEnd(26)} ${String(v.n).padStart(2)}  ${String(v.detected).padStart(4)}  ${String(v.ok).padStart(2)}  ${String(v.detect_ms_p50 ?? '-').padStart(11)}  ${String(v.ready_ms_p50 === null ? '-' : Math.round(v.ready_ms_p50)).padStart(12)}  ${String(v.ready_ms_max === null ? '-' : Math.round(v.ready_ms_max)).padStart(12)}`);
     }
     console.log(`tasks: ${queued} queued, ${completed} completed, ${failed} failed for good (${droppedCount} of them read from dropped.ids, their archives past agent.archive_keep); ${retries} steps re-run as checked retries after faults, ${unreported.length} re-run unreported`);
+    if (runs.length > 1) for (const t of truths) console.log(`  ${t.run}: ${t.queued} queued, ${t.completed} completed, ${t.failed} failed for good`);
     console.log(`stores: fsck state.git ${fsckState}, workspace ${fsckWs}; verify ${out.stores.verify}`);
     console.log(`disk: ${samples.length ? Math.round((samples[0]?.disk ?? 0) / 1024) : 0} KiB at start, ${Math.round((end?.disk ?? 0) / 1024)} KiB at the end; agent RSS ${Math.round((rssFirstHour ?? 0) / 1048576)} MiB after the first simulated hour, ${Math.round((rssEnd ?? 0) / 1048576)} MiB at the end`);
     if (Object.keys(partGrowth).length > 0) {
@@ -918,7 +1055,7 @@ async function main(): Promise<number> {
     result = bad === 0 ? 0 : 1;
   } catch (e) {
     console.error(`soak: ${(e as Error).stack ?? String(e)}`);
-    const j = await c.sh(`journalctl --no-pager -o short-monotonic -n 40 -u ${UNIT} -u ${GOV}`, { allowFail: true, timeoutMs: 20_000 }).catch(() => '');
+    const j = await c.sh(`journalctl --no-pager -o short-monotonic -n 40 ${runs.map((r) => `-u ${r.unit}`).join(' ')} -u ${GOV}`, { allowFail: true, timeoutMs: 20_000 }).catch(() => '');
     console.error(`the last of the journal:\n${j}`);
     result = 2;
   } finally {
