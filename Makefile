@@ -37,7 +37,8 @@ APT_TEST    = restic mandoc systemd-container exim4-daemon-light chromium promet
 SOURCES    := $(shell find cmd lib test bench -name '*.ts' 2>/dev/null) tsconfig.json
 # The two longest files (the short soak, about 7 to 11 min, and the real
 # systemd, 2 to 5) first, one in each lane: started last, they would run on
-# alone at the end.
+# alone at the end. dist/test/runner.js keeps this order (node --test sorts
+# the files it is given).
 LONG_TESTS  = dist/test/soak.test.js dist/test/systemd/units.test.js
 TESTS       = $(LONG_TESTS) $(filter-out $(LONG_TESTS),$(shell find dist/test -name '*.test.js' 2>/dev/null | sort))
 
@@ -91,7 +92,7 @@ build: dist/.stamp
 # one here is per file, a backstop for the longest (the real systemd, minutes).
 # Two files at a time: most wait on processes, not on a core.
 test: build deps-test
-	$(NODE) --test --test-concurrency=2 --test-timeout=1800000 $(TESTS)
+	$(NODE) dist/test/runner.js $(TESTS)
 
 lint: node_modules/.stamp
 	./node_modules/.bin/eslint -c .ci/eslint.config.mjs cmd lib test bench
