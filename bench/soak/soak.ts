@@ -17,9 +17,9 @@
 // a simulated day is S seconds; routine checkpoints, retention (the daily
 // timer, the agent's under disk pressure, the task log's fold of samples older
 // than a week and of steps and model calls older than 2 days, the archive's
-// 2 days), the report (mailed once a simulated day, over that day),
-// heartbeats, the governor's interval, the watchdog, recovery's window and
-// stable_after are scaled to it.
+// and the forensics' 2 days, the workspace's hour of grace), the report
+// (mailed once a simulated day, over that day), heartbeats, the governor's
+// interval, the watchdog, recovery's window and stable_after are scaled to it.
 //
 // Growth: the run's directory is measured in parts (state/, its archive,
 // state.git, the workspace and its .git, the task log's database and
@@ -254,6 +254,11 @@ async function main(): Promise<number> {
         '    keep_daily: 7',
         '    keep_weekly: 4',
         `  pressure_every: ${secs(30 * 60, 1)}`,
+        // The workspace's unreferenced objects stay an hour, scaled (unscaled, a soak shorter than an
+        // hour never dropped the snapshots of pruned checkpoints). Forensics stay 2 simulated days
+        // (the default, a week, would never expire in a week's soak), as the archive does.
+        `  workspace_grace: ${secs(3600, 1)}`,
+        `  forensics_keep: ${secs(2 * 86_400, 60)}`,
         // Resource samples fold after a simulated week (the full soak's last day).
         'tasklog:',
         `  downsample_after: ${secs(7 * 86_400, 60)}`,

@@ -59,6 +59,20 @@ export const RUN_SCHEMA: Spec = {
           default: 30 * 60_000,
           doc: "while the governor says the run's disk is short of space (warning or critical), the agent prunes by retention and folds the task log at once, and again at most this often",
         },
+        forensics_keep: {
+          kind: 'duration',
+          min: 60_000,
+          max: 3 * WEEK,
+          default: WEEK,
+          doc: 'how long the prune keeps what recoveries and rollbacks set aside (forensics refs, damaged copies of the task log and of state.git)',
+        },
+        workspace_grace: {
+          kind: 'duration',
+          min: 1000,
+          max: WEEK,
+          default: HOUR,
+          doc: "how long the prune keeps objects of the workspace's repository that nothing refers to (snapshots of pruned checkpoints): a git command of the agent's in flight may still need them",
+        },
       },
     },
     agent: {
@@ -306,7 +320,7 @@ export interface PolicyConfig {
 
 export interface RunConfig {
   workspace: string | null;
-  checkpoint: { retention: RetentionPolicy; pressure_every: number };
+  checkpoint: { retention: RetentionPolicy; pressure_every: number; forensics_keep: number; workspace_grace: number };
   agent: AgentConfig;
   llm: LlmConfig;
   policy: PolicyConfig;

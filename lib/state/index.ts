@@ -60,11 +60,12 @@ export async function pruneRun(
   dryRun: boolean,
 ): Promise<PrunePlan | PruneResult> {
   const ws = workspaceDir(config, paths);
-  if (dryRun) return planPrune(paths, ws, policy);
+  const keepFor = { forensicsMs: config.checkpoint.forensics_keep, workspaceGraceMs: config.checkpoint.workspace_grace };
+  if (dryRun) return planPrune(paths, ws, policy, keepFor);
   const lock = await lockState(paths);
   try {
-    const plan = await planPrune(paths, ws, policy);
-    return await executePrune(paths, ws, plan);
+    const plan = await planPrune(paths, ws, policy, keepFor);
+    return await executePrune(paths, ws, plan, keepFor);
   } finally {
     lock.release();
   }

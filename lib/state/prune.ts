@@ -22,13 +22,19 @@ import {
 import { stateGit, stateRepoDir, workspaceGit } from './layout.js';
 import { applyPolicy } from './retention.js';
 
-/** Copies kept for forensics (by recoveries and rollbacks) are removed after a week. */
-export const FORENSICS_KEEP_MS = 7 * 86_400_000;
+/** How long a prune keeps forensics and the workspace's unreferenced objects (checkpoint.forensics_keep, checkpoint.workspace_grace). */
+export interface PruneKeep {
+  forensicsMs: number;
+  workspaceGraceMs: number;
+}
+
+/** The defaults: forensics a week, the workspace's unreferenced objects an hour. */
+export const PRUNE_KEEP_DEFAULT: PruneKeep = { forensicsMs: 7 * 86_400_000, workspaceGraceMs: 3_600_000 };
 
 export interface PrunePlan {
   keep: Array<{ checkpoint: Checkpoint; reasons: string[] }>;
   remove: Checkpoint[];
-  /** Forensics refs and copies older than a week: what, and in which repository or directory. */
+  /** Forensics refs and copies older than checkpoint.forensics_keep: what, and in which repository or directory. */
   forensics: string[];
   /** Refs that could not be read: left alone, reported by verify. */
   broken: Array<{ id: string; reason: string }>;
@@ -52,7 +58,7 @@ async function recoveryCheckpoints(paths: RunPaths): Promise<Set<string>> {
 }
 
 /** What a policy keeps and removes, with the two protections applied. */
-export async function planPrune(paths: RunPaths, wsDir: string, policy: RetentionPolicy): Promise<PrunePlan> {
+export async function planPrune(paths: RunPaths, wsDir: string, policy: RetentionPolicy, keepFor: PruneKeep = PRUNE_KEEP_DEFAULT): Promise<PrunePlan> {
   const { checkpoints, broken } = await listCheckpoints(paths);
   const res = applyPolicy(
     checkpoints.map((c) => ({ ...c, checkpoint: c, time: Date.parse(c.time) })),
@@ -75,12 +81,12 @@ export async function planPrune(paths: RunPaths, wsDir: string, policy: Retentio
   for (const c of checkpoints) if (used.has(c.id)) protect(c, 'used by a recovery');
   const keep = checkpoints.filter((c) => reasons.has(c.id)).map((c) => ({ checkpoint: c, reasons: [...new Set(reasons.get(c.id))] }));
   const remove = checkpoints.filter((c) => !reasons.has(c.id));
-  return { keep, remove, broken, forensics: await oldForensics(paths, wsDir) };
+  return { keep, remove, broken, forensics: await oldForensics(paths, wsDir, keepFor.forensicsMs) };
 }
 
-/** Forensics refs (by commit time) and copies (by mtime) older than FORENSICS_KEEP_MS. */
-async function oldForensics(paths: RunPaths, wsDir: string): Promise<string[]> {
-  const cutoff = (Date.now() - FORENSICS_KEEP_MS) / 1000;
+/** Forensics refs (by commit time) and copies (by mtime) older than keepMs. */
+async function oldForensics(paths: RunPaths, wsDir: string, keepMs: number): Promise<string[]> {
+  const cutoff = (Date.now() - keepMs) / 1000;
   const out: string[] = [];
   const refs = async (git: Git, prefix: string): Promise<void> => {
     if (!fs.existsSync(git.gitDir)) return;
@@ -119,7 +125,7 @@ async function rawMessage(git: Git, commit: string): Promise<string> {
  * kept one's history, delete their refs in both repositories, and gc. The
  * caller holds the state lock.
  */
-export async function executePrune(paths: RunPaths, wsDir: string, plan: PrunePlan): Promise<PruneResult> {
+export async function executePrune(paths: RunPaths, wsDir: string, plan: PrunePlan, keepFor: PruneKeep = PRUNE_KEEP_DEFAULT): Promise<PruneResult> {
   const git = stateGit(paths);
   const ws = workspaceGit(wsDir);
   const wsExists = fs.existsSync(ws.gitDir);
@@ -172,12 +178,12 @@ export async function executePrune(paths: RunPaths, wsDir: string, plan: PrunePl
   await git.run(['reflog', 'expire', '--expire=now', '--expire-unreachable=now', '--all']);
   await git.run(['gc', '--quiet', '--prune=now']);
   // The workspace is shared with the agent's own git commands: keep what the
-  // last hour wrote, so an operation in flight never loses its objects. Kept in
+  // last checkpoint.workspace_grace (1h) wrote, so an operation in flight never loses its objects. Kept in
   // a cruft pack: without --cruft, gc writes each unreachable packed object of
   // the hour out again as a loose file (a disk block each), which no repack of
   // the checkpoints takes (they pack reachable objects) and which stayed until
   // the next day's prune.
-  if (wsExists) await ws.run(['gc', '--quiet', '--cruft', '--prune=1.hour.ago']);
+  if (wsExists) await ws.run(['gc', '--quiet', '--cruft', `--prune=${Math.max(1, Math.round(keepFor.workspaceGraceMs / 1000))}.seconds.ago`]);
 
   const bytesAfter = measure();
   return { ...plan, bytesBefore, bytesAfter, bytesFreed: bytesBefore - bytesAfter };

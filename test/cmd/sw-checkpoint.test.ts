@@ -454,6 +454,45 @@ test('prune removes forensics copies older than a week, and keeps younger ones',
   }
 });
 
+test('checkpoint.forensics_keep and checkpoint.workspace_grace set how long prune keeps forensics and the workspace\'s unreferenced objects', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    await created(t);
+    const now = Date.now() / 1000;
+    const aged = (p: string, secondsAgo: number): void => fs.utimesSync(p, new Date((now - secondsAgo) * 1000), new Date((now - secondsAgo) * 1000));
+    // Forensics copies 3 h and 1 h old; unreferenced workspace objects 20 min old and new.
+    const forensics = path.join(t.stateDir, 'run1', 'forensics');
+    for (const [name, ago] of [['copy-3h', 3 * 3600], ['copy-1h', 3600]] as const) {
+      fs.mkdirSync(path.join(forensics, name), { recursive: true });
+      aged(path.join(forensics, name), ago);
+    }
+    const ws = wsOf(t);
+    const blob = async (text: string, ago: number): Promise<string> => {
+      const oid = String((await execa('git', ['hash-object', '-w', '--stdin'], { cwd: ws, input: text })).stdout).trim();
+      aged(path.join(ws, '.git', 'objects', oid.slice(0, 2), oid.slice(2)), ago);
+      return oid;
+    };
+    const old = await blob('unreferenced, 20 min old\n', 20 * 60);
+    const young = await blob('unreferenced, new\n', 0);
+    const exists = async (oid: string): Promise<boolean> => (await git(ws, ['cat-file', '-e', oid])).exitCode === 0;
+    // The defaults (a week, an hour) keep all four.
+    assert.equal((await cp(['prune', 'run1'], t)).exitCode, 0);
+    assert.deepEqual(fs.readdirSync(forensics).sort(), ['copy-1h', 'copy-3h']);
+    assert.deepEqual([await exists(old), await exists(young)], [true, true]);
+    // 2 h and 10 min: the older of each goes.
+    writeConfig(t, 'run1', 'checkpoint:\n  forensics_keep: 2h\n  workspace_grace: 10m\n');
+    const dry = JSON.parse(String((await cp(['prune', 'run1', '--dry-run', '--json'], t)).stdout)) as { forensics_removed: string[] };
+    assert.deepEqual(dry.forensics_removed, [path.join(forensics, 'copy-3h')]);
+    const r = await cp(['prune', 'run1'], t);
+    assert.equal(r.exitCode, 0, String(r.stderr));
+    assert.deepEqual(fs.readdirSync(forensics), ['copy-1h']);
+    assert.deepEqual([await exists(old), await exists(young)], [false, true]);
+    assert.equal((await git(ws, ['fsck', '--no-dangling'])).exitCode, 0);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('prune never removes the newest valid checkpoint when newer ones are corrupt', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
