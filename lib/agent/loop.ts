@@ -864,8 +864,12 @@ export class Agent {
         return 'stop';
       }
     }
-    appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs });
+    // The task log first: the step ran. A crash between the two leaves the step in the task log and
+    // the intent without a step in the transcript, and the next start records it (the same step
+    // number, an upsert) as interrupted. The other order lost the step from the task log, and the
+    // report counted one step less (a loaded run of sw-report.test.ts killed the agent just there).
     this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: action.action, status: decision === 'deny' ? 'denied' : obs.ok ? 'ok' : 'failed' });
+    appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs });
     return null;
   }
 
