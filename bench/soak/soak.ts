@@ -527,7 +527,7 @@ async function main(): Promise<number> {
           // Full for 2-6 s, and until something has had to write (on a busy machine the agent may spend
           // a short spell waiting on the model, writing nothing): at most 30 s.
           const hold = 2000 + rand() * 4000;
-          await seen(/disk (is )?full[^\n]*|No space left[^\n]*/, 30_000);
+          await seen(/disk (is )?full[^\n]*|no space left[^\n]*/i, 30_000);
           await sleep(Math.max(0, hold - (monoMs() - at)));
           fs.rmSync(filler, { force: true });
           rec.detail = `the state's filesystem filled (${Math.round(free / 1048576)} MiB) for ${monoMs() - at} ms`;
