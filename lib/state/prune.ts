@@ -28,9 +28,6 @@ export interface PruneKeep {
   workspaceGraceMs: number;
 }
 
-/** The defaults: forensics a week, the workspace's unreferenced objects an hour. */
-export const PRUNE_KEEP_DEFAULT: PruneKeep = { forensicsMs: 7 * 86_400_000, workspaceGraceMs: 3_600_000 };
-
 export interface PrunePlan {
   keep: Array<{ checkpoint: Checkpoint; reasons: string[] }>;
   remove: Checkpoint[];
@@ -58,7 +55,7 @@ async function recoveryCheckpoints(paths: RunPaths): Promise<Set<string>> {
 }
 
 /** What a policy keeps and removes, with the two protections applied. */
-export async function planPrune(paths: RunPaths, wsDir: string, policy: RetentionPolicy, keepFor: PruneKeep = PRUNE_KEEP_DEFAULT): Promise<PrunePlan> {
+export async function planPrune(paths: RunPaths, wsDir: string, policy: RetentionPolicy, keepFor: PruneKeep): Promise<PrunePlan> {
   const { checkpoints, broken } = await listCheckpoints(paths);
   const res = applyPolicy(
     checkpoints.map((c) => ({ ...c, checkpoint: c, time: Date.parse(c.time) })),
@@ -125,7 +122,7 @@ async function rawMessage(git: Git, commit: string): Promise<string> {
  * kept one's history, delete their refs in both repositories, and gc. The
  * caller holds the state lock.
  */
-export async function executePrune(paths: RunPaths, wsDir: string, plan: PrunePlan, keepFor: PruneKeep = PRUNE_KEEP_DEFAULT): Promise<PruneResult> {
+export async function executePrune(paths: RunPaths, wsDir: string, plan: PrunePlan, keepFor: PruneKeep): Promise<PruneResult> {
   const git = stateGit(paths);
   const ws = workspaceGit(wsDir);
   const wsExists = fs.existsSync(ws.gitDir);
