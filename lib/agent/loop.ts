@@ -24,7 +24,7 @@ import { restoreWorkspace } from '../recover/restore.js';
 import type { RunPaths } from '../run.js';
 import { type PruneResult, agentLockFile, createCheckpoint, initRun, lockState, pruneRun, snapshotWorkspace, stateGit, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
 import { TaskLog } from '../tasklog/index.js';
-import { archiveFinished, type ArchivePass } from '../queue/archive.js';
+import { archiveFinished, readDropped, type ArchivePass } from '../queue/archive.js';
 import { formatBytes, formatDuration, plural } from '../units.js';
 import { version } from '../version.js';
 import { LlmUnavailableError, QUANT_LEVELS, type ChatMessage, type CompleteResult, type LlmBackend, type Quant } from './llm/types.js';
@@ -352,16 +352,21 @@ export class Agent {
       const lock = await lockState(this.paths);
       let folded = 0;
       let detail = 0;
+      let taskRows = 0;
       try {
-        const c = await this.log.compact({ retention: this.config.tasklog });
+        const c = await this.log.compact({ retention: this.config.tasklog, gone: new Set(readDropped(this.paths.stateDir).keys()) });
         folded = c.samples ? c.samples.rowsBefore - c.samples.rowsAfter : 0;
         detail = c.detail ? c.detail.steps[0] - c.detail.steps[1] + c.detail.calls[0] - c.detail.calls[1] + c.detail.heartbeats[0] - c.detail.heartbeats[1] : 0;
+        taskRows = c.tasks ? c.tasks.tasks[0] - c.tasks.tasks[1] + c.tasks.checkpoints[0] - c.tasks.checkpoints[1] : 0;
       } finally {
         lock.release();
       }
-      this.log.append({ t: 'retention', session: this.session, reason: 'disk', tier: p.tier, free_pct: p.free_pct, pruned: res.remove.length, freed_bytes: res.bytesFreed, sample_rows_folded: folded, detail_rows_folded: detail });
+      this.log.append({
+        t: 'retention', session: this.session, reason: 'disk', tier: p.tier, free_pct: p.free_pct, pruned: res.remove.length, freed_bytes: res.bytesFreed,
+        sample_rows_folded: folded, detail_rows_folded: detail, task_rows_folded: taskRows,
+      }); // prettier-ignore
       this.out.notice(
-        `disk ${where}: pruned ${plural(res.remove.length, 'checkpoint')} by checkpoint.retention, freed ${formatBytes(Math.max(0, res.bytesFreed))}, folded ${plural(folded, 'sample row')} and ${plural(detail, 'step, call and heartbeat row')} of the task log`,
+        `disk ${where}: pruned ${plural(res.remove.length, 'checkpoint')} by checkpoint.retention, freed ${formatBytes(Math.max(0, res.bytesFreed))}, folded ${plural(folded, 'sample row')}, ${plural(detail, 'step, call and heartbeat row')} and ${plural(taskRows, 'task and checkpoint row')} of the task log`,
       );
     } catch (e) {
       this.out.warn(`disk ${where}: retention failed: ${describeError(e)}; trying again in ${formatDuration(this.config.checkpoint.pressure_every)}`);

@@ -218,7 +218,7 @@ export const RUN_SCHEMA: Spec = {
           min: 60_000,
           max: 3 * WEEK,
           default: 2 * WEEK,
-          doc: "steps and model calls older than this are folded into one row per downsample_bucket (counts, errors, tokens, speed, latencies: the report's figures stay) when the journal is folded",
+          doc: "steps and model calls older than this are folded into one row per downsample_bucket (counts, errors, tokens, speed, latencies: the report's figures stay) when the journal is folded; so are finished tasks whose archives left state/, and pruned checkpoints",
         },
       },
     },

@@ -7,7 +7,7 @@ import type { Database } from 'sql.js';
 import type { ReportConfig } from '../config/schema.js';
 import type { Thresholds } from '../governor/config.js';
 import { queryRows } from '../tasklog/schema.js';
-import { ERROR_STEPS } from '../tasklog/retention.js';
+import { ATTEMPTS, ERROR_STEPS } from '../tasklog/retention.js';
 import { formatDuration, plural } from '../units.js';
 import { pct } from './human.js';
 import type { Alert, Report, Status } from './types.js';
@@ -62,8 +62,8 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
   // for good (the failed attempt was the task's last); an attempt retried is not a task's end.
   const [okV, badV] = queryRows(
     db,
-    `SELECT sum(a.outcome = 'completed'), sum(a.outcome = 'failed' AND a.attempt >= coalesce(t.max_attempts, ?))
-     FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.outcome IN ('completed', 'failed') AND a.ended_at >= ? AND a.ended_at < ?`,
+    `SELECT sum(a.n * (a.outcome = 'completed')), sum(a.n * (a.outcome = 'failed' AND a.attempt >= coalesce(a.max_attempts, ?)))
+     FROM (${ATTEMPTS}) a WHERE a.outcome IN ('completed', 'failed') AND a.ended_at >= ? AND a.ended_at < ?`,
     [ctx.maxAttempts, from, U],
   )[0] ?? [];
   const ok = Number(okV ?? 0);
@@ -90,7 +90,8 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
     db,
     `SELECT max(t) FROM (SELECT max(ts) AS t FROM task_steps WHERE ts < ?1 UNION ALL SELECT max(ts_last) FROM step_rollups WHERE ts_last < ?1
        UNION ALL SELECT max(started_at) FROM task_attempts WHERE started_at < ?1
-       UNION ALL SELECT max(ended_at) FROM task_attempts WHERE ended_at < ?1)`,
+       UNION ALL SELECT max(ended_at) FROM task_attempts WHERE ended_at < ?1
+       UNION ALL SELECT max(ts_last) FROM attempt_rollups WHERE ts_last < ?1)`,
     [U],
   );
   // With no step ever, the wait counts from the oldest task still waiting.

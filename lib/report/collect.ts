@@ -17,7 +17,7 @@ import type { TaskStatus } from '../queue/task.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
 import { TaskLog, describeCorrupt } from '../tasklog/index.js';
 import { queryRows } from '../tasklog/schema.js';
-import { MODEL_SPEED } from '../tasklog/retention.js';
+import { ATTEMPTS, CHECKPOINTS, MODEL_SPEED } from '../tasklog/retention.js';
 import type { RunPaths } from '../run.js';
 import { diskUsage } from '../fsutil.js';
 import { noInputError } from '../exit.js';
@@ -51,6 +51,7 @@ function one(db: Database, sql: string, params: Val[] = []): Row {
 }
 
 const n = (v: Val | undefined): number => (v === null || v === undefined ? 0 : Number(v));
+
 const nn = (v: Val | undefined): number | null => (v === null || v === undefined ? null : Number(v));
 const s = (v: Val | undefined): string | null => (v === null || v === undefined ? null : String(v));
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
@@ -219,19 +220,20 @@ async function fromSnapshot(
   // Tasks and attempts. Every outcome is an attempt's; a task ends with its
   // last: completed, cancelled, or failed when the attempt was its last by the
   // max_attempts it was queued with (the run's default when the log has none).
+  // Attempts folded past tasklog.detail_after (attempt_rollups) count as the rows they were.
   const maxA = config.agent.max_attempts;
-  const final = 'a.attempt >= coalesce(t.max_attempts, ?)';
+  const final = 'a.attempt >= coalesce(a.max_attempts, ?)';
   const [aCompleted, aFailed, aCancelled, tFailed] = one(
     db,
-    `SELECT sum(a.outcome = 'completed'), sum(a.outcome = 'failed'), sum(a.outcome = 'cancelled'), sum(a.outcome = 'failed' AND ${final})
-     FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE ${inWin('a.ended_at')}`,
+    `SELECT sum(a.n * (a.outcome = 'completed')), sum(a.n * (a.outcome = 'failed')), sum(a.n * (a.outcome = 'cancelled')), sum(a.n * (a.outcome = 'failed' AND ${final}))
+     FROM (${ATTEMPTS}) a WHERE ${inWin('a.ended_at')}`,
     [maxA, ...W],
   ).map(n);
   const completed = aCompleted ?? 0;
   const failed = tFailed ?? 0;
   const reasonsOf = (onlyFinal: boolean): Array<{ reason: string; count: number }> => {
     const reasons = new Map<string, number>();
-    const sql = `SELECT a.reason, count(*) FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id
+    const sql = `SELECT a.reason, sum(a.n) FROM (${ATTEMPTS}) a
                  WHERE a.outcome = 'failed' AND ${inWin('a.ended_at')}${onlyFinal ? ` AND ${final}` : ''} GROUP BY a.reason`;
     for (const [r, c] of rows(db, sql, onlyFinal ? [...W, maxA] : W)) {
       const k = reasonKey(s(r));
@@ -275,10 +277,16 @@ async function fromSnapshot(
   }));
 
   // Checkpoints.
-  const ckByKind = Object.fromEntries(rows(db, `SELECT kind, count(*) FROM checkpoints WHERE ${inWin('ts')} GROUP BY kind ORDER BY kind`, W).map((r) => [String(r[0]), n(r[1])]));
-  const lastCk = one(db, 'SELECT id, ts, kind FROM checkpoints WHERE ts < ? AND (pruned_at IS NULL OR pruned_at >= ?) ORDER BY ts DESC, rowid DESC LIMIT 1', [U, U]);
-  const kept = n(one(db, 'SELECT count(*) FROM checkpoints WHERE ts < ? AND (pruned_at IS NULL OR pruned_at >= ?)', [U, U])[0]);
-  const pruned = n(one(db, `SELECT count(*) FROM checkpoints WHERE ${inWin('pruned_at')}`, W)[0]);
+  // Pruned checkpoints folded past tasklog.detail_after (checkpoint_rollups) count as the rows they were.
+  const ckByKind = Object.fromEntries(rows(db, `SELECT kind, sum(n) FROM (${CHECKPOINTS}) WHERE ${inWin('ts')} GROUP BY kind ORDER BY kind`, W).map((r) => [String(r[0]), n(r[1])]));
+  const lastCk = one(
+    db,
+    `SELECT id, ts, kind FROM (SELECT id, ts, kind, pruned_at, rowid AS o FROM checkpoints UNION ALL SELECT last_id, ts_last, kind, pruned_at, 0 FROM checkpoint_rollups)
+     WHERE ts < ? AND (pruned_at IS NULL OR pruned_at >= ?) ORDER BY ts DESC, o DESC LIMIT 1`,
+    [U, U],
+  );
+  const kept = n(one(db, `SELECT sum(n) FROM (${CHECKPOINTS}) WHERE ts < ? AND (pruned_at IS NULL OR pruned_at >= ?)`, [U, U])[0]);
+  const pruned = n(one(db, `SELECT sum(n) FROM (${CHECKPOINTS}) WHERE ${inWin('pruned_at')}`, W)[0]);
   let diskBytes = diskUsage(path.join(paths.runDir, 'state.git'));
   const wsGit = path.join(workspaceDir(config, paths), '.git');
   if (fs.existsSync(wsGit)) diskBytes += diskUsage(wsGit);
@@ -333,7 +341,8 @@ async function fromSnapshot(
        UNION ALL SELECT min(ts) FROM task_steps UNION ALL SELECT min(ts) FROM llm_calls UNION ALL SELECT min(ts) FROM checkpoints
        UNION ALL SELECT min(ts) FROM recoveries UNION ALL SELECT min(ts) FROM escalations UNION ALL SELECT min(ts) FROM governor_decisions
        UNION ALL SELECT min(ts) FROM resource_samples UNION ALL SELECT min(ts) FROM events
-       UNION ALL SELECT min(ts) FROM step_rollups UNION ALL SELECT min(ts) FROM llm_rollups)`,
+       UNION ALL SELECT min(ts) FROM step_rollups UNION ALL SELECT min(ts) FROM llm_rollups
+       UNION ALL SELECT min(added_at) FROM attempt_rollups UNION ALL SELECT min(started_at) FROM attempt_rollups UNION ALL SELECT min(ts) FROM checkpoint_rollups)`,
   )[0];
   const C = firstV !== null && firstV !== undefined && n(firstV) > S && n(firstV) < U ? n(firstV) : S;
 
@@ -380,8 +389,8 @@ async function fromSnapshot(
   const at = (b: Val | undefined): (typeof buckets)[number] | undefined => (n(b) >= 0 ? buckets[n(b)] : undefined);
   for (const [b, c, f, r] of rows(
     db,
-    `SELECT CAST((a.ended_at - ?) / ? AS INTEGER), sum(a.outcome = 'completed'), sum(a.outcome = 'failed' AND ${final}), sum(a.outcome = 'failed' AND NOT ${final})
-     FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE ${inWin('a.ended_at')} AND a.outcome IN ('completed', 'failed') GROUP BY 1`,
+    `SELECT CAST((a.ended_at - ?) / ? AS INTEGER), sum(a.n * (a.outcome = 'completed')), sum(a.n * (a.outcome = 'failed' AND ${final})), sum(a.n * (a.outcome = 'failed' AND NOT ${final}))
+     FROM (${ATTEMPTS}) a WHERE ${inWin('a.ended_at')} AND a.outcome IN ('completed', 'failed') GROUP BY 1`,
     [C, bMs, maxA, maxA, ...W],
   )) {
     const x = at(b);
@@ -404,7 +413,11 @@ async function fromSnapshot(
     const x = at(b);
     if (x) x.tokens_per_s = round(n(v));
   }
-  const ckSeries = rows(db, `SELECT ts, kind FROM checkpoints WHERE ${inWin('ts')} ORDER BY ts`, W).map((r) => ({ time: isoUtc(n(r[0])), kind: String(r[1]) }));
+  // A folded bucket is one mark per kind, at its first checkpoint's time.
+  const ckSeries = rows(db, `SELECT ts, kind FROM (SELECT ts, kind, rowid AS o FROM checkpoints UNION ALL SELECT ts, kind, 0 FROM checkpoint_rollups) WHERE ${inWin('ts')} ORDER BY ts, o`, W).map((r) => ({
+    time: isoUtc(n(r[0])),
+    kind: String(r[1]),
+  }));
 
   // The queue and approvals now.
   const { tasks, counts, invalid } = await taskCounts(paths, config);
@@ -418,16 +431,16 @@ async function fromSnapshot(
   const tot = one(
     db,
     `SELECT (SELECT count(*) FROM sessions WHERE started_at < ?1),
-       (SELECT count(*) FROM task_attempts WHERE outcome = 'completed' AND ended_at < ?1),
-       (SELECT count(*) FROM task_attempts WHERE outcome = 'failed' AND ended_at < ?1),
-       (SELECT count(*) FROM task_attempts WHERE outcome = 'cancelled' AND ended_at < ?1),
+       (SELECT coalesce(sum(n), 0) FROM (${ATTEMPTS}) WHERE outcome = 'completed' AND ended_at < ?1),
+       (SELECT coalesce(sum(n), 0) FROM (${ATTEMPTS}) WHERE outcome = 'failed' AND ended_at < ?1),
+       (SELECT coalesce(sum(n), 0) FROM (${ATTEMPTS}) WHERE outcome = 'cancelled' AND ended_at < ?1),
        (SELECT count(*) FROM task_steps WHERE ts < ?1) + (SELECT coalesce(sum(steps), 0) FROM step_rollups WHERE ts < ?1),
        (SELECT count(*) FROM llm_calls WHERE ts < ?1) + (SELECT coalesce(sum(calls), 0) FROM llm_rollups WHERE ts < ?1),
        (SELECT count(*) FROM llm_calls WHERE ok = 0 AND ts < ?1) + (SELECT coalesce(sum(errors), 0) FROM llm_rollups WHERE ts < ?1),
        (SELECT coalesce(sum(tokens_in), 0) FROM llm_calls WHERE ts < ?1) + (SELECT coalesce(sum(tokens_in), 0) FROM llm_rollups WHERE ts < ?1),
        (SELECT coalesce(sum(tokens_out), 0) FROM llm_calls WHERE ts < ?1) + (SELECT coalesce(sum(tokens_out), 0) FROM llm_rollups WHERE ts < ?1),
-       (SELECT count(*) FROM checkpoints WHERE ts < ?1), (SELECT count(*) FROM recoveries WHERE ts < ?1), (SELECT count(*) FROM escalations WHERE ts < ?1),
-       (SELECT count(*) FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id WHERE a.outcome = 'failed' AND a.ended_at < ?1 AND a.attempt >= coalesce(t.max_attempts, ?2))`,
+       (SELECT coalesce(sum(n), 0) FROM (${CHECKPOINTS}) WHERE ts < ?1), (SELECT count(*) FROM recoveries WHERE ts < ?1), (SELECT count(*) FROM escalations WHERE ts < ?1),
+       (SELECT coalesce(sum(a.n), 0) FROM (${ATTEMPTS}) a WHERE a.outcome = 'failed' AND a.ended_at < ?1 AND a.attempt >= coalesce(a.max_attempts, ?2))`,
     [U, maxA],
   ).map(n);
   const totals = {
@@ -491,7 +504,7 @@ async function fromSnapshot(
       failure_reasons: reasonsOf(true),
     },
     attempts: {
-      started: n(one(db, `SELECT count(*) FROM task_attempts WHERE ${inWin('started_at')}`, W)[0]),
+      started: n(one(db, `SELECT sum(n) FROM (${ATTEMPTS}) WHERE ${inWin('started_at')}`, W)[0]),
       completed,
       failed: aFailed ?? 0,
       retried: (aFailed ?? 0) - failed,

@@ -3,6 +3,7 @@
 import { workspaceDir, type RunConfig } from '../config/index.js';
 import type { RunPaths } from '../run.js';
 import { TaskLog } from '../tasklog/index.js';
+import { readDropped } from '../queue/archive.js';
 import { createCheckpointLocked, type CreateOptions, type CreateResult } from './checkpoint.js';
 import { noteFailure } from './attempts.js';
 import { initRun, lockState } from './layout.js';
@@ -37,7 +38,7 @@ export async function createCheckpoint(paths: RunPaths, config: RunConfig, opts:
       const { created } = await initRun(paths, ws);
       const tasklog = TaskLog.forRun(paths);
       let compacted: number | null = null;
-      if (tasklog.journalBytes() >= config.tasklog.compact_bytes) compacted = (await tasklog.compact({ retention: config.tasklog })).folded;
+      if (tasklog.journalBytes() >= config.tasklog.compact_bytes) compacted = (await tasklog.compact({ retention: config.tasklog, gone: new Set(readDropped(paths.stateDir).keys()) })).folded;
       // The copy of the task log's database a compaction made, in case it failed to be stored then.
       else tasklog.ensureCopy();
       const result = await createCheckpointLocked(paths, ws, opts);

@@ -24,7 +24,7 @@ import {
 } from './journal.js';
 import { EventApplier, SCHEMA_VERSION, getMeta, migrate, schemaVersion, setMeta } from './schema.js';
 import { readDbCopy, listDbCopies, storeDbCopy } from './copy.js';
-import { downsampleSamples, foldDetail, type DetailResult, type RetentionResult, type TasklogRetention } from './retention.js';
+import { downsampleSamples, foldDetail, foldTasks, type DetailResult, type RetentionResult, type TasklogRetention, type TasksResult } from './retention.js';
 import path from 'node:path';
 
 export { SCHEMA_VERSION, MIGRATIONS, migrate, schemaVersion } from './schema.js';
@@ -302,7 +302,9 @@ export class TaskLog {
    * The new database's copy goes to state.git. `repair`: fold even when there
    * is nothing new, keeping the damaged files beside the run (`forensics`).
    */
-  async compact(opts: { repair?: boolean; retention?: TasklogRetention; now?: number } = {}): Promise<{ folded: number; position: number; dbBytes: number; forensics: string[]; samples?: RetentionResult; detail?: DetailResult }> {
+  async compact(
+    opts: { repair?: boolean; retention?: TasklogRetention; now?: number; gone?: ReadonlySet<string> } = {},
+  ): Promise<{ folded: number; position: number; dbBytes: number; forensics: string[]; samples?: RetentionResult; detail?: DetailResult; tasks?: TasksResult }> {
     const fd = openLocked(this.journalFile, 'ex');
     try {
       const fileBytes = this.readDbBytes();
@@ -316,16 +318,24 @@ export class TaskLog {
         const damaged = journal.headerDamage !== null || journal.corrupt.length > 0 || choice.fromCopy !== null;
         let samples: RetentionResult | undefined;
         let detail: DetailResult | undefined;
+        let tasks: TasksResult | undefined;
         let folding = false;
         if (opts.retention) {
           const r = opts.retention;
           samples = downsampleSamples(db, opts.now ?? Date.now(), r);
-          if (r.detail_after !== undefined) detail = foldDetail(db, opts.now ?? Date.now(), { ...r, detail_after: r.detail_after });
-          folding = samples.rowsAfter < samples.rowsBefore || (detail !== undefined && (detail.steps[1] < detail.steps[0] || detail.calls[1] < detail.calls[0] || detail.heartbeats[1] < detail.heartbeats[0]));
+          if (r.detail_after !== undefined) {
+            detail = foldDetail(db, opts.now ?? Date.now(), { ...r, detail_after: r.detail_after });
+            // After the steps: a task folds only once none of its steps is left.
+            tasks = foldTasks(db, opts.now ?? Date.now(), { ...r, detail_after: r.detail_after }, opts.gone ?? new Set());
+          }
+          folding =
+            samples.rowsAfter < samples.rowsBefore ||
+            (detail !== undefined && (detail.steps[1] < detail.steps[0] || detail.calls[1] < detail.calls[0] || detail.heartbeats[1] < detail.heartbeats[0])) ||
+            (tasks !== undefined && (tasks.tasks[1] < tasks.tasks[0] || tasks.checkpoints[1] < tasks.checkpoints[0]));
           // The freed pages go too, so the file shrinks rather than holding them.
           if (folding) db.exec('VACUUM');
         }
-        const extra = { ...(samples ? { samples } : {}), ...(detail ? { detail } : {}) };
+        const extra = { ...(samples ? { samples } : {}), ...(detail ? { detail } : {}), ...(tasks ? { tasks } : {}) };
         if (replayed === 0 && !folding && journal.header.base === position && journal.header.db_sha256 === shaNow && fileBytes && !damaged) {
           return { folded: 0, position, dbBytes: fileBytes.length, forensics, ...extra };
         }

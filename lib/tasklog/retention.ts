@@ -70,6 +70,16 @@ export const ERROR_STEPS = ['failed', 'invalid', 'llm_error'];
 /** A successful model call with a speed of its own (the scripted backend has none): the report's speed and latency. */
 export const MODEL_SPEED = "ok = 1 AND tokens_per_s IS NOT NULL AND coalesce(backend, '') <> 'scripted'";
 
+/**
+ * Every attempt, each with its task's max_attempts and how many attempts the
+ * row stands for (a folded row, many; a folded row has a start or an end).
+ */
+export const ATTEMPTS = `SELECT a.started_at, a.ended_at, a.outcome, a.reason, a.attempt, t.max_attempts, 1 AS n FROM task_attempts a LEFT JOIN tasks t ON t.id = a.task_id
+  UNION ALL SELECT started_at, ended_at, outcome, reason, attempt, max_attempts, attempts FROM attempt_rollups`;
+
+/** Every checkpoint's creation, kind and pruning, with how many checkpoints the row stands for (a folded row, many). */
+export const CHECKPOINTS = 'SELECT ts, kind, pruned_at, 1 AS n FROM checkpoints UNION ALL SELECT ts, kind, pruned_at, checkpoints FROM checkpoint_rollups';
+
 export interface DetailResult {
   /** Step and model call rows before and after. */
   steps: [number, number];
@@ -121,6 +131,81 @@ export function foldDetail(db: Database, now: number, r: Required<TasklogRetenti
     const heartbeats = db.getRowsModified();
     db.exec('COMMIT');
     return { steps: [before[0], before[0] - steps], calls: [before[1], before[1] - calls], heartbeats: [before[2], before[2] - heartbeats] };
+  } catch (e) {
+    db.exec('ROLLBACK');
+    throw e;
+  }
+}
+
+export interface TasksResult {
+  /** Task and checkpoint rows before and after. */
+  tasks: [number, number];
+  checkpoints: [number, number];
+}
+
+/**
+ * Past tasklog.detail_after, the rows of finished tasks that nothing reads by
+ * id any more fold into attempt_rollups (a row per bucket of their starts,
+ * and one per bucket of their ends and what the report groups them by), and
+ * pruned checkpoints into checkpoint_rollups (a row per bucket and kind).
+ * A task folds when its id is in `gone` (its archive has left state/, and
+ * dropped.ids keeps the id from being queued or restored again), it has an
+ * attempt, every attempt ended before the horizon, and no step of it is left
+ * unfolded. A checkpoint folds when it was pruned before the horizon and no
+ * recovery used it. Run again, it finds nothing to fold.
+ */
+export function foldTasks(db: Database, now: number, r: Required<TasklogRetention>, gone: ReadonlySet<string>): TasksResult {
+  const count = (table: string): number => Number(queryRows(db, `SELECT count(*) FROM ${table}`)[0]?.[0] ?? 0);
+  const before: [number, number] = [count('tasks'), count('checkpoints')];
+  const b = Math.max(1, Math.floor(r.downsample_bucket));
+  const cutoff = Math.floor((now - r.detail_after) / b) * b;
+  if (cutoff <= 0) return { tasks: [before[0], before[0]], checkpoints: [before[1], before[1]] };
+  db.exec('BEGIN');
+  try {
+    db.run('CREATE TEMP TABLE gone (id TEXT PRIMARY KEY)');
+    if (gone.size > 0) {
+      const add = db.prepare('INSERT OR IGNORE INTO temp.gone (id) VALUES (?)');
+      try {
+        for (const id of gone) add.run([id]);
+      } finally {
+        add.free();
+      }
+    }
+    db.run(
+      `CREATE TEMP TABLE fold AS SELECT t.id AS id FROM tasks t JOIN temp.gone g ON g.id = t.id
+       WHERE EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = t.id)
+         AND NOT EXISTS (SELECT 1 FROM task_attempts a WHERE a.task_id = t.id AND (a.ended_at IS NULL OR a.ended_at >= ?1))
+         AND NOT EXISTS (SELECT 1 FROM task_steps s WHERE s.task_id = t.id)`,
+      [cutoff],
+    );
+    const folded = 'FROM task_attempts a JOIN tasks t ON t.id = a.task_id WHERE a.task_id IN (SELECT id FROM temp.fold)';
+    db.run(
+      `INSERT INTO attempt_rollups (started_at, ts_last, added_at, attempts)
+       SELECT min(a.started_at), max(a.started_at), min(t.added_at), count(*) ${folded} GROUP BY CAST(a.started_at / ?1 AS INTEGER)`,
+      [b],
+    );
+    db.run(
+      `INSERT INTO attempt_rollups (ended_at, ts_last, outcome, reason, attempt, max_attempts, attempts)
+       SELECT min(a.ended_at), max(a.ended_at), a.outcome, a.reason, a.attempt, t.max_attempts, count(*) ${folded}
+       GROUP BY CAST(a.ended_at / ?1 AS INTEGER), a.outcome, a.reason, a.attempt, t.max_attempts`,
+      [b],
+    );
+    db.run('DELETE FROM task_attempts WHERE task_id IN (SELECT id FROM temp.fold)');
+    db.run('DELETE FROM tasks WHERE id IN (SELECT id FROM temp.fold)');
+    const tasks = db.getRowsModified();
+    const pruned = `pruned_at IS NOT NULL AND pruned_at < ?2 AND id NOT IN (SELECT checkpoint_id FROM recoveries WHERE checkpoint_id IS NOT NULL)`;
+    db.run(
+      `INSERT INTO checkpoint_rollups (ts, ts_last, last_id, kind, pruned_at, pruned_last, checkpoints)
+       SELECT min(ts), max(ts), substr(max(printf('%020d', ts) || id), 21), kind, min(pruned_at), max(pruned_at), count(*) FROM checkpoints WHERE ${pruned}
+       GROUP BY CAST(ts / ?1 AS INTEGER), kind, CAST(pruned_at / ?1 AS INTEGER)`,
+      [b, cutoff],
+    );
+    db.run(`DELETE FROM checkpoints WHERE ${pruned}`, [b, cutoff]);
+    const checkpoints = db.getRowsModified();
+    db.run('DROP TABLE temp.fold');
+    db.run('DROP TABLE temp.gone');
+    db.exec('COMMIT');
+    return { tasks: [before[0], before[0] - tasks], checkpoints: [before[1], before[1] - checkpoints] };
   } catch (e) {
     db.exec('ROLLBACK');
     throw e;

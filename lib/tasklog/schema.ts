@@ -99,6 +99,27 @@ export const MIGRATIONS: string[] = [
     latency_n INTEGER NOT NULL, latencies TEXT NOT NULL);
   CREATE INDEX llm_rollups_ts ON llm_rollups (ts);
   `,
+  // 6: finished tasks whose archives have left state/, and pruned checkpoints,
+  // past tasklog.detail_after, folded by retention into rows of what the
+  // report reads. Attempts: one row per bucket of their starts (started_at,
+  // and the oldest task's added_at), and one per bucket of their ends and
+  // outcome, reason, attempt number and the task's max_attempts (so that
+  // "failed for good" is judged as before); the other time NULL. Checkpoints:
+  // one row per bucket of their creation and of their pruning, and kind, with
+  // the id of the newest (the report's last checkpoint of a past window). A
+  // row's time is its group's first (ts_last its newest), so that a window on
+  // bucket boundaries counts a group whole.
+  `
+  CREATE TABLE attempt_rollups (
+    started_at INTEGER, ended_at INTEGER, ts_last INTEGER NOT NULL, added_at INTEGER, outcome TEXT, reason TEXT,
+    attempt INTEGER, max_attempts INTEGER, attempts INTEGER NOT NULL);
+  CREATE INDEX attempt_rollups_ended ON attempt_rollups (ended_at);
+  CREATE INDEX attempt_rollups_started ON attempt_rollups (started_at);
+  CREATE TABLE checkpoint_rollups (
+    ts INTEGER NOT NULL, ts_last INTEGER NOT NULL, last_id TEXT NOT NULL, kind TEXT NOT NULL, pruned_at INTEGER NOT NULL,
+    pruned_last INTEGER NOT NULL, checkpoints INTEGER NOT NULL);
+  CREATE INDEX checkpoint_rollups_ts ON checkpoint_rollups (ts);
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
