@@ -64,7 +64,7 @@ export const RUN_SCHEMA: Spec = {
           min: 60_000,
           max: 3 * WEEK,
           default: WEEK,
-          doc: 'how long the prune keeps what recoveries and rollbacks set aside (forensics refs, damaged copies of the task log and of state.git)',
+          doc: 'how long the prune keeps what recoveries and rollbacks set aside (forensics refs, damaged copies of the task log and of state.git), and the checkpoints recoveries used',
         },
         workspace_grace: {
           kind: 'duration',

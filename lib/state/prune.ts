@@ -43,11 +43,15 @@ export interface PruneResult extends PrunePlan {
   bytesFreed: number;
 }
 
-/** Ids of checkpoints a recorded recovery used. */
-async function recoveryCheckpoints(paths: RunPaths): Promise<Set<string>> {
+/**
+ * Ids of checkpoints a recovery recorded since `since` (ms) used: kept as
+ * long as forensics are (checkpoint.forensics_keep), not for good, or a run
+ * that meets faults every day would keep a checkpoint for each.
+ */
+async function recoveryCheckpoints(paths: RunPaths, since: number): Promise<Set<string>> {
   const snap = await TaskLog.forRun(paths).snapshot();
   try {
-    const r = snap.db.exec('SELECT DISTINCT checkpoint_id FROM recoveries WHERE checkpoint_id IS NOT NULL');
+    const r = snap.db.exec('SELECT DISTINCT checkpoint_id FROM recoveries WHERE checkpoint_id IS NOT NULL AND ts >= ?', [since]);
     return new Set((r[0]?.values ?? []).map((v) => String(v[0])));
   } finally {
     snap.db.close();
@@ -74,7 +78,7 @@ export async function planPrune(paths: RunPaths, wsDir: string, policy: Retentio
       break;
     }
   }
-  const used = await recoveryCheckpoints(paths);
+  const used = await recoveryCheckpoints(paths, Date.now() - keepFor.forensicsMs);
   for (const c of checkpoints) if (used.has(c.id)) protect(c, 'used by a recovery');
   const keep = checkpoints.filter((c) => reasons.has(c.id)).map((c) => ({ checkpoint: c, reasons: [...new Set(reasons.get(c.id))] }));
   const remove = checkpoints.filter((c) => !reasons.has(c.id));

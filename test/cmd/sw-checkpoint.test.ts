@@ -377,6 +377,8 @@ test('prune: policy, the two protections, dry run, JSON, and measured space free
     }
     // A recovery that used the second checkpoint.
     TaskLog.forRun(runPaths('run1', t.env)).append({ t: 'recovery', reason: 'crash', action: 'restore', checkpoint: ids[1] });
+    // One that used the first, 8 days ago: past checkpoint.forensics_keep (7d), it protects no more.
+    TaskLog.forRun(runPaths('run1', t.env)).append({ t: 'recovery', ts: new Date(Date.now() - 8 * 86_400_000).toISOString(), reason: 'crash', action: 'restore', checkpoint: ids[0] });
 
     const dry = await cp(['prune', 'run1', '--keep-last', '3', '--dry-run', '--json'], t);
     assert.equal(dry.exitCode, 0, String(dry.stderr));
