@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { makeEnv, sw } from '../helpers.js';
+import { makeEnv, sw, writeConfig } from '../helpers.js';
+import { createRun } from '../fixtures/runs.js';
+import { TaskLog, type TaskEvent } from '../../lib/tasklog/index.js';
 import { addTask, scriptedRun, startAgent, tasks, waitFor } from '../fixtures/agent.js';
 import { archiveFinished, archiveFiles, archiveProblems, archivedTask, readArchive, readArchiveIds } from '../../lib/queue/archive.js';
 import { runPaths } from '../../lib/run.js';
@@ -171,6 +173,55 @@ test('an archiving pass takes only what the newest checkpoint holds unchanged, f
     const named = await archiveProblems(st, stateGit(paths));
     assert.equal(named.length, 1, named.join('\n'));
     assert.match(named[0] as string, new RegExp(`^${f.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: cannot read`));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('at a checkpoint past tasklog.detail_after, tasks whose archives left state/ fold out of the task log: the report says the same, sw-recover brings none back', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    // Every checkpoint folds the journal; a minute's horizon.
+    writeConfig(t, 'run1', 'tasklog:\n  compact_bytes: 1\n  detail_after: 1m\n  downsample_bucket: 1m\n');
+    await createRun(t);
+    const p = runPaths('run1', t.env);
+    const ago = (min: number): string => new Date(Date.now() - min * 60_000).toISOString();
+    // Three tasks that ended two hours ago; the archives of two have left state/.
+    const evs: TaskEvent[] = [{ t: 'session_start', session: 's1', pid: 1, ts: ago(140) }];
+    for (const [id, outcome] of [['gone1', 'completed'], ['gone2', 'failed'], ['kept', 'completed']] as const) {
+      evs.push({ t: 'task_added', task: id, ts: ago(130), title: id, max_attempts: 1, priority: 0 });
+      evs.push({ t: 'task_started', task: id, attempt: 1, ts: ago(125), session: 's1' });
+      evs.push({ t: 'task_outcome', task: id, attempt: 1, outcome, reason: outcome === 'failed' ? 'verify failed' : null, steps: 2, ts: ago(120) });
+    }
+    evs.push({ t: 'session_end', session: 's1', state: 'clean', ts: ago(110) });
+    TaskLog.forRun(p).appendMany(evs);
+    fs.mkdirSync(path.join(p.stateDir, 'archive'), { recursive: true });
+    fs.writeFileSync(path.join(p.stateDir, 'archive', 'dropped.ids'), 'gone1 completed 2026-12-01\ngone2 failed 2026-12-01\n');
+    const report = async (): Promise<Record<string, unknown>> => {
+      const r = await sw('sw-report', ['run1', '--json', '--since', '1d'], t);
+      assert.equal(r.exitCode, 0, String(r.stderr));
+      const j = JSON.parse(String(r.stdout)) as Record<string, Record<string, unknown>>;
+      // What the clock and the checkpoints made meanwhile change is left out.
+      return { tasks: { ...j.tasks, span_s: null, per_hour: null }, attempts: j.attempts, totals: { ...j.totals, checkpoints: null } };
+    };
+    const before = await report();
+    assert.deepEqual((before.tasks as { completed: number; failed: number }).completed, 2);
+
+    const ck = await sw('sw-checkpoint', ['create', 'run1', '--kind', 'routine', '--force'], t);
+    assert.equal(ck.exitCode, 0, String(ck.stderr));
+    const snap = await TaskLog.forRun(p).snapshot();
+    try {
+      assert.deepEqual(snap.db.exec('SELECT id FROM tasks ORDER BY id')[0]?.values, [['kept']]);
+      assert.deepEqual(snap.db.exec('SELECT sum(attempts) FROM attempt_rollups WHERE ended_at IS NOT NULL')[0]?.values, [[2]]);
+    } finally {
+      snap.db.close();
+    }
+    assert.deepEqual(await report(), before, 'the report says the same');
+
+    const rec = await sw('sw-recover', ['run1'], t);
+    assert.equal(rec.exitCode, 0, String(rec.stderr));
+    assert.deepEqual(fs.readdirSync(path.join(p.stateDir, 'queue')).filter((f) => f.startsWith('gone')), [], 'nothing came back to the queue');
+    assert.deepEqual(await report(), before, 'nor to the report');
   } finally {
     t.cleanup();
   }
