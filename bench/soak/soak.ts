@@ -255,8 +255,9 @@ async function main(): Promise<number> {
         '    keep_weekly: 4',
         `  pressure_every: ${secs(30 * 60, 1)}`,
         // The workspace's unreferenced objects stay an hour, scaled (unscaled, a soak shorter than an
-        // hour never dropped the snapshots of pruned checkpoints). Forensics stay 2 simulated days
-        // (the default, a week, would never expire in a week's soak), as the archive does.
+        // hour never dropped the snapshots of pruned checkpoints). Forensics, and the checkpoints
+        // recoveries used, stay 2 simulated days (the default, a week, would never expire in a week's
+        // soak), as the archive does.
         `  workspace_grace: ${secs(3600, 1)}`,
         `  forensics_keep: ${secs(2 * 86_400, 60)}`,
         // Resource samples fold after a simulated week (the full soak's last day).
