@@ -51,7 +51,6 @@ function one(db: Database, sql: string, params: Val[] = []): Row {
 }
 
 const n = (v: Val | undefined): number => (v === null || v === undefined ? 0 : Number(v));
-
 const nn = (v: Val | undefined): number | null => (v === null || v === undefined ? null : Number(v));
 const s = (v: Val | undefined): string | null => (v === null || v === undefined ? null : String(v));
 const round = (x: number, d = 1): number => Math.round(x * 10 ** d) / 10 ** d;
