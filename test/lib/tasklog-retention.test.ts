@@ -80,15 +80,19 @@ test('old resource samples fold into 5-minute rows: the report says the same, th
   }
 });
 
-const detailRows = async (file: string): Promise<number[]> => {
+/** The counts one query of the database file gives, as numbers. */
+const counts = async (file: string, sql: string): Promise<number[]> => {
   const SQL = await sqljs();
   const db = new SQL.Database(fs.readFileSync(file));
   try {
-    return (queryRows(db, 'SELECT (SELECT count(*) FROM task_steps), (SELECT count(*) FROM llm_calls), (SELECT count(*) FROM step_rollups), (SELECT count(*) FROM llm_rollups)')[0] as number[]).map(Number);
+    return (queryRows(db, sql)[0] as number[]).map(Number);
   } finally {
     db.close();
   }
 };
+
+const detailRows = (file: string): Promise<number[]> =>
+  counts(file, 'SELECT (SELECT count(*) FROM task_steps), (SELECT count(*) FROM llm_calls), (SELECT count(*) FROM step_rollups), (SELECT count(*) FROM llm_rollups)');
 
 test('steps and model calls past detail_after fold into rollups: every figure of the report and the check stays, the database shrinks, a second pass changes nothing', { timeout: 180_000 }, async () => {
   const t = makeEnv('tasklog-detail');
@@ -160,21 +164,12 @@ test('steps and model calls past detail_after fold into rollups: every figure of
   }
 });
 
-const taskRows = async (file: string): Promise<number[]> => {
-  const SQL = await sqljs();
-  const db = new SQL.Database(fs.readFileSync(file));
-  try {
-    return (
-      queryRows(
-        db,
-        `SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM task_attempts), (SELECT count(*) FROM checkpoints),
-           (SELECT coalesce(sum(attempts), 0) FROM attempt_rollups WHERE ended_at IS NOT NULL), (SELECT coalesce(sum(checkpoints), 0) FROM checkpoint_rollups), (SELECT count(*) FROM attempt_rollups)`,
-      )[0] as number[]
-    ).map(Number);
-  } finally {
-    db.close();
-  }
-};
+const taskRows = (file: string): Promise<number[]> =>
+  counts(
+    file,
+    `SELECT (SELECT count(*) FROM tasks), (SELECT count(*) FROM task_attempts), (SELECT count(*) FROM checkpoints),
+       (SELECT coalesce(sum(attempts), 0) FROM attempt_rollups WHERE ended_at IS NOT NULL), (SELECT coalesce(sum(checkpoints), 0) FROM checkpoint_rollups), (SELECT count(*) FROM attempt_rollups)`,
+  );
 
 test('finished tasks whose archives left state/ and pruned checkpoints fold past detail_after: the whole report and the check stay (the chart marks a bucket of checkpoints once), the rest is kept, a second pass changes nothing', { timeout: 180_000 }, async () => {
   const t = makeEnv('tasklog-tasks');
