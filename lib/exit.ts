@@ -1,6 +1,8 @@
 // The exit-code table of DESIGN.md, in one place, and the error type that
 // carries a code from deep in lib/ up to the one main() wrapper.
 
+import fs from 'node:fs';
+
 export const EXIT = {
   OK: 0,
   FAIL: 1, // failed, or a "no" answer (verify found a problem)
@@ -51,13 +53,33 @@ export function exitCodeFor(err: unknown): ExitCode {
   return EXIT.FAIL;
 }
 
-/** The disk (or the quota) is full: a reason to wait for space, not a crash. Walks the error's causes. */
-export function isDiskFull(err: unknown): boolean {
-  for (let e = err as (Error & { code?: unknown; cause?: unknown; stderr?: unknown }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+/** Below this much free space, a failed write on a filesystem is taken for a full disk. */
+export const DISK_LOW_BYTES = 16 * 1024 * 1024;
+
+/**
+ * The disk (or the quota) is full: a reason to wait for space, not a crash.
+ * Walks the error's causes. Some writers do not say why a write failed (git:
+ * "Unable to write new index file"); given the directories it may have
+ * written to, a write that failed (an I/O errno, or a git error that says it
+ * could not write) while one's filesystem has less than DISK_LOW_BYTES free
+ * counts too.
+ */
+export function isDiskFull(err: unknown, dirs: string[] = []): boolean {
+  let wrote = false;
+  for (let e = err as (Error & { code?: unknown; cause?: unknown; stderr?: unknown; writeFailed?: unknown }) | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
     if (e.code === 'ENOSPC' || e.code === 'EDQUOT') return true;
     if (/No space left on device|Disk quota exceeded|Out of diskspace/i.test(`${e.message ?? ''}\n${typeof e.stderr === 'string' ? e.stderr : ''}`)) return true;
+    if (e.writeFailed === true || e.code === 'EIO' || e.code === 'EFBIG') wrote = true;
   }
-  return false;
+  if (!wrote) return false;
+  return dirs.some((dir) => {
+    try {
+      const st = fs.statfsSync(dir);
+      return st.bavail * st.bsize < DISK_LOW_BYTES;
+    } catch {
+      return false;
+    }
+  });
 }
 
 /** A one-line description of an error from the system, without Node's stack or syscall noise. */

@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { workspaceDir, type RunConfig } from '../config/index.js';
-import { EXIT, SwError, configError, describeError, exitCodeFor, isDiskFull, tempFailError, unavailableError } from '../exit.js';
+import { DISK_LOW_BYTES, EXIT, SwError, configError, describeError, exitCodeFor, isDiskFull, tempFailError, unavailableError } from '../exit.js';
 import { diskPressure, readDecision, type Decision } from '../governor/decision.js';
 import { lockHolder, tryLock, type Lock } from '../lock.js';
 import { extendTimeout, notifyEnabled, ready, status, stopping, systemdUnit, watchdog, watchdogIntervalMs } from '../notify.js';
@@ -55,7 +55,8 @@ export const EXIT_RSS = 3;
 const PRETASK_PREFIX = 'refs/selfware/pretask/';
 /** How often a disk-full wait looks for space, and how much it waits for (room for a checkpoint, not a byte). */
 const DISK_POLL_MS = Number(process.env.SELFWARE_DISK_POLL_MS) || 5_000;
-const DISK_RESUME_BYTES = 16 * 1024 * 1024;
+/** Space back: as much free as below which a failed write counts as a full disk. */
+const DISK_RESUME_BYTES = DISK_LOW_BYTES;
 
 export interface AgentOptions {
   out: Output;
@@ -429,7 +430,7 @@ export class Agent {
         await this.iteration();
       } catch (e) {
         // A full disk is a pause, not a crash: wait for space, then go on where the task stood.
-        if (!isDiskFull(e)) throw e;
+        if (!isDiskFull(e, [this.paths.runDir, this.ws])) throw e;
         await this.waitForDisk(e);
       }
     }
@@ -444,16 +445,19 @@ export class Agent {
   private async waitForDisk(e: unknown): Promise<void> {
     const since = Date.now();
     const why = (e as Error).message.split('\n')[0] ?? 'disk full';
-    this.out.error(`disk full (${why}): waiting for space on ${this.paths.runDir}; a pause, not a crash`);
+    this.out.error(`disk full (${why}): waiting for space on ${this.paths.runDir}${path.resolve(this.ws).startsWith(path.resolve(this.paths.runDir) + path.sep) ? '' : ` and ${this.ws}`}; a pause, not a crash`);
     status(`paused: disk full since ${new Date(since).toISOString()}`);
     const signal = this.stopCtrl.signal;
     for (;;) {
       await sleep(DISK_POLL_MS, signal);
       if (this.stopReason) return;
-      let free = 0;
+      let free = Infinity;
       try {
-        const st = fs.statfsSync(this.paths.runDir);
-        free = st.bavail * st.bsize;
+        // The run's filesystem and the workspace's (the same one, or not).
+        for (const dir of [this.paths.runDir, this.ws]) {
+          const st = fs.statfsSync(dir);
+          free = Math.min(free, st.bavail * st.bsize);
+        }
       } catch {
         continue;
       }
@@ -461,7 +465,7 @@ export class Agent {
       try {
         this.log.append({ t: 'disk_full', session: this.session, since: new Date(since).toISOString(), duration_ms: Date.now() - since, error: why });
       } catch (e2) {
-        if (isDiskFull(e2)) continue;
+        if (isDiskFull(e2, [this.paths.runDir, this.ws])) continue;
         throw e2;
       }
       this.out.notice(`disk space is back after ${formatDuration(Date.now() - since)}: going on`);
