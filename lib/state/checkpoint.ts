@@ -313,6 +313,24 @@ function removeLocksUnder(dir: string): void {
   for (const n of names) if (n.endsWith('.lock')) fs.rmSync(path.join(dir, n), { force: true });
 }
 
+/** How old a lock on the workspace's packed-refs must be to be taken for one a killed git left (git holds it for milliseconds). */
+const STALE_PACKED_REFS_LOCK_MS = 60_000;
+
+/**
+ * The workspace's packed-refs.lock, when older than a minute: what a
+ * pack-refs of packLoose killed mid-way leaves (the user's own git commands
+ * hold it for milliseconds). Left there, it fails every deletion of a packed
+ * ref, selfware's prune and the user's `git branch -d` alike.
+ */
+export function removeStalePackedRefsLock(gitDir: string): void {
+  const lock = path.join(gitDir, 'packed-refs.lock');
+  try {
+    if (Date.now() - fs.statSync(lock).mtimeMs > STALE_PACKED_REFS_LOCK_MS) fs.rmSync(lock, { force: true });
+  } catch {
+    /* none */
+  }
+}
+
 /** Point ref at oid: a loose ref file replaced atomically and durably (temp in the git dir, rename, fsync). */
 export function writeRef(gitDir: string, ref: string, oid: string): void {
   const file = path.join(gitDir, ref);
@@ -384,56 +402,91 @@ export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opt
 }
 
 /** Loose objects past which a checkpoint packs them (git's gc.auto, which selfware otherwise turns off). */
-export const PACK_LOOSE_AFTER = 512;
+export const PACK_LOOSE_AFTER = 128;
 /** Packs past which they are consolidated into one (git's gc.autoPackLimit). */
-export const PACK_LIMIT = 50;
+export const PACK_LIMIT = 24;
+/** Loose refs past which they are packed into packed-refs (git gc's pack-refs). */
+export const PACK_REFS_AFTER = 64;
 
 const isFanout = (n: string): boolean => /^[0-9a-f]{2}$/.test(n);
 
-/** Loose objects and packs in a git dir, counted (git's gc --auto only estimates from one fan-out directory, too coarse at a few hundred). */
-export function objectCounts(gitDir: string): { loose: number; packs: number } {
+/** Loose ref files under refs/, counted (lock and temporary files aside). */
+function looseRefs(dir: string): number {
+  let n = 0;
+  let entries: fs.Dirent[] = [];
+  try {
+    entries = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const e of entries) {
+    if (e.isDirectory()) n += looseRefs(path.join(dir, e.name));
+    else if (e.isFile() && !e.name.endsWith('.lock')) n++;
+  }
+  return n;
+}
+
+/** The names of a git dir's loose objects. */
+function looseObjects(gitDir: string): string[] {
   const dir = path.join(gitDir, 'objects');
-  let loose = 0;
-  let packs = 0;
+  const out: string[] = [];
   let names: string[] = [];
   try {
     names = fs.readdirSync(dir);
   } catch {
-    return { loose, packs };
+    return out;
   }
   for (const n of names) {
-    if (isFanout(n)) {
-      try {
-        loose += fs.readdirSync(path.join(dir, n)).filter((f) => f.length === 38).length;
-      } catch {
-        /* gone meanwhile */
-      }
+    if (!isFanout(n)) continue;
+    try {
+      for (const f of fs.readdirSync(path.join(dir, n))) if (/^[0-9a-f]{38}$/.test(f)) out.push(n + f);
+    } catch {
+      /* gone meanwhile */
     }
   }
+  return out;
+}
+
+/** Loose objects, packs and loose refs in a git dir, counted (git's gc --auto only estimates from one fan-out directory, too coarse at a few hundred). */
+export function objectCounts(gitDir: string): { loose: number; packs: number; refs: number } {
+  const dir = path.join(gitDir, 'objects');
+  const loose = looseObjects(gitDir).length;
+  let packs = 0;
   try {
     packs = fs.readdirSync(path.join(dir, 'pack')).filter((f) => f.endsWith('.pack')).length;
   } catch {
     /* none */
   }
-  return { loose, packs };
+  return { loose, packs, refs: looseRefs(path.join(gitDir, 'refs')) };
 }
 
 /**
- * Pack loose objects once there are a few hundred, as git's own gc --auto
- * would: an incremental repack (the loose objects into a new pack), and past
- * PACK_LIMIT packs, all into one, unreachable objects kept (the daily prune
- * removes them, with its own grace for the workspace's git commands in
- * flight). Each loose object is a file, a disk block at least, and every
- * checkpoint writes several: a week of them is tens of thousands of files
- * where a pack of the same objects is a fraction of their size. Under the
- * caller's state lock. A failure is not the checkpoint's (it is made): the
- * next one, or the daily prune, packs them.
+ * Pack loose objects and refs as git's own gc --auto would, but sooner: past
+ * PACK_LOOSE_AFTER loose objects, all of them into a new pack, reachable or
+ * not (an incremental `git repack` takes the reachable ones only: it left the
+ * snapshots of dropped pre-task refs and superseded task log copies loose, and
+ * ran at every checkpoint, packing nothing); past PACK_LIMIT packs, all into
+ * one, unreachable objects kept (the daily prune removes them, with its own
+ * grace for the workspace's git commands in flight); past PACK_REFS_AFTER
+ * loose refs, all refs into packed-refs. Each loose object and each loose ref is a file, a
+ * disk block at least (4 KiB for 41 bytes of ref), and every checkpoint writes
+ * several objects and two refs: between two daily prunes a run that
+ * checkpoints each task held thousands of such files, megabytes where a pack
+ * of the same is a fraction of that. Under the caller's state lock, which is
+ * what makes packing refs/heads/main safe (selfware moves it, as every
+ * checkpoint ref, only under that lock; git locks the workspace's own). A
+ * failure is not the checkpoint's (it is made): the next one, or the daily
+ * prune, packs them.
  */
 export async function packLoose(repos: Git[]): Promise<void> {
   for (const g of repos) {
     const c = objectCounts(g.gitDir);
-    if (c.loose >= PACK_LOOSE_AFTER) await g.run(['repack', '-d', '-q'], { allowFail: true });
+    if (c.loose >= PACK_LOOSE_AFTER) {
+      const packed = await g.run(['pack-objects', '-q', path.join(g.gitDir, 'objects', 'pack', 'pack')], { input: `${looseObjects(g.gitDir).join('\n')}\n`, allowFail: true });
+      if (packed.code === 0) await g.run(['prune-packed', '-q'], { allowFail: true });
+    }
     if (c.packs >= PACK_LIMIT) await g.run(['repack', '-a', '-d', '-q', '--keep-unreachable'], { allowFail: true });
+    if (c.refs >= PACK_REFS_AFTER) await g.run(['pack-refs', '--all', '--prune'], { allowFail: true });
   }
 }
 
@@ -444,6 +497,7 @@ async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions)
   removeStaleTempFiles(ws.gitDir);
   removeStaleTempFiles(git.gitDir);
   removeLocksUnder(path.join(ws.gitDir, WORKSPACE_REF_PREFIX));
+  removeStalePackedRefsLock(ws.gitDir);
 
   const tasklog = TaskLog.forRun(paths);
   const [prev, staged, snap] = await Promise.all([readTip(git), stageState(git), snapshotWorkspace(wsDir)]);
