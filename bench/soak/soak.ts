@@ -510,6 +510,7 @@ async function main(): Promise<number> {
           break;
         }
         case 'disk-full': {
+          const before = runs.map((x) => agentPid(x));
           const st = fs.statfsSync(stateHost);
           const free = st.bavail * st.bsize;
           const filler = path.join(stateHost, '.soak-filler');
@@ -534,7 +535,10 @@ async function main(): Promise<number> {
           await sleep(Math.max(0, hold - (monoMs() - at)));
           fs.rmSync(filler, { force: true });
           rec.detail = `the state's filesystem filled (${Math.round(free / 1048576)} MiB) for ${monoMs() - at} ms`;
-          // Still the same agents: a full disk is a pause, not a crash (an agent gone is waited for).
+          // Still the same agents: a full disk is a pause, not a crash. An agent that ended meanwhile
+          // is a problem (its restart is waited for all the same).
+          const ended = runs.filter((x) => before[x.k] !== null && agentPid(x) !== before[x.k]);
+          if (ended.length > 0) rec.problem = `the agent of ${ended.map((x) => x.name).join(', ')} ended while the disk was full (a pause, not a crash)`;
           const gone = runs.filter((x) => agentPid(x) === null);
           if (gone.length > 0) {
             const t = await Promise.all(gone.map((x) => waitReady(x, at, null)));
@@ -647,13 +651,18 @@ async function main(): Promise<number> {
           break;
         }
         case 'llm-down': {
+          // Down 3-10 s, and until an agent has asked it something (one busy elsewhere, in a checkpoint
+          // or a retention pass, may ask nothing for a while): at most 30 s more. The endpoint is every
+          // run's, so any agent's failed request detects it.
           const ms = 3000 + rand() * 7000;
+          const llmDown = /model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/;
+          const agents = runs.map((x) => `-u ${x.unit}`).join(' ');
           await model.stop();
-          rec.detail = `the LLM endpoint down for ${Math.round(ms)} ms`;
-          await seen(/model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/, ms);
+          await seen(llmDown, ms, agents);
           await sleep(Math.max(0, ms - (monoMs() - at)));
+          if (!rec.detected) await seen(llmDown, 30_000, agents);
+          rec.detail = `the LLM endpoint down for ${monoMs() - at} ms`;
           await model.start();
-          if (!rec.detected) await seen(/model request failed[^\n]*|unavailable[^\n]*|ECONNREFUSED[^\n]*|circuit[^\n]*/, 3000);
           // Past its patience the agent exits 69 and systemd starts it again.
           const down: Run[] = [];
           for (const x of runs) if ((await show(x.unit, ['ActiveState'])).ActiveState !== 'active') down.push(x);
@@ -888,8 +897,19 @@ async function main(): Promise<number> {
       cmp('tasks failed for good', report.tasks.failed, failed);
       cmp('escalations', report.escalations.length, r.storms);
       // systemd's own word on how each agent ended, and the harness's power losses.
+      // An agent that ended before it was READY (in its own recovery, before its session started: a
+      // full disk, a kill) ended no session, so only the ends after systemd's "Started" count.
       const sysJournal = await sh(`journalctl --no-pager -o cat -u ${UNIT}`, { allowFail: true });
-      const sysUnclean = (sysJournal.match(/Main process exited, code=(killed|dumped)|Main process exited, code=exited, status=(?!0\/|3\/|79\/|78\/|64\/)\d+/g) ?? []).length;
+      let sysUnclean = 0;
+      let readySeen = false;
+      for (const l of sysJournal.split('\n')) {
+        if (l.startsWith('Starting ')) readySeen = false;
+        else if (l.startsWith('Started ')) readySeen = true;
+        else if (/Main process exited, code=(killed|dumped)|Main process exited, code=exited, status=(?!0\/|3\/|79\/|78\/|64\/)\d+/.test(l)) {
+          if (readySeen) sysUnclean++;
+          readySeen = false;
+        }
+      }
       // Every agent that ended without a clean stop, as systemd saw it (and the power losses, which it
       // cannot see), is a session the report calls unclean, and each was recovered.
       cmp('sessions ended uncleanly', report.sessions.unclean_ends, sysUnclean + powerLosses);
