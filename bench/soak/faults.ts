@@ -168,12 +168,13 @@ export function ppidOf(pid: number): number | null {
 }
 
 /** Is any child of parent a process named comm (as /proc/PID/comm says)? */
-export function hasChild(parent: number | null, comm: string): boolean {
+export function hasChild(parent: number | null, comm: string, cmdline?: (text: string) => boolean): boolean {
   if (!parent) return false;
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
-      if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim() === comm && ppidOf(Number(d)) === parent) return true;
+      if (fs.readFileSync(`/proc/${d}/comm`, 'utf8').trim() !== comm || ppidOf(Number(d)) !== parent) continue;
+      if (!cmdline || cmdline(fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').replace(/\0/g, ' '))) return true;
     } catch {
       /* gone */
     }

@@ -440,8 +440,13 @@ async function main(): Promise<number> {
           if (kind !== 'kill-agent') {
             for (;;) {
               const a = agentPid(r);
-              // (A step's shell is the agent's child; with several runs, another's may be running.)
-              const hit = kind === 'kill-agent-mid-step' ? a !== null && hasChild(a, 'sh') : fs.existsSync(path.join(runDir, 'state.git', 'index.lock')) || hasChild(a, 'git');
+              // (A step's shell is the agent's child; with several runs, another's may be running. The
+              // agent's git runs as its child, or under an sh that runs several git commands in turn.)
+              const gitSeq = (cmd: string): boolean => cmd.includes('selfware-step');
+              const hit =
+                kind === 'kill-agent-mid-step'
+                  ? a !== null && hasChild(a, 'sh', (cmd) => !gitSeq(cmd))
+                  : fs.existsSync(path.join(runDir, 'state.git', 'index.lock')) || hasChild(a, 'git') || hasChild(a, 'sh', gitSeq);
               if (hit) {
                 where = kind === 'kill-agent-mid-step' ? 'while a step ran' : 'while git worked on its checkpoint';
                 break;

@@ -22,6 +22,7 @@ import { queueDir, readQueue, runOrder, taskFile, writeTask, type Task } from '.
 import { EXIT_ESCALATED, describeChange, markEscalationDelivered, pendingEscalation, recover } from '../recover/index.js';
 import { restoreWorkspace } from '../recover/restore.js';
 import type { RunPaths } from '../run.js';
+import { writeLooseObject } from '../state/objects.js';
 import { type PruneResult, agentLockFile, createCheckpoint, initRun, lockState, pruneRun, snapshotWorkspace, stateGit, workspaceCommitObject, workspaceGit, writeRef, type Checkpoint } from '../state/index.js';
 import { TaskLog } from '../tasklog/index.js';
 import { archiveFinished, readDropped, type ArchivePass } from '../queue/archive.js';
@@ -739,12 +740,12 @@ export class Agent {
   private async prepareWorkspace(t: Task): Promise<string | null> {
     const ws = workspaceGit(this.ws);
     const ref = `${PRETASK_PREFIX}${t.id}`;
-    const existing = await ws.resolve(ref);
+    const existing = await ws.readRef(ref);
     if (!existing) {
       // The first attempt (or a task dropped in at a later attempt): the workspace as it is now.
       const snap = await snapshotWorkspace(this.ws);
       const body = workspaceCommitObject(snap.tree, snap.head, Math.floor(Date.now() / 1000), `selfware: the workspace before task ${t.id}\n\nSelfware-Branch: ${snap.branch ?? 'none'}\n`);
-      writeRef(ws.gitDir, ref, await ws.out(['hash-object', '-t', 'commit', '-w', '--stdin'], { input: body }));
+      writeRef(ws.gitDir, ref, writeLooseObject(ws.gitDir, 'commit', body));
       return null;
     }
     if (t.attempt === 1) return null;

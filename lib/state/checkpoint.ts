@@ -17,7 +17,7 @@ import { requireRun, stateGit, workspaceGit } from './layout.js';
 import { indexTotals } from './gitindex.js';
 import { withScratch } from './pending.js';
 import { noteFailure, noteSuccess } from './attempts.js';
-import { checkObjects, gitObjectId, readObjects, setAsideObjects } from './objects.js';
+import { checkObjects, gitObjectId, readObjects, setAsideObjects, writeLooseObject } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
 export type Kind = (typeof KINDS)[number];
@@ -217,13 +217,20 @@ export function resolveId(list: Checkpoint[], id: string): Checkpoint {
   throw noInputError(`no such checkpoint '${id}'`);
 }
 
+/** The tip this process read last, by git dir: a run's agent checkpoints after every task, and main moves under it only as it does. */
+const tips = new Map<string, Checkpoint>();
+
 /** The tip of main: the newest checkpoint in creation order. */
 export async function readTip(git: Git): Promise<Checkpoint | null> {
+  const cached = tips.get(git.gitDir);
+  if (cached && (await git.readRef('refs/heads/main')) === cached.commit) return cached;
   const res = await git.run(['cat-file', '--batch'], { input: 'refs/heads/main\n' });
   const nl = res.stdout.indexOf('\n');
   const [oid, type] = res.stdout.slice(0, nl).split(' ');
   if (type !== 'commit' || !oid) return null;
-  return parseCheckpoint(oid, res.stdout.slice(nl + 1).replace(/\n$/, ''));
+  const tip = parseCheckpoint(oid, res.stdout.slice(nl + 1).replace(/\n$/, ''));
+  tips.set(git.gitDir, tip);
+  return tip;
 }
 
 /** Stage all of state/ (new, changed, deleted) and return its tree. */
@@ -245,8 +252,8 @@ async function stageIntact(paths: RunPaths, git: Git, tree: string, said: string
 }
 
 async function stageState(git: Git): Promise<string> {
-  await git.run(['add', '--all', '--', '.']);
-  return git.out(['write-tree']);
+  const [, tree] = await git.sequence([['add', '--all', '--', '.'], ['write-tree']]);
+  return tree as string;
 }
 
 export interface WorkspaceSnapshot {
@@ -275,8 +282,8 @@ export async function snapshotWorkspace(wsDir: string): Promise<WorkspaceSnapsho
       fs.rmSync(tmpIndex, { force: true });
     }
     const g = ws.with({ GIT_INDEX_FILE: tmpIndex });
-    const [, head] = await Promise.all([g.run(['add', '--all', '--', '.']), ws.resolve('HEAD')]);
-    const tree = await g.out(['write-tree']);
+    const [, tree, resolved] = await g.sequence([['add', '--all', '--', '.'], ['write-tree'], { args: ['rev-parse', '--verify', '--quiet', 'HEAD^{commit}'], allowFail: true }]);
+    const head = resolved || null;
     const bytes = indexTotals(tmpIndex)?.bytes ?? 0;
     let branch: string | null = null;
     try {
@@ -510,7 +517,6 @@ async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions)
   const id = newId(git);
   const time = isoUtc(opts.time ?? new Date());
   const epoch = Math.floor(Date.parse(time) / 1000);
-  const dateEnv = { GIT_AUTHOR_DATE: `@${epoch} +0000`, GIT_COMMITTER_DATE: `@${epoch} +0000` };
 
   const stateBytes = indexTotals(path.join(git.gitDir, 'index'))?.bytes ?? 0;
   // The workspace commit's bytes are fixed by its tree, parent, identity, time
@@ -531,13 +537,10 @@ async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions)
     size: { state: stateBytes, workspace: snap.bytes },
   };
   const checksum = computeChecksum(meta);
-  const args = ['commit-tree', stateTree];
-  if (prev) args.push('-p', prev.commit);
-  const [written, commit] = await Promise.all([
-    ws.out(['hash-object', '-t', 'commit', '-w', '--stdin'], { input: wsObject }),
-    git.with(dateEnv).out([...args, '-F', '-'], { input: commitMessage({ ...meta, checksum }) }),
-  ]);
+  // Both commits written here, as git's hash-object and commit-tree would (selfware's identity, the checkpoint's time).
+  const written = writeLooseObject(ws.gitDir, 'commit', wsObject);
   if (written !== wsCommit) throw new Error(`workspace snapshot commit is ${written}, expected ${wsCommit}`);
+  const commit = writeLooseObject(git.gitDir, 'commit', workspaceCommitObject(stateTree, prev?.commit ?? null, epoch, commitMessage({ ...meta, checksum })));
   // The workspace ref first: a state checkpoint never lacks its snapshot.
   // Both refs are new names, and main moves under our lock, so they are
   // written as loose ref files directly (atomically, durably).
@@ -545,6 +548,7 @@ async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions)
   writeRef(git.gitDir, `${STATE_REF_PREFIX}${id}`, commit);
   writeRef(git.gitDir, 'refs/heads/main', commit);
   const checkpoint: Checkpoint = { ...meta, checksum, commit, parent: prev?.commit ?? null };
+  tips.set(git.gitDir, checkpoint);
   tasklog.append({
     t: 'checkpoint',
     id,
