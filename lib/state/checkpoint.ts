@@ -17,6 +17,7 @@ import { requireRun, stateGit, workspaceGit } from './layout.js';
 import { indexTotals } from './gitindex.js';
 import { withScratch } from './pending.js';
 import { noteFailure, noteSuccess } from './attempts.js';
+import { DB_COPY_REFS } from '../tasklog/copy.js';
 import { checkObjects, gitObjectId, readObjects, setAsideObjects, writeLooseObject } from './objects.js';
 
 export const KINDS = ['routine', 'task', 'pre-op', 'shutdown', 'recovery', 'manual'] as const;
@@ -404,7 +405,7 @@ export async function createCheckpointLocked(paths: RunPaths, wsDir: string, opt
     throw e;
   }
   noteSuccess(paths, opts.kind, result.skipped ? result.latest.id : null);
-  if (!result.skipped) await packLoose([stateGit(paths), workspaceGit(wsDir)]);
+  if (!result.skipped) await packLoose([{ git: stateGit(paths), store: 'state' }, { git: workspaceGit(wsDir), store: 'workspace' }]);
   return result;
 }
 
@@ -473,9 +474,10 @@ export function objectCounts(gitDir: string): { loose: number; packs: number; re
  * not (an incremental `git repack` takes the reachable ones only: it left the
  * snapshots of dropped pre-task refs and superseded task log copies loose, and
  * ran at every checkpoint, packing nothing); past PACK_LIMIT packs, all into
- * one, unreachable objects kept (the daily prune removes them, with its own
- * grace for the workspace's git commands in flight); past PACK_REFS_AFTER
- * loose refs, all refs into packed-refs. Each loose object and each loose ref is a file, a
+ * one, unreachable objects kept in the workspace's (the daily prune removes
+ * them, with its own grace for the workspace's git commands in flight) and
+ * dropped in state.git's; past PACK_REFS_AFTER loose refs, all refs into
+ * packed-refs. Each loose object and each loose ref is a file, a
  * disk block at least (4 KiB for 41 bytes of ref), and every checkpoint writes
  * several objects and two refs: between two daily prunes a run that
  * checkpoints each task held thousands of such files, megabytes where a pack
@@ -485,16 +487,30 @@ export function objectCounts(gitDir: string): { loose: number; packs: number; re
  * failure is not the checkpoint's (it is made): the next one, or the daily
  * prune, packs them.
  */
-export async function packLoose(repos: Git[]): Promise<void> {
-  for (const g of repos) {
+export async function packLoose(repos: Array<{ git: Git; store: 'state' | 'workspace' }>): Promise<void> {
+  for (const { git: g, store } of repos) {
     const c = objectCounts(g.gitDir);
     if (c.loose >= PACK_LOOSE_AFTER) {
-      const packed = await g.run(['pack-objects', '-q', path.join(g.gitDir, 'objects', 'pack', 'pack')], { input: `${looseObjects(g.gitDir).join('\n')}\n`, allowFail: true });
+      // In state.git, the task log's database copy stays loose: storeDbCopy deletes its file when the
+      // next copy replaces it, which it cannot do to an object in a pack.
+      const keep = new Set(store === 'state' ? (await g.out(['for-each-ref', '--format=%(objectname)', DB_COPY_REFS], { allowFail: true })).split('\n') : []);
+      const names = looseObjects(g.gitDir).filter((o) => !keep.has(o));
+      const packed = await g.run(['pack-objects', '-q', path.join(g.gitDir, 'objects', 'pack', 'pack')], { input: `${names.join('\n')}\n`, allowFail: true });
       if (packed.code === 0) await g.run(['prune-packed', '-q'], { allowFail: true });
     }
-    if (c.packs >= PACK_LIMIT) await g.run(['repack', '-a', '-d', '-q', '--keep-unreachable'], { allowFail: true });
+    // Unreachable objects: kept in the workspace's (see above); in state.git, all of whose writers
+    // hold the state lock, they are garbage (a superseded database copy, a pruned checkpoint's
+    // objects) and go, but for what the index names (repack keeps those).
+    if (c.packs >= PACK_LIMIT) await g.run(['repack', '-a', '-d', '-q', ...(store === 'workspace' ? ['--keep-unreachable'] : [])], { allowFail: true });
     if (c.refs >= PACK_REFS_AFTER) await g.run(['pack-refs', '--all', '--prune'], { allowFail: true });
   }
+}
+
+/** Promise.all, but a failure is thrown only once every promise has settled (the first failure, in order). */
+async function allSettledOrThrow<T extends readonly unknown[]>(ps: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const rs = await Promise.allSettled(ps);
+  for (const r of rs) if (r.status === 'rejected') throw r.reason;
+  return rs.map((r) => (r as PromiseFulfilledResult<unknown>).value) as unknown as T;
 }
 
 async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions): Promise<CreateResult> {
@@ -507,7 +523,9 @@ async function createLocked(paths: RunPaths, wsDir: string, opts: CreateOptions)
   removeStalePackedRefsLock(ws.gitDir);
 
   const tasklog = TaskLog.forRun(paths);
-  const [prev, staged, snap] = await Promise.all([readTip(git), stageState(git), snapshotWorkspace(wsDir)]);
+  // Each settled before a failure is thrown: a git still at work when the command exits could not
+  // remove the temporary objects it leaves on a full disk (removeTempObjects runs once it has failed).
+  const [prev, staged, snap] = await allSettledOrThrow([readTip(git), stageState(git), snapshotWorkspace(wsDir)] as const);
   let stateTree = staged;
   if (opts.checkObjects) stateTree = await stageIntact(paths, git, stateTree, opts.checkObjects);
 
