@@ -29,7 +29,7 @@ export function gitObjectId(type: string, content: string | Buffer): string {
  * left as it is, its time refreshed (as git does, so a prune's grace counts
  * from now). A failed write leaves no temporary file.
  */
-export function writeLooseObject(gitDir: string, type: 'commit' | 'blob' | 'tree', content: string | Buffer): string {
+export function writeLooseObject(gitDir: string, type: string, content: string | Buffer): string {
   const body = typeof content === 'string' ? Buffer.from(content, 'utf8') : content;
   const oid = gitObjectId(type, body);
   const dir = path.join(gitDir, 'objects', oid.slice(0, 2));
@@ -213,7 +213,7 @@ async function salvagePack(git: Git, idx: string, damaged: Set<string>): Promise
         lost.push(oid);
         return;
       }
-      writeLoose(git, oid, type, content);
+      writeLooseObject(git.gitDir, type, content);
       written++;
     }, (oid) => lost.push(oid)); // prettier-ignore
     if (done >= rest.length) break;
@@ -223,18 +223,3 @@ async function salvagePack(git: Git, idx: string, damaged: Set<string>): Promise
   return { written, lost };
 }
 
-/** A loose object file, written whole (a temporary name, then renamed) and synced. */
-function writeLoose(git: Git, oid: string, type: string, content: Buffer): void {
-  const file = looseFile(git, oid);
-  if (fs.existsSync(file)) return;
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.tmp-${process.pid}`;
-  const fd = fs.openSync(tmp, 'w', 0o444);
-  try {
-    fs.writeSync(fd, zlib.deflateSync(Buffer.concat([Buffer.from(`${type} ${content.length}\0`), content])));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-}
