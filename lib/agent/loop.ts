@@ -47,11 +47,33 @@ import {
   type Approval,
 } from './state.js';
 import { actionEnv, failedObservation, readFileAction, runShell, writeFileAction, type Observation } from './tools.js';
-import { appendLine, attemptView, buildMessages, readTranscript, transcriptFile, INTERRUPTED_NOTE } from './transcript.js';
+import {
+  appendLine,
+  attemptView,
+  buildMessages,
+  estimateTokens,
+  condensedSummary,
+  planCondense,
+  readTranscript,
+  stepTurns,
+  transcriptFile,
+  INTERRUPTED_NOTE,
+  type AttemptView,
+  type CondensePlan,
+  type TokenCounter,
+} from './transcript.js';
 import { sleep } from '../sleep.js';
 
 /** Exit status after the memory guard: systemd restarts the agent (it is not in RestartPreventExitStatus=). */
 export const EXIT_RSS = 3;
+
+/** The answer to a condensation request (agent.condense: model). */
+const CONDENSE_SCHEMA: Record<string, unknown> = {
+  type: 'object',
+  properties: { summary: { type: 'string', minLength: 1, maxLength: 1200 } },
+  required: ['summary'],
+  additionalProperties: false,
+};
 
 const PRETASK_PREFIX = 'refs/selfware/pretask/';
 /** How often a disk-full wait looks for space, and how much it waits for (room for a checkpoint, not a byte). */
@@ -104,6 +126,9 @@ export class Agent {
   private lastTokenAt = 0;
   private inLlm = false;
   private firstTokenSeen = false;
+  /** The backend's progress() at the last watchdog look, and when it last advanced. */
+  private lastProgress = 0;
+  private lastProgressAt = 0;
   private lastRequestAt = Date.now();
   private lastHeartbeat = 0;
   private idleSince: number | null = null;
@@ -122,6 +147,8 @@ export class Agent {
   /** READY sent: the start is over, and the watchdog, not the start timeout, watches. */
   private started = false;
   private contextLimit: number | null = null;
+  /** Attempts whose head alone overflows the budget, warned about once. */
+  private readonly warnedOverBudget = new Set<string>();
   /** Model errors in a row (not transient ones), for the backoff between tries. */
   private llmErrors = 0;
   /** Levels that failed to load, and until when not to try them again. */
@@ -227,10 +254,41 @@ export class Agent {
     this.stopCtrl.abort();
   }
 
-  /** Ping systemd only while the agent makes progress: a stalled model answer stops the pings. */
+  /**
+   * Ping systemd only while the agent makes progress. During a model request
+   * that is tokens evaluated or generated advancing (the backend's progress():
+   * a prompt evaluation that hangs before its first token stops the pings as
+   * surely as a generation that hangs after it); a backend that cannot see
+   * the evaluation (an endpoint) is watched from its first token on, and
+   * before it by its request timeout.
+   */
   private watchdogTick(wdMs: number): void {
-    if (this.inLlm && this.firstTokenSeen && Date.now() - this.lastTokenAt > wdMs * 0.8) return;
+    if (this.inLlm) {
+      const now = Date.now();
+      const p = this.backend.progress?.();
+      if (p !== undefined) {
+        if (p !== this.lastProgress) {
+          this.lastProgress = p;
+          this.lastProgressAt = now;
+        }
+        if (now - this.lastProgressAt > wdMs * 0.8) return;
+      } else if (this.firstTokenSeen && now - this.lastTokenAt > wdMs * 0.8) return;
+    }
     watchdog();
+  }
+
+  /** A model request begins: the watchdog now pings only while it makes progress. */
+  private startRequest(): void {
+    this.inLlm = true;
+    this.firstTokenSeen = false;
+    this.lastTokenAt = Date.now();
+    this.lastProgress = this.backend.progress?.() ?? 0;
+    this.lastProgressAt = Date.now();
+  }
+
+  private sawToken(): void {
+    this.firstTokenSeen = true;
+    this.lastTokenAt = Date.now();
   }
 
   private statusLine(what: string): string {
@@ -776,8 +834,6 @@ export class Agent {
 
   /** One model answer and its action; returns 'stop' when stopping, {finish} when done. */
   private async oneStep(task: Task, step: number, head: ChatMessage[], view: ReturnType<typeof attemptView>, file: string): Promise<'stop' | { finish: string } | null> {
-    const budget = this.contextBudget();
-    const { messages } = buildMessages(head, view, budget);
     let result: CompleteResult;
     const stepCtrl = new AbortController();
     const timer = setTimeout(() => stepCtrl.abort(), this.config.agent.step_timeout);
@@ -785,19 +841,16 @@ export class Agent {
     this.stopCtrl.signal.addEventListener('abort', onStop, { once: true });
     try {
       if (!this.backend.loaded) await this.loadModel(this.backend.quantization ?? this.startLevel());
-      this.inLlm = true;
-      this.firstTokenSeen = false;
-      this.lastTokenAt = Date.now();
+      // Built with the loaded model's tokenizer; condensed first if it outgrew the budget.
+      const messages = await this.promptFor(task, step, head, view, file, stepCtrl.signal);
+      this.startRequest();
       result = await this.backend.complete({
         messages,
         schema: ACTION_SCHEMA as unknown as Record<string, unknown>,
         maxTokens: this.config.llm.max_tokens,
         signal: stepCtrl.signal,
         task: { id: task.id, title: task.title, attempt: task.attempt, step },
-        onToken: () => {
-          this.firstTokenSeen = true;
-          this.lastTokenAt = Date.now();
-        },
+        onToken: () => this.sawToken(),
       });
     } catch (e) {
       if (this.stopReason) return 'stop';
@@ -832,8 +885,12 @@ export class Agent {
     this.log.append({
       t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, model: result.model,
       quantization: result.quantization, tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS, ok: true,
+      tokens_evaluated: result.tokensEvaluated, tokens_reused: result.tokensReused, eval_ms: result.evalMs,
     }); // prettier-ignore
-    const llm = { tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS };
+    const llm = {
+      tokens_in: result.tokensIn, tokens_out: result.tokensOut, latency_ms: result.latencyMs, tokens_per_s: result.tokensPerS,
+      ...(result.tokensEvaluated !== null ? { tokens_evaluated: result.tokensEvaluated } : {}), ...(result.tokensReused !== null ? { tokens_reused: result.tokensReused } : {}),
+    }; // prettier-ignore
     const parsed = parseAction(result.text);
     if ('error' in parsed) {
       appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action: null, answer: result.text.slice(0, 2000), llm, observation: failedObservation(`your answer was not a valid action: ${parsed.error}`) });
@@ -888,6 +945,95 @@ export class Agent {
     const env = actionEnv();
     if (this.config.llm.api_key_env) delete env[this.config.llm.api_key_env];
     return env;
+  }
+
+  /** Tokens by the loaded model's tokenizer where the backend has one, else the estimate. */
+  private tokenCounter(): TokenCounter {
+    const b = this.backend;
+    if (!b.countTokens) return estimateTokens;
+    return (text) => b.countTokens?.(text) ?? estimateTokens(text);
+  }
+
+  /**
+   * The messages for this step (lib/agent/transcript.ts). When they outgrow
+   * the budget, the older steps are condensed once, a large part at a time,
+   * and the condensation recorded in the transcript before it is used, so
+   * that every later step, and the next start, gives the same head.
+   */
+  private async promptFor(task: Task, step: number, head: ChatMessage[], view: AttemptView, file: string, signal: AbortSignal): Promise<ChatMessage[]> {
+    const budget = this.contextBudget();
+    const count = this.tokenCounter();
+    const built = buildMessages(head, view, budget, count);
+    if (!built.over) return built.messages;
+    const plan = planCondense(view, budget, this.config.agent.condense_keep, count);
+    if (!plan) {
+      const key = `${task.id}.${task.attempt}`;
+      if (!this.warnedOverBudget.has(key)) {
+        this.warnedOverBudget.add(key);
+        this.out.warn(`task ${task.id} step ${step}: the task and its newest step alone take ${built.tokens} tokens, more than the context budget (${budget}); the model gets them as they are`);
+      }
+      return built.messages;
+    }
+    const first = plan.steps[0]?.step;
+    const range = first === undefined ? 'no new steps' : first === plan.through ? `step ${first}` : `steps ${first}-${plan.through}`;
+    let part = plan.lines.join('\n');
+    let by: 'rule' | 'model' = 'rule';
+    if (this.config.agent.condense === 'model' && plan.steps.length > 0) {
+      try {
+        part = `${range}, summarised: ${await this.modelSummary(task, step, plan, budget, count, signal)}`;
+        by = 'model';
+      } catch (e) {
+        if (signal.aborted) throw e;
+        this.out.warn(`task ${task.id} step ${step}: the model could not summarise ${range} (${(e as Error).message.split('\n')[0]}); one line a step instead`);
+      }
+    }
+    const line = { type: 'condense' as const, attempt: task.attempt, ts: new Date().toISOString(), through: plan.through, summary: condensedSummary(plan.base, part, budget, count), by };
+    appendLine(file, line);
+    const after = buildMessages(head, { ...view, condensed: line }, budget, count);
+    this.log.append({ t: 'condense', session: this.session, task: task.id, attempt: task.attempt, step, through: plan.through, steps: plan.steps.length, by, tokens_before: built.tokens, tokens_after: after.tokens, budget });
+    this.out.info(`task ${task.id} step ${step}: condensed ${range} ${by === 'model' ? 'into the model\'s summary' : 'to one line each'} to fit the context (${built.tokens} -> ${after.tokens} tokens of ${budget})`);
+    return after.messages;
+  }
+
+  /** The model's summary of the steps a condensation takes (agent.condense: model): one paragraph. */
+  private async modelSummary(task: Task, step: number, plan: CondensePlan, budget: number, count: TokenCounter, signal: AbortSignal): Promise<string> {
+    const maxChars = 1200;
+    const turns = plan.steps.flatMap((s) => stepTurns(s, budget, count)).map((m) => `${m.role === 'assistant' ? 'action' : 'result'}: ${m.content}`);
+    let body = turns.join('\n');
+    const room = Math.floor(budget / 2);
+    if (count(body) > room) body = plan.lines.join('\n');
+    const messages: ChatMessage[] = [
+      { role: 'system', content: 'You condense the record of an engineer\'s work on a task into a short summary for later steps: what was done, what was learned (facts, file names, errors), and what is left. Answer with one JSON object {"summary": "..."}.' },
+      { role: 'user', content: `Task ${task.id}: ${task.title}\n\n${plan.base ? `What came before, in short:\n${plan.base}\n\n` : ''}The steps to summarise:\n${body}` },
+    ];
+    this.startRequest();
+    let r: CompleteResult;
+    try {
+      r = await this.backend.complete({
+        messages,
+        schema: CONDENSE_SCHEMA,
+        maxTokens: Math.max(64, Math.min(this.config.llm.max_tokens, Math.floor(budget / 10))),
+        signal,
+        task: { id: task.id, title: task.title, attempt: task.attempt, step },
+        onToken: () => this.sawToken(),
+      });
+    } finally {
+      this.inLlm = false;
+    }
+    this.log.append({
+      t: 'llm_call', session: this.session, task: task.id, attempt: task.attempt, step, backend: this.backend.name, model: r.model, purpose: 'condense',
+      quantization: r.quantization, tokens_in: r.tokensIn, tokens_out: r.tokensOut, latency_ms: r.latencyMs, tokens_per_s: r.tokensPerS, ok: true,
+      tokens_evaluated: r.tokensEvaluated, tokens_reused: r.tokensReused, eval_ms: r.evalMs,
+    }); // prettier-ignore
+    let summary: unknown;
+    try {
+      summary = (JSON.parse(r.text) as { summary?: unknown }).summary;
+    } catch {
+      throw new Error(`not a JSON object: ${r.text.slice(0, 80)}`);
+    }
+    if (typeof summary !== 'string' || summary.trim() === '') throw new Error('no summary in the answer');
+    const one = summary.replace(/\s+/g, ' ').trim();
+    return one.length > maxChars ? `${one.slice(0, maxChars - 3)}...` : one;
   }
 
   private contextBudget(): number {

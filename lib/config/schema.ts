@@ -86,6 +86,13 @@ export const RUN_SCHEMA: Spec = {
         idle_warning: { kind: 'duration', min: 1000, max: WEEK, default: 30 * 60_000, doc: 'warn when the queue has been empty this long' },
         output_budget: { kind: 'bytes', max: 16 * MiB, default: 16 * 1024, doc: "bytes of an action's output kept in the transcript (head and tail)" },
         context_budget: { kind: 'int', min: 0, max: 10_000_000, default: 0, doc: 'tokens of transcript given to the model; 0: the context size less the answer' },
+        condense: {
+          kind: 'enum',
+          values: ['rule', 'model'],
+          default: 'rule',
+          doc: "when an attempt's steps outgrow the context budget, how the older ones are condensed (once, most of them at a time): rule, one line a step; model, a summary the model writes (the rule if it fails)",
+        },
+        condense_keep: { kind: 'number', min: 0.02, max: 0.9, default: 0.1, doc: 'the share of the context budget kept as whole steps (the newest) when the older ones are condensed' },
         rss_limit: { kind: 'bytes', max: 1024 ** 4, default: 4 * 1024 ** 3, doc: 'resident memory of the agent above which it checkpoints and exits to be restarted; 0: no limit' },
         heartbeat: { kind: 'duration', min: 1000, max: HOUR, default: 5 * 60_000, doc: 'how often the agent notes in the task log that it is alive' },
         idle_task: { kind: 'string', default: null, nullable: true, doc: 'a prompt queued when the queue has been empty for idle_task_after (self-improvement)' },
@@ -280,6 +287,8 @@ export interface AgentConfig {
   idle_warning: number;
   output_budget: number;
   context_budget: number;
+  condense: 'rule' | 'model';
+  condense_keep: number;
   rss_limit: number;
   heartbeat: number;
   idle_task: string | null;

@@ -255,6 +255,16 @@ async function fromSnapshot(
   const LLM = `SELECT backend, quantization, ts, 1 AS calls, ok = 0 AS errors, tokens_in, tokens_out, ${MODEL_SPEED} AS speed_n,
       CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END AS speed_sum, ${MODEL_SPEED} AND latency_ms IS NOT NULL AS latency_n FROM llm_calls WHERE ${inWin('ts')}
     UNION ALL SELECT backend, quantization, ts, calls, errors, tokens_in, tokens_out, speed_n, speed_sum, latency_n FROM llm_rollups WHERE ${inWin('ts')}`;
+  // What the prompts cost: evaluated and reused tokens of the calls that said (both known), and the evaluation's speed.
+  const [pEval, pReused, eTokens, eMs] = one(
+    db,
+    `SELECT sum(ev), sum(re), sum(et), sum(em) FROM (
+       SELECT tokens_evaluated AS ev, tokens_reused AS re, CASE WHEN eval_ms > 0 THEN tokens_evaluated END AS et, CASE WHEN eval_ms > 0 THEN eval_ms END AS em
+         FROM llm_calls WHERE ok = 1 AND tokens_evaluated IS NOT NULL AND tokens_reused IS NOT NULL AND ${inWin('ts')}
+       UNION ALL SELECT tokens_evaluated, tokens_reused, eval_tokens, eval_ms FROM llm_rollups WHERE ${inWin('ts')})`,
+    [...W, ...W],
+  );
+  const promptKnown = n(pEval) + n(pReused);
   const [calls, errors, tin, tout, okCountV, tpsV] = one(
     db,
     `SELECT coalesce(sum(calls), 0), sum(errors), sum(tokens_in), sum(tokens_out), sum(latency_n), sum(speed_sum) / nullif(sum(CASE WHEN speed_sum IS NOT NULL THEN speed_n END), 0) FROM (${LLM})`,
@@ -519,6 +529,8 @@ async function fromSnapshot(
       tokens_per_s: tps === null ? null : round(tps),
       latency_ms: okCount ? { p50: round(p50 ?? 0), p99: round(p99 ?? 0) } : null,
       by_quantization: byQuant,
+      prompt: { evaluated: n(pEval), reused: n(pReused), reuse_ratio: promptKnown > 0 ? round(n(pReused) / promptKnown, 3) : null },
+      prompt_tokens_per_s: n(eMs) > 0 ? round((n(eTokens) * 1000) / n(eMs)) : null,
     },
     checkpoints: {
       created: Object.values(ckByKind).reduce((a, b) => a + b, 0),

@@ -167,6 +167,8 @@ function figures(r: Report): string {
       ['speed', l.tokens_per_s === null ? unmeasured : esc(tps(l.tokens_per_s))],
       ['latency p50', l.latency_ms ? esc(humanMs(l.latency_ms.p50)) : unmeasured],
       ['latency p99', l.latency_ms ? esc(humanMs(l.latency_ms.p99)) : unmeasured],
+      ['prompt reuse', l.prompt.reuse_ratio === null ? '–' : `${esc(ratio(l.prompt.reuse_ratio))} <span class="sub">(${esc(humanCount(l.prompt.evaluated))} evaluated, ${esc(humanCount(l.prompt.reused))} reused)</span>`],
+      ['prompt speed', l.prompt_tokens_per_s === null ? '–' : esc(tps(l.prompt_tokens_per_s))],
     ]),
   );
 

@@ -73,6 +73,8 @@ const FAMILIES: Family[] = [
     ],
   },
   { name: 'selfware_llm_tokens_per_second', kind: 'gauge', help: 'Mean generation speed of the model calls in the report window (none for the scripted backend).', samples: (r) => (r.llm.tokens_per_s === null ? [] : [[{}, r.llm.tokens_per_s]]) },
+  { name: 'selfware_llm_prompt_reuse_ratio', kind: 'gauge', help: 'Share of the prompt tokens in the report window kept evaluated from an earlier call (none where no call said).', samples: (r) => (r.llm.prompt.reuse_ratio === null ? [] : [[{}, r.llm.prompt.reuse_ratio]]) },
+  { name: 'selfware_llm_prompt_tokens_per_second', kind: 'gauge', help: 'Prompt tokens evaluated per second in the report window.', samples: (r) => (r.llm.prompt_tokens_per_s === null ? [] : [[{}, r.llm.prompt_tokens_per_s]]) },
   { name: 'selfware_llm_latency_p50_seconds', kind: 'gauge', help: 'Median model call latency in the report window.', samples: (r) => (r.llm.latency_ms ? [[{}, r.llm.latency_ms.p50 / 1000]] : []) },
   { name: 'selfware_llm_latency_p99_seconds', kind: 'gauge', help: '99th percentile model call latency in the report window.', samples: (r) => (r.llm.latency_ms ? [[{}, r.llm.latency_ms.p99 / 1000]] : []) },
   { name: 'selfware_checkpoints_total', kind: 'counter', help: 'Checkpoints made.', samples: (r) => [[{}, r.totals.checkpoints]] },

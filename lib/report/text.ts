@@ -23,6 +23,12 @@ const list = (o: Record<string, number>, unit: (v: number) => string = String): 
 const mb = (x: number | null): string => (x === null ? '-' : formatBytes(x * 1048576));
 
 /** How the completions' rate reads: per hour once the run has existed an hour of the window, else the span itself. */
+/** What the prompts cost: evaluated against kept from the call before (prefix reuse). */
+export function promptText(l: Report['llm']): string {
+  if (l.prompt.reuse_ratio === null) return l.calls === 0 ? '-' : '- (no call said what it evaluated: the scripted backend and some endpoints cannot)';
+  return `${num(l.prompt.evaluated)} tokens evaluated, ${num(l.prompt.reused)} reused (${Math.round(l.prompt.reuse_ratio * 1000) / 10}% of the prompts)`;
+}
+
 export function rateText(t: Report['tasks']): string {
   if (t.per_hour !== null) return `${t.per_hour} an hour`;
   return t.span_s > 0 ? `in ${formatDuration(t.span_s * 1000)}` : 'the agent never ran';
@@ -100,6 +106,8 @@ function sections(r: Report): Section[] {
       ['tokens', `${num(l.tokens_in)} in, ${num(l.tokens_out)} out`],
       ['speed', l.tokens_per_s === null ? unmeasured : `${l.tokens_per_s} tokens/s average`],
       ['latency', l.latency_ms ? `${humanMs(l.latency_ms.p50)} median, ${humanMs(l.latency_ms.p99)} p99` : unmeasured],
+      ['prompts', promptText(l)],
+      ['prompt speed', l.prompt_tokens_per_s === null ? unmeasured : `${l.prompt_tokens_per_s} tokens/s evaluated`],
       ...(l.by_quantization.length > 1 ? ([['by level', l.by_quantization.map((q) => `${q.quantization} ${q.calls} calls${q.tokens_per_s === null ? '' : ` at ${q.tokens_per_s} tokens/s`}`).join(', ')]] as Array<[string, string]>) : []),
     ],
   });

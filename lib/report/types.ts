@@ -134,6 +134,14 @@ export interface Report {
     /** Of the same calls. */
     latency_ms: { p50: number; p99: number } | null;
     by_quantization: Array<{ quantization: string; calls: number; tokens_per_s: number | null }>;
+    /**
+     * The prompt tokens of the calls that said what they evaluated: those
+     * evaluated, those kept from an earlier call, and the share kept (null:
+     * no call said; the scripted backend and some endpoints cannot).
+     */
+    prompt: { evaluated: number; reused: number; reuse_ratio: number | null };
+    /** Prompt tokens evaluated per second, of the calls that timed it. */
+    prompt_tokens_per_s: number | null;
   };
   checkpoints: {
     created: number;

@@ -117,11 +117,15 @@ export function foldDetail(db: Database, now: number, r: Required<TasklogRetenti
     const steps = db.getRowsModified();
     // %.17g: a latency read back is the same double.
     db.run(
-      `INSERT INTO llm_rollups (ts, ts_last, backend, quantization, calls, errors, tokens_in, tokens_out, speed_n, speed_sum, latency_n, latencies)
+      `INSERT INTO llm_rollups (ts, ts_last, backend, quantization, calls, errors, tokens_in, tokens_out, speed_n, speed_sum, latency_n, latencies,
+         tokens_evaluated, tokens_reused, eval_tokens, eval_ms)
        SELECT CAST(ts / ?1 AS INTEGER) * ?1, max(ts), backend, quantization, count(*), coalesce(sum(ok = 0), 0), sum(tokens_in), sum(tokens_out),
          coalesce(sum(${MODEL_SPEED}), 0), sum(CASE WHEN ${MODEL_SPEED} THEN tokens_per_s END),
          coalesce(sum(${MODEL_SPEED} AND latency_ms IS NOT NULL), 0),
-         coalesce(group_concat(CASE WHEN ${MODEL_SPEED} AND latency_ms IS NOT NULL THEN printf('%.17g', latency_ms) END, ','), '')
+         coalesce(group_concat(CASE WHEN ${MODEL_SPEED} AND latency_ms IS NOT NULL THEN printf('%.17g', latency_ms) END, ','), ''),
+         sum(CASE WHEN ok = 1 AND tokens_reused IS NOT NULL THEN tokens_evaluated END), sum(CASE WHEN ok = 1 AND tokens_evaluated IS NOT NULL THEN tokens_reused END),
+         sum(CASE WHEN eval_ms > 0 AND tokens_reused IS NOT NULL THEN tokens_evaluated END),
+         sum(CASE WHEN eval_ms > 0 AND tokens_evaluated IS NOT NULL AND tokens_reused IS NOT NULL THEN eval_ms END)
        FROM llm_calls WHERE ts < ?2 GROUP BY CAST(ts / ?1 AS INTEGER), backend, quantization`,
       [b, cutoff],
     );

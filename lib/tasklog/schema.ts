@@ -120,6 +120,21 @@ export const MIGRATIONS: string[] = [
     pruned_last INTEGER NOT NULL, checkpoints INTEGER NOT NULL);
   CREATE INDEX checkpoint_rollups_ts ON checkpoint_rollups (ts);
   `,
+  // 7: what a model call evaluated: of its prompt's tokens (tokens_in), those
+  // the model evaluated and those it kept from an earlier call (NULL where the
+  // backend cannot tell), and the time the evaluation took; what the call was
+  // for (NULL: a step's action; 'condense': a summary of older steps). Folded
+  // calls keep their sums (only of calls that recorded them).
+  `
+  ALTER TABLE llm_calls ADD COLUMN tokens_evaluated INTEGER;
+  ALTER TABLE llm_calls ADD COLUMN tokens_reused INTEGER;
+  ALTER TABLE llm_calls ADD COLUMN eval_ms REAL;
+  ALTER TABLE llm_calls ADD COLUMN purpose TEXT;
+  ALTER TABLE llm_rollups ADD COLUMN tokens_evaluated INTEGER;
+  ALTER TABLE llm_rollups ADD COLUMN tokens_reused INTEGER;
+  ALTER TABLE llm_rollups ADD COLUMN eval_tokens INTEGER;
+  ALTER TABLE llm_rollups ADD COLUMN eval_ms REAL;
+  `,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
@@ -250,10 +265,12 @@ export class EventApplier {
       case 'llm_call':
         this.run(
           `INSERT OR REPLACE INTO llm_calls (pos, ts, session_id, task_id, attempt, step, backend, model, quantization,
-             tokens_in, tokens_out, latency_ms, tokens_per_s, ok, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+             tokens_in, tokens_out, latency_ms, tokens_per_s, ok, error, tokens_evaluated, tokens_reused, eval_ms, purpose)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
           [
             pos, ts, str(e.session), str(e.task), num(e.attempt), num(e.step), str(e.backend), str(e.model), str(e.quantization),
             num(e.tokens_in), num(e.tokens_out), num(e.latency_ms), num(e.tokens_per_s), bool(e.ok) ?? 1, str(e.error),
+            num(e.tokens_evaluated), num(e.tokens_reused), num(e.eval_ms), str(e.purpose),
           ], // prettier-ignore
         );
         return;

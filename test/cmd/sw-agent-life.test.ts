@@ -206,6 +206,38 @@ test('sd_notify: READY after the model loads, WATCHDOG while working (not while 
   }
 });
 
+test('the watchdog is fed only while the model makes progress: a hang before the first token stops the pings', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  const n = notifySocket(t);
+  try {
+    await n.ready;
+    scriptedRun(t, {
+      hung: [
+        { action: 'shell', command: 'true', hang_ms: 3500 },
+        { action: 'finish', summary: 'ok' },
+      ],
+    });
+    const id = await addTask(t, 'hung');
+    const a = startAgent(t, 'run1', { NOTIFY_SOCKET: n.sock, WATCHDOG_USEC: '2000000' });
+    await waitFor('the task completed', async () => (await tasks(t)).find((x) => x.id === id)?.status === 'completed', 30_000, a);
+    assert.equal(await a.stop(), 0, a.output());
+    const msgs = n.messages();
+    const stepAt = msgs.find((m) => m.msg.startsWith(`STATUS=${id} step 1 (attempt 1)`))?.at;
+    assert.ok(stepAt !== undefined, 'STATUS named step 1');
+    const pings = msgs.filter((m) => m.msg === 'WATCHDOG=1').map((m) => m.at);
+    const gaps = pings.slice(1).map((p, i) => ({ from: pings[i] as number, ms: p - (pings[i] as number) }));
+    // No token and no evaluation for 3.5 s: the pings stop for longer than the 2 s interval (systemd would kill it) ...
+    const stall = gaps.find((g) => g.ms > 2000);
+    assert.ok(stall, `no gap while the model hung before its first token: ${gaps.map((g) => Math.round(g.ms))}`);
+    assert.ok(stall.from >= stepAt - 600, 'the gap is the hang of step 1');
+    // ... and otherwise go on every quarter of the interval.
+    assert.ok(gaps.filter((g) => g.ms < 1000).length >= 3, `gaps ${gaps.map((g) => Math.round(g.ms))}`);
+  } finally {
+    n.stop();
+    t.cleanup();
+  }
+});
+
 test('the memory guard: above rss_limit the agent checkpoints and exits 3, a planned restart', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {

@@ -38,3 +38,38 @@ test('llama backend: tasks run on the tiny model, the model unloads when idle an
     t.cleanup();
   }
 });
+
+test('llama backend: each step evaluates only what it adds to the prompt; over the budget the older steps are condensed once, and the report shows the reuse', { timeout: 120_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const models = tinyModels(path.join(t.dir, 'models'));
+    // A budget the head (about 800 tokens: the tiny model's tokens are about one a character) and a few steps fill.
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 120', 'threads: 1'], agent: ['context_budget: 2000'] }));
+    // A random model says finish now and then: several tasks make enough steps.
+    const ids: string[] = [];
+    for (let i = 1; i <= 5; i++) ids.push(String((await sw('sw-agent', ['add', 'run1', '--title', `long${i}`, '--verify', 'true', '--timeout', '15s', `long${i}: write notes.md`], t)).stdout).trim());
+    const a = startAgent(t);
+    await waitFor('the tasks ended', async () => (await tasks(t)).filter((x) => ids.includes(x.id) && ['completed', 'failed'].includes(x.status)).length === ids.length, 100_000, a);
+    assert.equal(await a.stop(), 0, a.output());
+    const calls = (await query(t, 'SELECT task_id, step, tokens_in, tokens_evaluated, tokens_reused, eval_ms FROM llm_calls WHERE ok = 1 ORDER BY pos')) as Array<[string, number, number, number, number, number]>;
+    const lines = ids.flatMap((id) => transcript(t, id));
+    const condensed = lines.filter((l) => l.type === 'condense') as Array<{ through: number; summary: string }>;
+    const steps = lines.filter((l) => l.type === 'step').length;
+    assert.ok(steps >= 10, `${steps} steps`);
+    assert.ok(condensed.length >= 1, `the steps outgrew the budget and were condensed (${steps} steps)`);
+    assert.ok(condensed.length <= Math.ceil(steps / 3), `${condensed.length} condensations in ${steps} steps: once in a while, not every step`);
+    assert.match(a.output(), /condensed steps? [\d-]+ to one line each to fit the context \(\d+ -> \d+ tokens of 2000\)/);
+    // Every call says what it evaluated, and the two add up to the prompt.
+    for (const [task, step, tin, ev, re] of calls) assert.ok(ev > 0 && re >= 0 && ev + re === tin, `${task} step ${step}: ${ev} evaluated + ${re} reused != ${tin}`);
+    // After a task's first step, a step's prompt is mostly the one before: the model evaluates little of it.
+    const later = calls.filter((c) => c[1] > 1);
+    const evaluated = later.reduce((n, c) => n + c[3], 0);
+    const prompt = later.reduce((n, c) => n + c[2], 0);
+    assert.ok(later.length >= 4 && evaluated < prompt / 3, `${evaluated} of ${prompt} prompt tokens evaluated in ${later.length} later steps`);
+    const rep = await sw('sw-report', ['run1', '--since', '1h'], t);
+    assert.match(String(rep.stdout), /prompts:\s+[\d.k]+ tokens evaluated, [\d.k]+ reused \(\d+(\.\d)?% of the prompts\)/);
+    assert.match(String(rep.stdout), /prompt speed:\s+[\d.]+ tokens\/s evaluated/);
+  } finally {
+    t.cleanup();
+  }
+});

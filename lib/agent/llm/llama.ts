@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { ChatHistoryItem, GbnfJsonSchema, Llama, LlamaContext, LlamaGrammar, LlamaModel, Token, TokenBias } from 'node-llama-cpp';
+import type { ChatHistoryItem, GbnfJsonSchema, Llama, LlamaChat, LlamaContext, LlamaContextSequence, LlamaGrammar, LlamaModel, Token, TokenBias } from 'node-llama-cpp';
 import type { LlmConfig } from '../../config/schema.js';
 import { abortError, type ChatMessage, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
 
@@ -67,6 +67,14 @@ export class LlamaBackend implements LlmBackend {
   private llama: Promise<Llama> | null = null;
   private model: LlamaModel | null = null;
   private context: LlamaContext | null = null;
+  /**
+   * The one sequence of the context and the chat on it, kept from call to
+   * call: the sequence holds what it evaluated, and the chat evaluates only
+   * where the new prompt departs from it (the agent's prompts grow by
+   * appending, lib/agent/transcript.ts). Gone with the context.
+   */
+  private sequence: LlamaContextSequence | null = null;
+  private chat: LlamaChat | null = null;
   private bias: TokenBias | null = null;
   /** The level in use: loaded, or to load on the next request. */
   private level: Quant;
@@ -98,6 +106,19 @@ export class LlamaBackend implements LlmBackend {
   get threads(): number {
     return resolveThreads(this.config.threads);
   }
+
+  /** The loaded model's tokens for text (null when no model is loaded). */
+  countTokens(text: string): number | null {
+    return this.model ? this.model.tokenize(text, false).length : null;
+  }
+
+  /** Tokens evaluated and generated so far (the context's batches count them as they are dispatched). */
+  progress(): number {
+    const m = this.sequence?.tokenMeter;
+    return this.progressBase + (m ? m.usedInputTokens + m.usedOutputTokens : 0);
+  }
+  /** What earlier sequences counted (a level switch or an unload replaces the sequence). */
+  private progressBase = 0;
 
   load(quant: Quant, progress?: () => void): Promise<void> {
     return this.exclusive(() => this.loadNow(quant, progress));
@@ -190,7 +211,11 @@ export class LlamaBackend implements LlmBackend {
   }
 
   private async unloadNow(): Promise<void> {
-    const { context, model } = this;
+    const { context, model, chat } = this;
+    this.progressBase = this.progress();
+    chat?.dispose();
+    this.chat = null;
+    this.sequence = null;
     this.context = null;
     this.model = null;
     this.bias = null;
@@ -214,16 +239,23 @@ export class LlamaBackend implements LlmBackend {
     const t0 = performance.now();
     await this.loadNow(this.level);
     const context = this.context as LlamaContext;
+    const model = this.model as LlamaModel;
     const grammar = await this.grammarFor(await this.getLlama(), req.schema);
     const { LlamaChat } = await lib();
-    const sequence = context.getSequence();
-    // A fresh chat per request: the agent sends the whole transcript each time.
-    const chat = new LlamaChat({ contextSequence: sequence, autoDisposeSequence: true });
+    const sequence = (this.sequence ??= context.getSequence());
+    const chat = (this.chat ??= new LlamaChat({ contextSequence: sequence }));
     this.chatWrapperName = chat.chatWrapper.wrapperName;
+    const history = toHistory(req.messages);
+    // The prompt as the chat will evaluate it (the same wrapper, the same tokenizer).
+    const promptTokens = chat.chatWrapper.generateContextState({ chatHistory: history }).contextText.tokenize(model.tokenizer).length;
+    const meter = sequence.tokenMeter;
+    const inBefore = meter.usedInputTokens;
+    const outBefore = meter.usedOutputTokens;
+    const tEval = performance.now();
     let first = 0;
     let firstCount = 0;
     try {
-      const res = await chat.generateResponse(toHistory(req.messages), {
+      const res = await chat.generateResponse(history, {
         grammar,
         maxTokens: req.maxTokens,
         temperature: this.config.temperature,
@@ -238,15 +270,21 @@ export class LlamaBackend implements LlmBackend {
         },
       });
       const end = performance.now();
-      const meter = sequence.tokenMeter;
       // Everything the model sampled, end-of-turn tokens included: the work done.
-      const tokensOut = meter.usedOutputTokens;
+      // (The prompt's last token is evaluated for its logits, so it counts as
+      // an output token of the meter; every other prompt token as an input one.)
+      const outputs = meter.usedOutputTokens - outBefore;
+      const evaluated = Math.min(promptTokens, meter.usedInputTokens - inBefore + (outputs > 0 ? 1 : 0));
+      const tokensOut = Math.max(0, outputs - 1);
       // The speed of generation alone: from the first token (the prompt is
       // evaluated by then) to the last; a one-token answer falls back to the whole call.
       const gen = first > 0 && end > first && tokensOut > firstCount ? { ms: end - first, n: tokensOut - firstCount } : { ms: end - t0, n: tokensOut };
       return {
         text: res.response,
-        tokensIn: meter.usedInputTokens,
+        tokensIn: promptTokens,
+        tokensEvaluated: evaluated,
+        tokensReused: promptTokens - evaluated,
+        evalMs: first > 0 ? Math.round(first - tEval) : null,
         tokensOut,
         latencyMs: Math.round(end - t0),
         tokensPerS: gen.ms > 0 ? gen.n / (gen.ms / 1000) : null,
@@ -254,10 +292,9 @@ export class LlamaBackend implements LlmBackend {
         quantization: this.level,
       };
     } catch (err) {
+      // An answer cut short leaves the sequence as it stands; the next call evaluates from where it departs.
       if (req.signal?.aborted) throw abortError(req.signal.reason);
       throw err;
-    } finally {
-      chat.dispose();
     }
   }
 }

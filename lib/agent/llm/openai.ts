@@ -151,6 +151,11 @@ export class OpenAiBackend implements LlmBackend {
       let tokensOut = 0;
       let chunks = 0;
       let firstToken = 0;
+      // What the server says of its prompt cache (OpenAI's usage.prompt_tokens_details, llama-server's timings); null: it said nothing.
+      let cached: number | null = null;
+      let evaluatedN: number | null = null;
+      let promptMs: number | null = null;
+      const count = (x: unknown): number | null => (typeof x === 'number' && Number.isInteger(x) && x >= 0 ? x : null);
       const reader = res.body?.getReader();
       if (!reader) throw new Error('no response body');
       const decoder = new TextDecoder();
@@ -166,7 +171,11 @@ export class OpenAiBackend implements LlmBackend {
           if (!line.startsWith('data:')) continue;
           const data = line.slice(5).trim();
           if (data === '[DONE]') continue;
-          let ev: { choices?: Array<{ delta?: { content?: string } }>; usage?: { prompt_tokens?: number; completion_tokens?: number } };
+          let ev: {
+            choices?: Array<{ delta?: { content?: string } }>;
+            usage?: { prompt_tokens?: number; completion_tokens?: number; prompt_tokens_details?: { cached_tokens?: number } | null };
+            timings?: { prompt_n?: number; prompt_ms?: number; cache_n?: number };
+          };
           try {
             ev = JSON.parse(data);
           } catch {
@@ -182,14 +191,28 @@ export class OpenAiBackend implements LlmBackend {
           if (ev.usage) {
             tokensIn = ev.usage.prompt_tokens ?? tokensIn;
             tokensOut = ev.usage.completion_tokens ?? tokensOut;
+            cached = count(ev.usage.prompt_tokens_details?.cached_tokens) ?? cached;
+          }
+          // llama-server's own figures: prompt tokens evaluated, those taken from its cache, and the time.
+          if (ev.timings) {
+            evaluatedN = count(ev.timings.prompt_n) ?? evaluatedN;
+            cached = count(ev.timings.cache_n) ?? cached;
+            promptMs = typeof ev.timings.prompt_ms === 'number' && Number.isFinite(ev.timings.prompt_ms) && ev.timings.prompt_ms >= 0 ? ev.timings.prompt_ms : promptMs;
           }
         }
       }
       if (tokensOut === 0) tokensOut = chunks;
+      const told = tokensIn > 0;
       if (tokensIn === 0) tokensIn = Math.ceil(req.messages.reduce((n, m) => n + m.content.length, 0) / 3.5);
       const latencyMs = this.now() - started;
       const genMs = firstToken ? this.now() - firstToken : latencyMs;
-      return { text, tokensIn, tokensOut, latencyMs, tokensPerS: genMs > 0 ? (tokensOut * 1000) / genMs : null, model: this.config.model, quantization: this.level };
+      // Evaluation and reuse only as the server told them, never guessed.
+      const tokensEvaluated = evaluatedN ?? (cached !== null && told ? Math.max(0, tokensIn - cached) : null);
+      const tokensReused = cached ?? (evaluatedN !== null && told ? Math.max(0, tokensIn - evaluatedN) : null);
+      return {
+        text, tokensIn, tokensEvaluated, tokensReused, evalMs: promptMs === null ? null : Math.round(promptMs), tokensOut, latencyMs,
+        tokensPerS: genMs > 0 ? (tokensOut * 1000) / genMs : null, model: this.config.model, quantization: this.level,
+      }; // prettier-ignore
     } catch (e) {
       if (ctrl.signal.aborted && !req.signal?.aborted) throw new Error(`${this.config.endpoint}: no answer within ${this.config.request_timeout} ms`);
       throw e;

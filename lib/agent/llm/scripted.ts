@@ -2,7 +2,9 @@
 // runs, demos and tests. `tasks: {<task title>: [action, action, ...]}`;
 // step k of an attempt gets the k-th action. An entry may also carry
 // `delay_ms` (answer after that long, tokens flowing meanwhile) and
-// `stall_ms` (one token, then none for that long: an inference that hangs).
+// `stall_ms` (one token, then none for that long: an inference that hangs),
+// and `hang_ms` (no token at all for that long: a prompt evaluation that hangs
+// before the first token).
 
 import { EXIT, SwError, configError, errnoText } from '../../exit.js';
 import { checkYamlDepth, readTextFile } from '../../safefile.js';
@@ -13,6 +15,7 @@ interface Entry {
   answer: Record<string, unknown>;
   delayMs: number;
   stallMs: number;
+  hangMs: number;
 }
 
 export interface Script {
@@ -70,7 +73,7 @@ export async function loadScript(file: string): Promise<Script> {
         throw configError(`${at(item)}: ${title}: ${(e as Error).message.split('\n')[0]}`);
       }
       if (!v || typeof v.action !== 'string') throw configError(`${at(item)}: ${title}: expected an action such as {action: shell, command: ...}`);
-      const { delay_ms: delay, stall_ms: stall, ...answer } = v;
+      const { delay_ms: delay, stall_ms: stall, hang_ms: hang, ...answer } = v;
       const wait = (k: string, x: unknown): number => {
         if (x === undefined || x === null) return 0;
         if (typeof x !== 'number' || !Number.isInteger(x) || x < 0 || x > MAX_WAIT_MS) {
@@ -79,7 +82,7 @@ export async function loadScript(file: string): Promise<Script> {
         }
         return x;
       };
-      entries.push({ answer, delayMs: wait('delay_ms', delay), stallMs: wait('stall_ms', stall) });
+      entries.push({ answer, delayMs: wait('delay_ms', delay), stallMs: wait('stall_ms', stall), hangMs: wait('hang_ms', hang) });
     }
     tasks.set(title, entries);
   }
@@ -116,6 +119,12 @@ export class ScriptedBackend implements LlmBackend {
     this.isLoaded = false;
   }
 
+  /** The tokens "generated" so far (the script evaluates nothing, so a hang_ms shows as no progress). */
+  progress(): number {
+    return this.tokens;
+  }
+  private tokens = 0;
+
   async complete(req: CompleteRequest): Promise<CompleteResult> {
     if (!this.isLoaded && this.level) this.isLoaded = true;
     const started = Date.now();
@@ -126,27 +135,38 @@ export class ScriptedBackend implements LlmBackend {
       answer: { action: 'finish', summary: entries ? 'the script has no more steps for this task' : `the script has no entry for '${title}'` },
       delayMs: 0,
       stallMs: 0,
+      hangMs: 0,
     };
     const text = JSON.stringify(entry.answer);
     const tokensOut = Math.max(1, Math.ceil(text.length / 4));
+    const token = (n: number): void => {
+      this.tokens += n;
+      req.onToken?.(n);
+    };
+    // Nothing at all: a prompt evaluation that hangs before the first token.
+    if (entry.hangMs > 0) await sleepOrAbort(entry.hangMs, req.signal);
     if (entry.stallMs > 0) {
       // One token, then nothing: an inference that hangs mid-answer.
-      req.onToken?.(1);
+      token(1);
       await sleepOrAbort(entry.stallMs, req.signal);
     }
     if (entry.delayMs > 0) {
       // Tokens "flow" in ten chunks over the delay.
       for (let i = 0; i < 10; i++) {
         await sleepOrAbort(entry.delayMs / 10, req.signal);
-        req.onToken?.(Math.ceil(tokensOut / 10));
+        token(Math.ceil(tokensOut / 10));
       }
-    } else req.onToken?.(tokensOut);
+    } else token(tokensOut);
     if (req.signal?.aborted) throw abortError();
     const latencyMs = Date.now() - started;
     const tokensIn = Math.ceil(req.messages.reduce((n, m) => n + m.content.length, 0) / 4);
     return {
       text: text.length > LIMITS.content * 2 ? text.slice(0, LIMITS.content * 2) : text,
       tokensIn,
+      // No model evaluated the prompt: nothing to say of evaluation or reuse.
+      tokensEvaluated: null,
+      tokensReused: null,
+      evalMs: null,
       tokensOut,
       latencyMs,
       // No model generated these tokens: a speed would be the script's, and a report would show it as the model's.

@@ -30,7 +30,14 @@ export interface CompleteRequest {
 export interface CompleteResult {
   /** The raw answer (JSON text). */
   text: string;
+  /** The prompt's tokens: those evaluated for this call and those kept from earlier ones. */
   tokensIn: number;
+  /** Prompt tokens the model evaluated for this call; null where the backend cannot tell. */
+  tokensEvaluated: number | null;
+  /** Prompt tokens kept evaluated from an earlier call (a common prefix); null where the backend cannot tell. */
+  tokensReused: number | null;
+  /** Time to evaluate the prompt (to the first token); null where there is no model to measure. */
+  evalMs: number | null;
   tokensOut: number;
   latencyMs: number;
   /** Generation speed; null where there is no model to measure (the scripted backend). */
@@ -51,6 +58,15 @@ export interface LlmBackend {
   unload(): Promise<void>;
   complete(req: CompleteRequest): Promise<CompleteResult>;
   dispose(): Promise<void>;
+  /** The prompt's tokens by the loaded model's own tokenizer; absent where there is none (then estimateTokens). */
+  countTokens?(text: string): number | null;
+  /**
+   * Tokens evaluated and generated so far, over the backend's life: the
+   * agent's watchdog is fed only while this advances during a request.
+   * Absent where the backend cannot see the model work (an endpoint
+   * evaluates the prompt unseen): then the request's own timeout bounds it.
+   */
+  progress?(): number;
 }
 
 /** A backend that cannot be reached (exit 69 after the configured patience). */
