@@ -90,7 +90,7 @@ export interface AgentOptions {
 
 type StopReason = 'clean' | 'rss';
 
-function systemPrompt(ws: string): string {
+export function systemPrompt(ws: string): string {
   return [
     'You are a careful software engineer working alone, unattended, in a git repository.',
     `The repository is your working directory (${ws}). Paths are relative to it; you cannot leave it.`,
@@ -103,7 +103,7 @@ function systemPrompt(ws: string): string {
   ].join('\n');
 }
 
-function taskPrompt(t: Task, prevFailure: string | null): string {
+export function taskPrompt(t: Task, prevFailure: string | null): string {
   const lines = [`Task ${t.id}: ${t.title}`, '', t.prompt, ''];
   if (t.verify) lines.push(`When you finish, this command checks the work (exit status 0 means done): ${t.verify}`);
   lines.push(`This is attempt ${t.attempt} of ${t.max_attempts}.`);
@@ -346,6 +346,55 @@ export class Agent {
     await this.backend.load(level, extend);
     this.lastRequestAt = Date.now();
     this.log.append({ t: 'model_loaded', session: this.session, quantization: level, backend: this.backend.name, load_ms: Date.now() - t0 });
+    extend();
+    await this.restoreModelState();
+  }
+
+  /** Where a planned stop saves what the model evaluated (outside git: the run's directory, one pair of files). */
+  private get modelStateDir(): string {
+    return path.join(this.paths.runDir, 'llm-state');
+  }
+
+  /**
+   * After a load: go on from the state a planned stop saved, if it is this
+   * model's (lib/agent/llm/llama.ts checks the file, level and context);
+   * anything else is set aside with one line and the prompt evaluated as usual.
+   */
+  private async restoreModelState(): Promise<void> {
+    if (!this.backend.restoreState) {
+      // Saved by a llama run this run no longer is: of no use to anything.
+      if (fs.existsSync(this.modelStateDir)) {
+        fs.rmSync(this.modelStateDir, { recursive: true, force: true });
+        this.out.notice(`removed the model state a llama backend saved in ${this.modelStateDir}: the ${this.backend.name} backend has no use for it`);
+      }
+      return;
+    }
+    let r: Awaited<ReturnType<NonNullable<LlmBackend['restoreState']>>>;
+    try {
+      r = await this.backend.restoreState(this.modelStateDir);
+    } catch (e) {
+      r = { loaded: false, reason: describeError(e) };
+    }
+    if (r.loaded) {
+      this.log.append({ t: 'llm_state_restored', session: this.session, tokens: r.tokens, bytes: r.bytes, load_ms: r.ms, saved_at: r.saved });
+      this.out.info(`the model goes on from the state saved at ${r.saved}: ${plural(r.tokens, 'token')} need no evaluation (${formatBytes(r.bytes)} loaded in ${formatDuration(r.ms)})`);
+    } else if (r.reason) {
+      this.log.append({ t: 'llm_state_ignored', session: this.session, reason: r.reason });
+      this.out.notice(`ignoring the saved model state: ${r.reason}; the prompt is evaluated again`);
+    }
+  }
+
+  /** A planned stop or unload: save what the model evaluated for the next load (a failure costs only the re-evaluation). */
+  private async saveModelState(why: string): Promise<void> {
+    if (!this.backend.saveState || !this.backend.loaded) return;
+    try {
+      const r = await this.backend.saveState(this.modelStateDir);
+      if (!r) return;
+      this.log.append({ t: 'llm_state_saved', session: this.session, reason: why, tokens: r.tokens, bytes: r.bytes, save_ms: r.ms });
+      this.out.info(`saved the model's evaluated prompt (${plural(r.tokens, 'token')}, ${formatBytes(r.bytes)} in ${formatDuration(r.ms)}) for the next load`);
+    } catch (e) {
+      this.out.warn(`cannot save the model's evaluated prompt: ${describeError(e)}; the next load evaluates it again`);
+    }
   }
 
   /** The governor's word: pause and unload are obeyed (and reversed), a level change reloads the model. */
@@ -364,6 +413,7 @@ export class Agent {
     this.contextLimit = d.actions.includes('throttle') ? d.context_limit : null;
     if (d.actions.includes('unload')) {
       if (this.backend.loaded && this.backend.name === 'llama') {
+        await this.saveModelState('governor');
         await this.backend.unload();
         this.log.append({ t: 'model_unloaded', session: this.session, reason: 'governor', tier: d.tier });
         this.out.warn(`model unloaded: the governor says ${d.tier} (${d.reasons.join('; ')})`);
@@ -1176,6 +1226,8 @@ export class Agent {
       this.out.warn(`cannot record the stop in agent.json: ${(e as Error).message}`);
     }
     const id = await this.checkpoint('shutdown', reason === 'rss' ? 'memory above the limit' : 'stop');
+    // After the checkpoint, which matters more: what the model evaluated, for the next start.
+    await this.saveModelState(reason === 'rss' ? 'memory' : 'stop');
     const code = reason === 'rss' ? EXIT_RSS : EXIT.OK;
     await this.endSession(reason, code);
     this.out.info(`stopped${id ? ` after shutdown checkpoint ${id}` : ''}`);

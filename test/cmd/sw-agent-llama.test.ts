@@ -73,3 +73,53 @@ test('llama backend: each step evaluates only what it adds to the prompt; over t
     t.cleanup();
   }
 });
+
+test('llama backend: a planned stop saves the evaluated prompt and the next start goes on from it; a damaged or foreign one is set aside with one line', { timeout: 120_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const models = tinyModels(path.join(t.dir, 'models'));
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 120', 'threads: 1'] }));
+    for (let i = 1; i <= 8; i++) await sw('sw-agent', ['add', 'run1', '--title', `t${i}`, '--verify', 'true', '--timeout', '30s', `t${i}: write notes.md`], t);
+    const stateDir = path.join(t.env.SELFWARE_STATE_DIR as string, 'run1', 'llm-state');
+    const calls = async () => (await query(t, 'SELECT count(*) FROM llm_calls WHERE ok = 1'))[0]?.[0] as number;
+    /** Run the agent until n more model calls were made, then stop it (SIGTERM); its output. */
+    const session = async (n: number): Promise<string> => {
+      const before = await calls();
+      const a = startAgent(t);
+      await waitFor(`${n} model calls`, async () => (await calls()) >= before + n, 60_000, a);
+      assert.equal(await a.stop(), 0, a.output());
+      return a.output();
+    };
+    /** The first call of the newest session: prompt tokens, evaluated, reused. */
+    const firstCall = async () => (await query(t, 'SELECT tokens_in, tokens_evaluated, tokens_reused FROM llm_calls WHERE ok = 1 AND session_id = (SELECT id FROM sessions ORDER BY started_at DESC LIMIT 1) ORDER BY pos LIMIT 1'))[0] as [number, number, number];
+
+    const out1 = await session(3);
+    const saved = /saved the model's evaluated prompt \((\d+) tokens?, /.exec(out1);
+    assert.ok(saved, out1);
+    assert.deepEqual(fs.readdirSync(stateDir).sort(), ['sequence.json', 'sequence.state']);
+    assert.equal(JSON.parse(fs.readFileSync(path.join(stateDir, 'sequence.json'), 'utf8')).tokens, Number(saved[1]));
+
+    // The next start loads it: its first call evaluates only what differs from the saved prompt.
+    const out2 = await session(1);
+    assert.match(out2, new RegExp(`the model goes on from the state saved at \\S+: ${saved[1]} tokens need no evaluation`));
+    const [tin, ev, re] = await firstCall();
+    assert.ok(re > 0 && ev + re === tin && ev < tin / 2, `first call after the restart: ${ev} of ${tin} evaluated, ${re} reused`);
+    assert.ok(fs.readdirSync(stateDir).length === 2, 'the stop saved again');
+
+    // A damaged state file: one line, the prompt evaluated whole, the files gone, the run goes on.
+    fs.truncateSync(path.join(stateDir, 'sequence.state'), 1000);
+    const out3 = await session(1);
+    assert.match(out3, /ignoring the saved model state: \S+sequence\.state: 1000 bytes, saved as \d+; the prompt is evaluated again/);
+    assert.equal((await firstCall())[2], 0, 'nothing reused after a damaged state');
+    assert.equal((await query(t, "SELECT count(*) FROM events WHERE type = 'llm_state_ignored'"))[0]?.[0], 1);
+
+    // Another model file at the level (a new download, same path): set aside too.
+    const now = new Date();
+    fs.utimesSync(models.Q4_K_M, now, new Date(now.getTime() + 5000));
+    const out4 = await session(1);
+    assert.match(out4, /ignoring the saved model state: \S+sequence\.json: saved for mtime_ms \d+(\.\d+)?, now \d+(\.\d+)?; the prompt is evaluated again/);
+    assert.equal((await firstCall())[2], 0, 'nothing reused from another model file');
+  } finally {
+    t.cleanup();
+  }
+});

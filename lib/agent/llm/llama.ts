@@ -1,12 +1,14 @@
 // The llama backend: local GGUF files (one per quantization level) through
 // node-llama-cpp, answers constrained by a JSON-schema grammar.
 
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { ChatHistoryItem, GbnfJsonSchema, Llama, LlamaChat, LlamaContext, LlamaContextSequence, LlamaGrammar, LlamaModel, Token, TokenBias } from 'node-llama-cpp';
 import type { LlmConfig } from '../../config/schema.js';
-import { abortError, type ChatMessage, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant } from './types.js';
+import { fsyncDir } from '../../fsutil.js';
+import { abortError, type ChatMessage, type CompleteRequest, type CompleteResult, type LlmBackend, type Quant, type RestoredState, type SavedState } from './types.js';
 
 export interface LlamaBackendOptions {
   /** Where llama.cpp's own errors go (default: stderr); nothing else is logged. */
@@ -58,6 +60,25 @@ function toHistory(messages: ChatMessage[]): ChatHistoryItem[] {
   );
   history.push({ type: 'model', response: [] });
   return history;
+}
+
+/** The saved state's files in the directory the agent gives (one pair a run). */
+export const STATE_FILE = 'sequence.state';
+export const STATE_META = 'sequence.json';
+
+interface StateIdentity {
+  model: string;
+  size: number;
+  mtime_ms: number;
+  head_sha256: string;
+  quantization: Quant;
+  context: number;
+}
+
+interface StateMeta extends StateIdentity {
+  tokens: number;
+  bytes: number;
+  saved_at: string;
 }
 
 export class LlamaBackend implements LlmBackend {
@@ -130,6 +151,118 @@ export class LlamaBackend implements LlmBackend {
 
   complete(req: CompleteRequest): Promise<CompleteResult> {
     return this.exclusive(() => this.completeNow(req));
+  }
+
+  saveState(dir: string): Promise<SavedState | null> {
+    return this.exclusive(() => this.saveStateNow(dir));
+  }
+
+  restoreState(dir: string): Promise<RestoredState> {
+    return this.exclusive(() => this.restoreStateNow(dir));
+  }
+
+  /** What the saved state must match: the model file (path, size, time, a hash of its head), the level and the context size. */
+  private identity(): StateIdentity {
+    const file = this.config.models[this.level] ?? '';
+    const st = fs.statSync(file);
+    const fd = fs.openSync(file, 'r');
+    const head = Buffer.alloc(Math.min(st.size, 1024 * 1024));
+    try {
+      fs.readSync(fd, head, 0, head.length, 0);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return { model: file, size: st.size, mtime_ms: st.mtimeMs, head_sha256: crypto.createHash('sha256').update(head).digest('hex'), quantization: this.level, context: this.config.context };
+  }
+
+  private async saveStateNow(dir: string): Promise<SavedState | null> {
+    const sequence = this.sequence;
+    if (!this.model || !sequence || sequence.contextTokens.length === 0) return null;
+    const t0 = performance.now();
+    const id = this.identity();
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const bin = path.join(dir, STATE_FILE);
+    const meta = path.join(dir, STATE_META);
+    // The old pair goes first: a meta file never names a state file it was not written with.
+    fs.rmSync(meta, { force: true });
+    const tmp = `${bin}.tmp`;
+    try {
+      const { fileSize } = await sequence.saveStateToFile(tmp);
+      const fd = fs.openSync(tmp, 'r');
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(tmp, bin);
+      const record: StateMeta = { ...id, tokens: sequence.contextTokens.length, bytes: fileSize, saved_at: new Date().toISOString() };
+      fs.writeFileSync(`${meta}.tmp`, JSON.stringify(record) + '\n', { mode: 0o600 });
+      const mfd = fs.openSync(`${meta}.tmp`, 'r');
+      try {
+        fs.fsyncSync(mfd);
+      } finally {
+        fs.closeSync(mfd);
+      }
+      fs.renameSync(`${meta}.tmp`, meta);
+      fsyncDir(dir);
+      return { file: bin, bytes: fileSize, tokens: record.tokens, ms: Math.round(performance.now() - t0) };
+    } catch (e) {
+      for (const f of [tmp, bin, `${meta}.tmp`, meta]) fs.rmSync(f, { force: true });
+      throw e;
+    }
+  }
+
+  private async restoreStateNow(dir: string): Promise<RestoredState> {
+    const bin = path.join(dir, STATE_FILE);
+    const meta = path.join(dir, STATE_META);
+    if (!fs.existsSync(meta)) {
+      // A state file without its record is a save that did not finish.
+      if (fs.existsSync(bin) || fs.existsSync(`${bin}.tmp`)) {
+        for (const f of [bin, `${bin}.tmp`]) fs.rmSync(f, { force: true });
+        return { loaded: false, reason: `${bin}: no record of it (a save that did not finish)` };
+      }
+      return { loaded: false, reason: null };
+    }
+    // Consumed either way: what is saved next is the next stop's.
+    const consume = (): void => {
+      for (const f of [bin, meta, `${bin}.tmp`, `${meta}.tmp`]) fs.rmSync(f, { force: true });
+    };
+    try {
+      const t0 = performance.now();
+      if (!this.model || !this.context) return { loaded: false, reason: 'no model is loaded' };
+      let rec: StateMeta;
+      try {
+        rec = JSON.parse(fs.readFileSync(meta, 'utf8')) as StateMeta;
+      } catch (e) {
+        return { loaded: false, reason: `${meta}: not a state record (${(e as Error).message})` };
+      }
+      const id = this.identity();
+      for (const k of Object.keys(id) as Array<keyof StateIdentity>) {
+        if (rec[k] !== id[k]) return { loaded: false, reason: `${meta}: saved for ${k} ${JSON.stringify(rec[k])}, now ${JSON.stringify(id[k])}` };
+      }
+      let size: number;
+      try {
+        size = fs.statSync(bin).size;
+      } catch {
+        return { loaded: false, reason: `${bin}: missing` };
+      }
+      if (size !== rec.bytes) return { loaded: false, reason: `${bin}: ${size} bytes, saved as ${rec.bytes}` };
+      if (!Number.isInteger(rec.tokens) || rec.tokens <= 0 || rec.tokens > this.context.contextSize) return { loaded: false, reason: `${meta}: ${rec.tokens} tokens do not fit a ${this.context.contextSize}-token context` };
+      const sequence = (this.sequence ??= this.context.getSequence());
+      try {
+        await sequence.loadStateFromFile(bin, { acceptRisk: true });
+      } catch (e) {
+        await sequence.clearHistory().catch(() => undefined);
+        return { loaded: false, reason: `${bin}: ${(e as Error).message}` };
+      }
+      if (sequence.contextTokens.length !== rec.tokens) {
+        await sequence.clearHistory();
+        return { loaded: false, reason: `${bin}: held ${sequence.contextTokens.length} tokens, saved as ${rec.tokens}` };
+      }
+      return { loaded: true, tokens: rec.tokens, bytes: rec.bytes, ms: Math.round(performance.now() - t0), saved: rec.saved_at };
+    } finally {
+      consume();
+    }
   }
 
   dispose(): Promise<void> {

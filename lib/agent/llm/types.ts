@@ -67,7 +67,24 @@ export interface LlmBackend {
    * evaluates the prompt unseen): then the request's own timeout bounds it.
    */
   progress?(): number;
+  /**
+   * Save what the model has evaluated into dir, for the next load to go on
+   * from (a planned stop, an unload); null when nothing is loaded or evaluated.
+   */
+  saveState?(dir: string): Promise<SavedState | null>;
+  /** Load the state saved in dir if it is the loaded model's; the files are consumed either way. */
+  restoreState?(dir: string): Promise<RestoredState>;
 }
+
+export interface SavedState {
+  file: string;
+  bytes: number;
+  tokens: number;
+  ms: number;
+}
+
+/** A saved state loaded (its tokens need no evaluation), none there (reason null), or one set aside and why. */
+export type RestoredState = { loaded: true; tokens: number; bytes: number; ms: number; saved: string } | { loaded: false; reason: string | null };
 
 /** A backend that cannot be reached (exit 69 after the configured patience). */
 export class LlmUnavailableError extends Error {
