@@ -178,6 +178,86 @@ async function attemptOld(model: LlamaModel, context: import('node-llama-cpp').L
   return f;
 }
 
+/** The restart's context: large enough that evaluating the prompt weighs as it does for a real model, not the fixed costs of a start. */
+const RESTART_CONTEXT = 16_384;
+
+/**
+ * What the next start saves (lib/agent/llm/llama.ts saveState/restoreState):
+ * an attempt whose prompt fills a 16,384-token context is stopped after its
+ * step N (its state saved, as a planned stop does); step N+1 is then asked
+ * of a new backend that loads the model and answers, with the saved state
+ * and without. Times to the first token from the new backend's start
+ * (llama.cpp's binding, the model, the state, the answer's grammar) and from
+ * the end of the model's load; medians of 5 each, alternated.
+ */
+async function restartTimes(): Promise<{ with: number; without: number; withAfterLoad: number; withoutAfterLoad: number; bytes: number; tokens: number }> {
+  const cfg: LlmConfig = { ...config, context: RESTART_CONTEXT };
+  const budget = RESTART_CONTEXT - MAX_TOKENS;
+  const stateDir = path.join(dir, 'llm-state');
+  const file = path.join(dir, 'restart.jsonl');
+  appendLine(file, { type: 'attempt', attempt: 1, ts: new Date().toISOString(), session: 'bench' });
+  const first = new LlamaBackend(cfg);
+  let next: ChatMessage[];
+  let saved;
+  try {
+    await first.load('Q4_K_M');
+    const count: TokenCounter = (t) => first.countTokens(t) ?? t.length;
+    // Steps until the prompt is near the budget (nothing condensed), then the one asked before the stop.
+    let n = 0;
+    let built = buildMessages(HEAD, attemptView(readTranscript(file), 1), budget, count);
+    while (built.tokens < budget * 0.85) {
+      appendLine(file, step(++n));
+      built = buildMessages(HEAD, attemptView(readTranscript(file), 1), budget, count);
+    }
+    await first.complete({ messages: built.messages, schema: ACTION_SCHEMA as unknown as Record<string, unknown>, maxTokens: ANSWER_TOKENS });
+    saved = await first.saveState(stateDir);
+    if (!saved) throw new Error('nothing to save');
+    appendLine(file, step(n + 1));
+    next = buildMessages(HEAD, attemptView(readTranscript(file), 1), budget, count).messages;
+  } finally {
+    await first.dispose();
+  }
+  const keepState = fs.readFileSync(path.join(stateDir, 'sequence.state'));
+  const keepMeta = fs.readFileSync(path.join(stateDir, 'sequence.json'));
+  const once = async (withState: boolean): Promise<{ total: number; afterLoad: number }> => {
+    if (withState) {
+      fs.mkdirSync(stateDir, { recursive: true });
+      fs.writeFileSync(path.join(stateDir, 'sequence.state'), keepState);
+      fs.writeFileSync(path.join(stateDir, 'sequence.json'), keepMeta);
+    }
+    const b = new LlamaBackend(cfg);
+    try {
+      const t0 = performance.now();
+      await b.load('Q4_K_M');
+      const loaded = performance.now();
+      if (withState) {
+        const r = await b.restoreState(stateDir);
+        if (!r.loaded) throw new Error(`the saved state was not loaded: ${r.reason}`);
+      }
+      let firstToken = 0;
+      await b.complete({ messages: next, schema: ACTION_SCHEMA as unknown as Record<string, unknown>, maxTokens: 4, onToken: () => (firstToken ||= performance.now()) });
+      return { total: firstToken - t0, afterLoad: firstToken - loaded };
+    } finally {
+      await b.dispose();
+    }
+  };
+  const w: Array<{ total: number; afterLoad: number }> = [];
+  const wo: Array<{ total: number; afterLoad: number }> = [];
+  for (let i = 0; i < 5; i++) {
+    wo.push(await once(false));
+    w.push(await once(true));
+  }
+  const med = (a: number[]) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)] as number;
+  return {
+    with: med(w.map((x) => x.total)),
+    without: med(wo.map((x) => x.total)),
+    withAfterLoad: med(w.map((x) => x.afterLoad)),
+    withoutAfterLoad: med(wo.map((x) => x.afterLoad)),
+    bytes: saved.bytes,
+    tokens: saved.tokens,
+  };
+}
+
 try {
   const backend = new LlamaBackend(config);
   await backend.load('Q4_K_M');
@@ -192,10 +272,14 @@ try {
     console.log(`${STEPS} steps of one attempt on the tiny GGUF, a ${CONTEXT}-token context (budget ${BUDGET}), answers of ${ANSWER_TOKENS} tokens`);
     const oldF = await attemptOld(model, context, count);
     const newF = await attemptNew(backend, count);
+    const restart = await restartTimes();
     const perStep = (f: Figures) => (f.ms / STEPS).toFixed(1);
     console.log(`before (fresh sequence, summary rebuilt each step): ${oldF.evaluated} tokens evaluated for ${oldF.added} added: ${(oldF.evaluated / oldF.added).toFixed(2)} per added token; ${perStep(oldF)} ms per step`);
     console.log(`now (one sequence, append-only, ${newF.condensed} condensations): ${newF.evaluated} tokens evaluated for ${newF.added} added: ${(newF.evaluated / newF.added).toFixed(2)} per added token; ${perStep(newF)} ms per step`);
     console.log(`tokens evaluated, now/before: ${(newF.evaluated / oldF.evaluated).toFixed(3)}; wall time per step, now/before: ${(newF.ms / oldF.ms).toFixed(3)}`);
+    console.log(
+      `after a stop, time to the first token of the next step in a ${RESTART_CONTEXT}-token context (${restart.tokens} tokens saved, ${(restart.bytes / 1048576).toFixed(1)} MiB): from the new backend's start, with the saved state ${restart.with.toFixed(0)} ms, without ${restart.without.toFixed(0)} ms, with/without ${(restart.with / restart.without).toFixed(3)}; from the model loaded, with ${restart.withAfterLoad.toFixed(0)} ms, without ${restart.withoutAfterLoad.toFixed(0)} ms, with/without ${(restart.withAfterLoad / restart.withoutAfterLoad).toFixed(3)}`,
+    );
     console.log(`evaluated/added tokens per step: ${(newF.evaluated / newF.added).toFixed(2)}`);
   } finally {
     await context.dispose();
