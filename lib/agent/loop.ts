@@ -67,6 +67,21 @@ import { sleep } from '../sleep.js';
 /** Exit status after the memory guard: systemd restarts the agent (it is not in RestartPreventExitStatus=). */
 export const EXIT_RSS = 3;
 
+/**
+ * The process's resident memory, and of it the anonymous part (the heap,
+ * llama.cpp's buffers; not the pages of mapped files such as a GGUF, which
+ * the kernel can drop). Linux's /proc/self/status; elsewhere all of it.
+ */
+export function residentMemory(): { rss: number; anon: number } {
+  const rss = process.memoryUsage().rss;
+  try {
+    const m = /^RssAnon:\s+(\d+) kB$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    return { rss, anon: m ? Number(m[1]) * 1024 : rss };
+  } catch {
+    return { rss, anon: rss };
+  }
+}
+
 /** The answer to a condensation request (agent.condense: model). */
 const CONDENSE_SCHEMA: Record<string, unknown> = {
   type: 'object',
@@ -147,6 +162,11 @@ export class Agent {
   /** READY sent: the start is over, and the watchdog, not the start timeout, watches. */
   private started = false;
   private contextLimit: number | null = null;
+  /**
+   * Anonymous memory the model's loads and unloads added, net (its buffers,
+   * llama.cpp's own): not the agent's, so not the memory guard's business.
+   */
+  private modelMemory = 0;
   /** Attempts whose head alone overflows the budget, warned about once. */
   private readonly warnedOverBudget = new Set<string>();
   /** Model errors in a row (not transient ones), for the backoff between tries. */
@@ -343,11 +363,20 @@ export class Agent {
     };
     extend();
     const t0 = Date.now();
+    const before = residentMemory().anon;
     await this.backend.load(level, extend);
     this.lastRequestAt = Date.now();
-    this.log.append({ t: 'model_loaded', session: this.session, quantization: level, backend: this.backend.name, load_ms: Date.now() - t0 });
     extend();
     await this.restoreModelState();
+    this.modelMemory = Math.max(0, this.modelMemory + residentMemory().anon - before);
+    this.log.append({ t: 'model_loaded', session: this.session, quantization: level, backend: this.backend.name, load_ms: Date.now() - t0, model_memory: this.modelMemory });
+  }
+
+  /** Unload, and take from the model's share of memory what the unload gave back. */
+  private async unloadModel(): Promise<void> {
+    const before = residentMemory().anon;
+    await this.backend.unload();
+    this.modelMemory = Math.max(0, this.modelMemory - Math.max(0, before - residentMemory().anon));
   }
 
   /** Where a planned stop saves what the model evaluated (outside git: the run's directory, one pair of files). */
@@ -414,7 +443,7 @@ export class Agent {
     if (d.actions.includes('unload')) {
       if (this.backend.loaded && this.backend.name === 'llama') {
         await this.saveModelState('governor');
-        await this.backend.unload();
+        await this.unloadModel();
         this.log.append({ t: 'model_unloaded', session: this.session, reason: 'governor', tier: d.tier });
         this.out.warn(`model unloaded: the governor says ${d.tier} (${d.reasons.join('; ')})`);
         await this.updateState({ model_loaded: false });
@@ -520,18 +549,29 @@ export class Agent {
     const now = Date.now();
     if (now - this.lastHeartbeat < this.config.agent.heartbeat) return;
     this.lastHeartbeat = now;
-    this.log.append({ t: 'heartbeat', session: this.session, rss: process.memoryUsage().rss });
+    const m = residentMemory();
+    this.log.append({ t: 'heartbeat', session: this.session, rss: m.rss, anon: m.anon, model_memory: this.modelMemory, own: Math.max(0, m.anon - this.modelMemory) });
   }
 
+  /**
+   * The memory guard: the agent's own memory (anonymous resident memory less
+   * what loading the model added) above agent.rss_limit. The model's own
+   * memory (its mapped file, its buffers) is not the agent growing.
+   */
   private rssExceeded(): boolean {
     const limit = this.config.agent.rss_limit;
     if (limit <= 0) return false;
-    const rss = process.memoryUsage().rss;
-    if (rss <= limit) return false;
-    this.out.warn(`resident memory ${formatBytes(rss)} is above the limit ${formatBytes(limit)}: checkpointing and exiting to be restarted`);
-    this.log.append({ t: 'rss_limit', session: this.session, rss, limit });
+    const m = residentMemory();
+    const own = Math.max(0, m.anon - this.modelMemory);
+    if (own <= limit) return false;
+    const why = `the agent's own memory ${formatBytes(own)} is above the limit ${formatBytes(limit)} (resident ${formatBytes(m.rss)}${this.modelMemory ? `, ${formatBytes(this.modelMemory)} of it the model's` : ''})`;
+    this.out.warn(`${why}: checkpointing and exiting to be restarted; this counts like a crash`);
+    this.log.append({ t: 'rss_limit', session: this.session, rss: m.rss, own, model_memory: this.modelMemory, limit });
+    this.guardReason = why;
     return true;
   }
+  /** Why the memory guard stopped the agent (the session's end says it). */
+  private guardReason: string | null = null;
 
   private async mainLoop(): Promise<void> {
     while (!this.stopReason) {
@@ -630,7 +670,7 @@ export class Agent {
       this.out.warn(`the queue has been empty for ${formatDuration(now - this.idleSince)}`);
     }
     if (this.backend.loaded && this.backend.name === 'llama' && now - this.lastRequestAt >= this.config.llm.idle_unload) {
-      await this.backend.unload();
+      await this.unloadModel();
       this.log.append({ t: 'model_unloaded', session: this.session, reason: 'idle' });
       this.out.info(`model unloaded after ${formatDuration(now - this.lastRequestAt)} without a request; it is loaded again on demand`);
       await this.updateState({ model_loaded: false });
@@ -1229,7 +1269,7 @@ export class Agent {
     // After the checkpoint, which matters more: what the model evaluated, for the next start.
     await this.saveModelState(reason === 'rss' ? 'memory' : 'stop');
     const code = reason === 'rss' ? EXIT_RSS : EXIT.OK;
-    await this.endSession(reason, code);
+    await this.endSession(reason, code, reason === 'rss' ? (this.guardReason ?? undefined) : undefined);
     this.out.info(`stopped${id ? ` after shutdown checkpoint ${id}` : ''}`);
     return code;
   }

@@ -93,7 +93,7 @@ export const RUN_SCHEMA: Spec = {
           doc: "when an attempt's steps outgrow the context budget, how the older ones are condensed (once, most of them at a time): rule, one line a step; model, a summary the model writes (the rule if it fails)",
         },
         condense_keep: { kind: 'number', min: 0.02, max: 0.9, default: 0.1, doc: 'the share of the context budget kept as whole steps (the newest) when the older ones are condensed' },
-        rss_limit: { kind: 'bytes', max: 1024 ** 4, default: 4 * 1024 ** 3, doc: 'resident memory of the agent above which it checkpoints and exits to be restarted; 0: no limit' },
+        rss_limit: { kind: 'bytes', max: 1024 ** 4, default: 4 * 1024 ** 3, doc: "the agent's own memory (its anonymous resident memory less what loading the model added) above which it checkpoints and exits to be restarted, a restart that backs off and escalates like a crash; 0: no limit" },
         heartbeat: { kind: 'duration', min: 1000, max: HOUR, default: 5 * 60_000, doc: 'how often the agent notes in the task log that it is alive' },
         idle_task: { kind: 'string', default: null, nullable: true, doc: 'a prompt queued when the queue has been empty for idle_task_after (self-improvement)' },
         idle_task_after: { kind: 'duration', min: 1000, max: WEEK, default: 30 * 60_000, doc: 'how long the queue must be empty before idle_task is queued' },

@@ -42,17 +42,17 @@ const ACTIVITY = `
 export function readHistory(snap: Snapshot | null): History {
   if (!snap) return { sessions: [], recovered: new Set(), failedRecoveries: [], lastEscalation: null, serviceExit: null, tasks: new Map() };
   const db = snap.db;
-  const rows = queryRows(db, 'SELECT id, started_at, ended_at, end_state FROM sessions ORDER BY started_at DESC, rowid DESC');
+  const rows = queryRows(db, 'SELECT id, started_at, ended_at, end_state, reason FROM sessions ORDER BY started_at DESC, rowid DESC');
   const sessions: SessionInfo[] = [];
   let nextStart = Number.MAX_SAFE_INTEGER;
-  for (const [id, started, ended, endState] of rows) {
+  for (const [id, started, ended, endState, reason] of rows) {
     const startedAt = Number(started);
     let lastSeen = ended === null ? null : Number(ended);
     if (lastSeen === null) {
       const act = queryRows(db, ACTIVITY, [startedAt, nextStart])[0]?.[0];
       lastSeen = act === null || act === undefined ? startedAt : Number(act);
     }
-    sessions.push({ id: String(id), startedAt, lastSeen, endState: ended === null ? null : endState === null ? null : String(endState) });
+    sessions.push({ id: String(id), startedAt, lastSeen, endState: ended === null ? null : endState === null ? null : String(endState), ...(reason !== null && reason !== undefined ? { reason: String(reason) } : {}) });
     nextStart = startedAt;
   }
   const recovered = new Set<string>();

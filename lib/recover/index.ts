@@ -175,6 +175,8 @@ function quickCheck(paths: RunPaths): string | null {
     const e = (records[i] as { event: Record<string, unknown> }).event;
     if (e.t === 'recovery' && e.ok !== false && typeof e.session === 'string') recovered.add(e.session);
     else if (e.t === 'session_end') {
+      // The memory guard's end is checkpointed too, but it counts (once) towards the backoff and the escalation.
+      if (e.state === 'rss') return recovered.has(String(e.session)) ? `session ${String(e.session)} was stopped by the memory guard and counted already: nothing to do` : null;
       return typeof e.state === 'string' && PLANNED_ENDS.has(e.state) ? `session ${String(e.session)} ended cleanly: nothing to recover` : null;
     } else if (e.t === 'session_start') {
       return recovered.has(String(e.session)) ? `session ${String(e.session)} was already recovered: nothing to do` : null;
@@ -338,6 +340,31 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
     } else {
       session = history.sessions[0];
       const marker = readMarker(paths);
+      if (session && session.endState === 'rss' && !history.recovered.has(session.id)) {
+        // The memory guard: checkpointed, nothing to recover, but a failure for the backoff and the escalation.
+        if (marker && !dryRun) fs.rmSync(markerFile(paths), { force: true });
+        res.session = session.id;
+        res.reason = 'memory';
+        res.detail = `session ${session.id} was stopped by the memory guard${session.reason ? ` (${session.reason})` : ''}: nothing to recover, but it counts like a crash`;
+        say('warn', res.detail);
+        const b = computeBackoff(history.sessions, config.recovery);
+        res.crashes = b.crashes;
+        res.backoff_ms = b.delayMs;
+        const esc = checkEscalation(history.sessions, history.failedRecoveries, history.lastEscalation, now(), config.recovery);
+        failures = esc.failures;
+        if (esc.escalate) {
+          res.escalated = true;
+          res.escalation = esc.why;
+          res.backoff_ms = 0;
+        }
+        res.duration_ms = now() - started;
+        if (!dryRun) {
+          const log = TaskLog.forRun(paths);
+          log.append({ t: 'recovery', session: res.session, reason: res.reason, action: res.action, checkpoint: null, reconciled: 0, requeued: 0, duration_ms: res.duration_ms, backoff_ms: res.backoff_ms, ok: true, detail: res.detail });
+          if (res.escalated) log.append({ t: 'escalation', reason: res.escalation, failures, session: res.session });
+        }
+        return res;
+      }
       if (!session || !crashed(session) || history.recovered.has(session.id)) {
         if (marker && !dryRun) fs.rmSync(markerFile(paths), { force: true });
         res.detail = !session

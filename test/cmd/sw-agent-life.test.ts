@@ -238,19 +238,36 @@ test('the watchdog is fed only while the model makes progress: a hang before the
   }
 });
 
-test('the memory guard: above rss_limit the agent checkpoints and exits 3, a planned restart', { timeout: 60_000 }, async () => {
+test('the memory guard: above rss_limit the agent checkpoints and exits 3; the restarts back off and escalate like crashes, with their reason', { timeout: 60_000 }, async () => {
   const t = makeEnv();
   try {
     scriptedRun(t, { small: [{ action: 'finish', summary: 'x' }] }, 'agent:\n  rss_limit: 1MiB\n');
+    const cfg = path.join(t.configDir, 'run1.yaml');
+    fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('backoff_base: 0s\n  max_failures: 1000', 'backoff_base: 100ms\n  max_failures: 2'));
     await addTask(t, 'small');
     const a = startAgent(t);
     const r = await a.child;
     assert.equal(r.exitCode, 3, a.output());
-    assert.match(a.output(), /resident memory .* is above the limit 1\.00 MiB: checkpointing and exiting to be restarted/);
+    assert.match(a.output(), /the agent's own memory .* is above the limit 1\.00 MiB \(resident .*\): checkpointing and exiting to be restarted; this counts like a crash/);
     assert.deepEqual(await query(t, 'SELECT end_state, exit_code FROM sessions'), [['rss', 3]]);
+    assert.match(String((await query(t, 'SELECT reason FROM sessions'))[0]?.[0]), /^the agent's own memory .* is above the limit 1\.00 MiB/);
     assert.deepEqual(await query(t, 'SELECT kind, message FROM checkpoints ORDER BY ts DESC LIMIT 1'), [['shutdown', 'memory above the limit']]);
+    // Nothing to recover (the end was checkpointed), but a failure: a backoff, counted towards escalation.
     const rec = await sw('sw-recover', ['run1', '--json'], t);
-    assert.equal(JSON.parse(String(rec.stdout)).action, 'none', 'a planned restart needs no recovery');
+    const j = JSON.parse(String(rec.stdout)) as { action: string; reason: string; crashes: number; backoff_ms: number; escalated: boolean; detail: string };
+    assert.equal(j.action, 'none');
+    assert.equal(j.reason, 'memory');
+    assert.equal(j.crashes, 1);
+    assert.ok(j.backoff_ms > 0, JSON.stringify(j));
+    assert.equal(j.escalated, false);
+    assert.match(j.detail, /was stopped by the memory guard \(the agent's own memory .*\): nothing to recover, but it counts like a crash/);
+    // Again: the second guard restart in the window reaches max_failures (2): the next start escalates.
+    const b = startAgent(t);
+    assert.equal((await b.child).exitCode, 3, b.output());
+    const c = startAgent(t);
+    assert.equal((await c.child).exitCode, 79, c.output());
+    assert.match(c.output(), /escalat.*2 crashes \(2 of them the memory guard's restarts\) and 0 failed recoveries in the last 60 min \(limit 2\)/);
+    assert.deepEqual(await query(t, "SELECT reason, count(*) FROM recoveries GROUP BY reason"), [['memory', 2]]);
   } finally {
     t.cleanup();
   }

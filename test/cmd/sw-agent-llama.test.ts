@@ -123,3 +123,35 @@ test('llama backend: a planned stop saves the evaluated prompt and the next star
     t.cleanup();
   }
 });
+
+test("llama backend: the memory guard counts the agent's own memory, not what loading the model took", { timeout: 120_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const models = tinyModels(path.join(t.dir, 'models'));
+    // A large context: llama.cpp's buffers for it are tens of MiB, the model's memory, taken at load.
+    const config = (limit: string) => tinyLlamaConfig(models, { llm: ['context: 65536', 'max_tokens: 60', 'threads: 1'], agent: [`rss_limit: ${limit}`, 'heartbeat: 1s'] });
+    // First without a limit: what the model took at load, and the agent's own memory beside it.
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), config('0'));
+    for (let i = 1; i <= 4; i++) await sw('sw-agent', ['add', 'run1', '--title', `m${i}`, '--verify', 'true', '--timeout', '20s', `m${i}: write notes.md`], t);
+    const calls = async () => (await query(t, 'SELECT count(*) FROM llm_calls WHERE ok = 1'))[0]?.[0] as number;
+    const beats = async () => (await query(t, "SELECT count(*) FROM events WHERE type = 'heartbeat' AND json_extract(data, '$.model_memory') > 0"))[0]?.[0] as number;
+    const a = startAgent(t);
+    await waitFor('model calls and heartbeats', async () => (await calls()) >= 3 && (await beats()) >= 2, 60_000, a);
+    assert.equal(await a.stop(), 0, a.output());
+    const model = Number((await query(t, "SELECT json_extract(data, '$.model_memory') FROM events WHERE type = 'model_loaded'"))[0]?.[0]);
+    const [own, anon, rss] = (await query(t, "SELECT max(json_extract(data, '$.own')), max(json_extract(data, '$.anon')), max(json_extract(data, '$.rss')) FROM events WHERE type = 'heartbeat'"))[0] as [number, number, number];
+    assert.ok(model >= 24 * 1048576, `loading the model took ${model} bytes`);
+    assert.ok(Math.abs(anon - model - own) < 8 * 1048576 && rss > anon, `own ${own}, model ${model}, anonymous ${anon}, resident ${rss}`);
+    // A limit above the agent's own memory and below all of it: the guard stays quiet and the run works on.
+    const limit = Math.round(own + model / 2);
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), config(String(limit)));
+    const before = await calls();
+    const b = startAgent(t);
+    await waitFor('more model calls', async () => (await calls()) >= before + 3, 60_000, b);
+    assert.equal(await b.stop(), 0, b.output());
+    assert.doesNotMatch(b.output(), /above the limit/);
+    assert.equal((await query(t, "SELECT count(*) FROM events WHERE type = 'rss_limit'"))[0]?.[0], 0);
+  } finally {
+    t.cleanup();
+  }
+});
