@@ -167,6 +167,13 @@ export class Agent {
    * llama.cpp's own): not the agent's, so not the memory guard's business.
    */
   private modelMemory = 0;
+  /** Things said once a session (a level the backend cannot switch to, an unload it cannot do). */
+  private readonly said = new Set<string>();
+  private sayOnce(key: string): boolean {
+    if (this.said.has(key)) return false;
+    this.said.add(key);
+    return true;
+  }
   /** Attempts whose head alone overflows the budget, warned about once. */
   private readonly warnedOverBudget = new Set<string>();
   /** Model errors in a row (not transient ones), for the backoff between tries. */
@@ -441,12 +448,20 @@ export class Agent {
   private async applyDecision(d: Decision): Promise<'pause' | 'unload' | null> {
     this.contextLimit = d.actions.includes('throttle') ? d.context_limit : null;
     if (d.actions.includes('unload')) {
-      if (this.backend.loaded && this.backend.name === 'llama') {
+      if (this.backend.loaded && this.backend.canUnload) {
         await this.saveModelState('governor');
-        await this.unloadModel();
+        try {
+          await this.unloadModel();
+        } catch (e) {
+          this.out.warn(`the governor says unload (${d.tier}), and the unload failed: ${describeError(e)}; trying again at the next look`);
+          this.governorNote = `unload failed (${d.tier})`;
+          return 'unload';
+        }
         this.log.append({ t: 'model_unloaded', session: this.session, reason: 'governor', tier: d.tier });
         this.out.warn(`model unloaded: the governor says ${d.tier} (${d.reasons.join('; ')})`);
         await this.updateState({ model_loaded: false });
+      } else if (!this.backend.canUnload && this.sayOnce(`unload:${d.tier}`)) {
+        this.out.warn(`the governor says unload (${d.tier}: ${d.reasons.join('; ')}); the ${this.config.llm.server} server behind ${this.config.llm.endpoint} keeps its model and cannot be told to unload it: no requests until the governor allows them`);
       }
       this.governorNote = `unloaded by the governor (${d.tier})`;
       return 'unload';
@@ -454,6 +469,13 @@ export class Agent {
     if (d.actions.includes('pause')) {
       this.governorNote = `paused by the governor: ${d.reasons.join('; ')}`;
       return 'pause';
+    }
+    if (QUANT_LEVELS.includes(d.quantization) && d.quantization !== this.backend.quantization && !this.backend.canSwitch(d.quantization)) {
+      // Nothing to switch: the level is not a model of its own here. Said once a level, never recorded as a switch.
+      if (this.sayOnce(`level:${d.quantization}`)) {
+        this.out.notice(`the governor asks for ${d.quantization} (${d.tier}); ${this.backend.name === 'openai' ? 'the endpoint has no model for it (llm.model_names, llm.endpoints): its server decides' : `no model file is configured for it (llm.models.${d.quantization})`}; nothing switched`);
+      }
+      return null;
     }
     if (QUANT_LEVELS.includes(d.quantization) && d.quantization !== this.backend.quantization && (this.badLevels.get(d.quantization) ?? 0) < Date.now()) {
       const from = this.backend.quantization;
@@ -669,8 +691,14 @@ export class Agent {
       this.idleWarned = true;
       this.out.warn(`the queue has been empty for ${formatDuration(now - this.idleSince)}`);
     }
-    if (this.backend.loaded && this.backend.name === 'llama' && now - this.lastRequestAt >= this.config.llm.idle_unload) {
-      await this.unloadModel();
+    if (this.backend.loaded && this.backend.canUnload && now - this.lastRequestAt >= this.config.llm.idle_unload) {
+      try {
+        await this.unloadModel();
+      } catch (e) {
+        this.lastRequestAt = now;
+        this.out.warn(`cannot unload the idle model: ${describeError(e)}; trying again in ${formatDuration(this.config.llm.idle_unload)}`);
+        return;
+      }
       this.log.append({ t: 'model_unloaded', session: this.session, reason: 'idle' });
       this.out.info(`model unloaded after ${formatDuration(now - this.lastRequestAt)} without a request; it is loaded again on demand`);
       await this.updateState({ model_loaded: false });

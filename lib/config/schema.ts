@@ -134,7 +134,27 @@ export const RUN_SCHEMA: Spec = {
         gpu: { kind: 'bool', default: true, doc: 'llama: offload to a GPU when there is one' },
         idle_unload: { kind: 'duration', min: 1000, max: WEEK, default: 10 * 60_000, doc: 'unload the model after this long without a request' },
         endpoint: { kind: 'string', default: 'http://127.0.0.1:8080/v1', pattern: /^https?:\/\//, patternDoc: 'an http(s) URL', doc: 'openai: the base URL' },
-        model: { kind: 'string', default: 'default', doc: 'openai: the model name sent with each request' },
+        model: { kind: 'string', default: 'default', doc: 'openai: the model name sent with each request (at a level model_names does not name)' },
+        server: {
+          kind: 'enum',
+          values: ['generic', 'ollama', 'llama-server', 'vllm'],
+          default: 'generic',
+          doc: "openai: the server behind the endpoint; ollama can be told to unload a model (keep_alive 0), the others keep theirs",
+        },
+        model_names: {
+          kind: 'map',
+          keyPattern: /^(Q4_K_M|Q3_K_L|Q2_K)$/,
+          of: { kind: 'string', default: null, doc: 'a model name' },
+          default: {},
+          doc: 'openai: the model name for each quantization level (an Ollama tag, say), so that a level the governor chooses is a real switch',
+        },
+        endpoints: {
+          kind: 'map',
+          keyPattern: /^(Q4_K_M|Q3_K_L|Q2_K)$/,
+          of: { kind: 'string', default: null, pattern: /^https?:\/\//, patternDoc: 'an http(s) URL', doc: 'a base URL' },
+          default: {},
+          doc: 'openai: the base URL for each quantization level (a llama-server or vLLM per level); a level with neither this nor model_names is the server\'s to decide',
+        },
         api_key_env: { kind: 'string', default: null, nullable: true, doc: 'openai: the environment variable holding the API key' },
         request_timeout: { kind: 'duration', min: 100, max: 4 * HOUR, default: 5 * 60_000, doc: 'openai: time one request may take' },
         retries: { kind: 'int', min: 0, max: 100, default: 3, doc: 'openai: retries of a failed request, with backoff' },
@@ -310,6 +330,9 @@ export interface LlmConfig {
   idle_unload: number;
   endpoint: string;
   model: string;
+  server: 'generic' | 'ollama' | 'llama-server' | 'vllm';
+  model_names: Partial<Record<Quant, string>>;
+  endpoints: Partial<Record<Quant, string>>;
   api_key_env: string | null;
   request_timeout: number;
   retries: number;

@@ -119,6 +119,12 @@ export class LlamaBackend implements LlmBackend {
     return this.model !== null;
   }
 
+  readonly canUnload = true;
+
+  canSwitch(quant: Quant): boolean {
+    return !!this.config.models[quant];
+  }
+
   get quantization(): Quant {
     return this.level;
   }

@@ -49,8 +49,9 @@ export class OpenAiBackend implements LlmBackend {
   }
 
   get loaded(): boolean {
-    return true;
+    return !this.unloaded;
   }
+  /** The level in use: null while the server decides (no model name or endpoint configured for a level). */
   get quantization(): Quant | null {
     return this.level;
   }
@@ -58,12 +59,71 @@ export class OpenAiBackend implements LlmBackend {
     return this.breaker;
   }
 
-  /** The endpoint serves one model; the level is recorded for reports. */
-  async load(quant: Quant): Promise<void> {
-    this.level = quant;
+  /** A level is a model of its own when a model name or an endpoint is configured for it. */
+  canSwitch(quant: Quant): boolean {
+    return !!(this.config.model_names[quant] || this.config.endpoints[quant]);
   }
-  async unload(): Promise<void> {}
+
+  /** Only Ollama can be told to drop a model from memory. */
+  get canUnload(): boolean {
+    return this.config.server === 'ollama';
+  }
+
+  /** The model name requests carry: the level's, else llm.model. */
+  get modelName(): string {
+    return (this.level && this.config.model_names[this.level]) || this.config.model;
+  }
+
+  /** The base URL requests go to: the level's, else llm.endpoint. */
+  get endpoint(): string {
+    return (this.level && this.config.endpoints[this.level]) || this.config.endpoint;
+  }
+
+  /**
+   * Switch to a level the config maps to a model name or an endpoint (on
+   * Ollama, the old model is unloaded first: the governor steps down because
+   * memory is short); a level it does not map changes nothing: the server decides.
+   */
+  async load(quant: Quant): Promise<void> {
+    if (!this.canSwitch(quant)) {
+      this.unloaded = false;
+      return;
+    }
+    if (this.level !== null && this.level !== quant && !this.unloaded && this.canUnload) {
+      const old = this.modelName;
+      const next = this.config.model_names[quant] || this.config.model;
+      if (old !== next) await this.ollamaUnload(old);
+    }
+    this.level = quant;
+    this.unloaded = false;
+  }
+
+  async unload(): Promise<void> {
+    if (!this.canUnload) return;
+    await this.ollamaUnload(this.modelName);
+    this.unloaded = true;
+  }
+
   async dispose(): Promise<void> {}
+
+  private unloaded = false;
+
+  /** Ollama's native API: a generate request with keep_alive 0 drops the model from memory at once. */
+  private async ollamaUnload(model: string): Promise<void> {
+    const root = this.endpoint.replace(/\/+$/, '').replace(/\/v1$/, '');
+    const ctrl = new AbortController();
+    const timer = setTimeout(() => ctrl.abort(), Math.min(this.config.request_timeout, 30_000));
+    try {
+      const res = await this.fetchFn(`${root}/api/generate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, keep_alive: 0 }), signal: ctrl.signal });
+      const body = (await res.text().catch(() => '')).slice(0, 200).replace(/\s+/g, ' ');
+      if (!res.ok) throw new Error(`${root}/api/generate answered ${res.status}: ${body}`);
+    } catch (e) {
+      if (ctrl.signal.aborted) throw new Error(`${root}/api/generate: no answer to the unload of ${model} within ${Math.min(this.config.request_timeout, 30_000)} ms`);
+      throw e;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   private recordFailure(now: number): void {
     this.failures++;
@@ -78,7 +138,7 @@ export class OpenAiBackend implements LlmBackend {
   private giveUp(message: string): never {
     const now = this.now();
     if (this.unavailableSince !== null && now - this.unavailableSince >= this.config.patience) {
-      throw new LlmUnavailableError(`${this.config.endpoint} unavailable for ${Math.round((now - this.unavailableSince) / 1000)} s: ${message}`);
+      throw new LlmUnavailableError(`${this.endpoint} unavailable for ${Math.round((now - this.unavailableSince) / 1000)} s: ${message}`);
     }
     const wait = this.breaker === 'open' ? Math.max(1000, this.openedAt + this.config.breaker_cooldown - now) : 1000;
     throw new TransientLlmError(message, wait);
@@ -125,12 +185,12 @@ export class OpenAiBackend implements LlmBackend {
     const key = this.config.api_key_env ? process.env[this.config.api_key_env] : undefined;
     if (key) headers.authorization = `Bearer ${key}`;
     try {
-      const res = await this.fetchFn(`${this.config.endpoint.replace(/\/+$/, '')}/chat/completions`, {
+      const res = await this.fetchFn(`${this.endpoint.replace(/\/+$/, '')}/chat/completions`, {
         method: 'POST',
         headers,
         signal: ctrl.signal,
         body: JSON.stringify({
-          model: this.config.model,
+          model: this.modelName,
           messages: req.messages,
           max_tokens: req.maxTokens,
           temperature: this.config.temperature,
@@ -142,9 +202,9 @@ export class OpenAiBackend implements LlmBackend {
       if (!res.ok) {
         const body = (await res.text().catch(() => '')).slice(0, 300).replace(/\s+/g, ' ');
         if (res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
-          throw new FatalLlmError(`${this.config.endpoint} answered ${res.status}: ${body}`);
+          throw new FatalLlmError(`${this.endpoint} answered ${res.status}: ${body}`);
         }
-        throw new Error(`${this.config.endpoint} answered ${res.status}: ${body}`);
+        throw new Error(`${this.endpoint} answered ${res.status}: ${body}`);
       }
       let text = '';
       let tokensIn = 0;
@@ -211,10 +271,10 @@ export class OpenAiBackend implements LlmBackend {
       const tokensReused = cached ?? (evaluatedN !== null && told ? Math.max(0, tokensIn - evaluatedN) : null);
       return {
         text, tokensIn, tokensEvaluated, tokensReused, evalMs: promptMs === null ? null : Math.round(promptMs), tokensOut, latencyMs,
-        tokensPerS: genMs > 0 ? (tokensOut * 1000) / genMs : null, model: this.config.model, quantization: this.level,
+        tokensPerS: genMs > 0 ? (tokensOut * 1000) / genMs : null, model: this.modelName, quantization: this.level,
       }; // prettier-ignore
     } catch (e) {
-      if (ctrl.signal.aborted && !req.signal?.aborted) throw new Error(`${this.config.endpoint}: no answer within ${this.config.request_timeout} ms`);
+      if (ctrl.signal.aborted && !req.signal?.aborted) throw new Error(`${this.endpoint}: no answer within ${this.config.request_timeout} ms`);
       throw e;
     } finally {
       clearTimeout(timer);

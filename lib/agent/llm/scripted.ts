@@ -105,6 +105,12 @@ export class ScriptedBackend implements LlmBackend {
     return this.level;
   }
 
+  /** A script plays any level; it has no memory to give back. */
+  canSwitch(): boolean {
+    return true;
+  }
+  readonly canUnload = false;
+
   async load(quant: Quant, progress?: () => void): Promise<void> {
     progress?.();
     this.level = quant;

@@ -52,6 +52,14 @@ export interface LlmBackend {
   readonly loaded: boolean;
   /** The level in use, or null where the backend has none. */
   readonly quantization: Quant | null;
+  /**
+   * Whether a level is a model of its own here (a GGUF file, a model name or
+   * an endpoint configured for it); false: the server behind the backend
+   * decides, and asking for the level switches nothing.
+   */
+  canSwitch(quant: Quant): boolean;
+  /** Whether unload() frees the model's memory (false: a server keeps it, and cannot be told). */
+  readonly canUnload: boolean;
   /** Load, or switch to, a quantization level; progress() is called while it works (start timeouts are extended on it). */
   load(quant: Quant, progress?: () => void): Promise<void>;
   /** Free the model's memory; the next load or complete brings it back. */
