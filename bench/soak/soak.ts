@@ -479,7 +479,7 @@ async function main(): Promise<number> {
           writeConfig(r, '20MiB');
           await sh(`systemctl restart ${UNIT}`, { allowFail: true, timeoutMs: 120_000 });
           const tripped = agentPid(r);
-          await seen(/resident memory [^\n]* is above the limit[^\n]*/, 30_000);
+          await seen(/the agent's own memory [^\n]* is above the limit[^\n]*/, 30_000);
           writeConfig(r);
           rec.detail = 'rss_limit lowered to 20MiB and the agent restarted: the guard trips, checkpoints, exits 3';
           await waitJournal(at, /Main process exited, code=exited, status=3/, 20_000, `-u ${UNIT}`);

@@ -27,6 +27,8 @@ const SCRIPT = {
     killed: steps(25, 300, 'killed'),
     stopped: steps(25, 300, 'stopped'),
     afterboot: steps(30, 300, 'afterboot'),
+    // A model whose prompt evaluation hangs before the first token, for 10 minutes.
+    hung: [{ action: 'shell', command: 'true', hang_ms: 600_000 }, { action: 'finish', summary: 'never' }],
   },
 };
 
@@ -238,6 +240,30 @@ test('selfware under a real systemd', { timeout: 20 * 60_000 }, async (t) => {
       const j = await journal(`-u ${UNIT}`);
       assert.match(j, /Watchdog timeout/);
       assert.match(j, /sw-recover: session \S+ did not stop cleanly \(hang: systemd: watchdog/);
+    });
+
+    await t.test('a model that hangs before its first token: the watchdog kills it and it restarts', async () => {
+      const since = (await c.sh('date +%s')).trim();
+      const before = await mainPid();
+      const id = (await sw('sw-agent', `add ${RUN} --title hung 'a model that hangs'`)).trim();
+      // The hang begins as step 1 asks the model: StatusText says so.
+      await waitFor('step 1 of the hung task', async () => (await c.show(UNIT, ['StatusText'])).StatusText?.startsWith(`${id} step 1`), 30_000);
+      const t0 = monoMs();
+      await waitFor('a new main process, active', async () => {
+        const p = await c.show(UNIT, ['MainPID', 'ActiveState']);
+        return p.ActiveState === 'active' && Number(p.MainPID) !== before && Number(p.MainPID) > 0;
+      }, 60_000);
+      times.prefirst_stall_to_ready_ms = (await activeAt()) - t0;
+      assert.ok(times.prefirst_stall_to_ready_ms < (4 + 3 + 15) * 1000, `the watchdog (4 s) and the abort timeout (3 s) plus a margin: ${times.prefirst_stall_to_ready_ms} ms`);
+      const j = await journal(`-u ${UNIT} --since @${since}`);
+      assert.match(j, /Watchdog timeout/);
+      assert.match(j, /sw-recover: session \S+ did not stop cleanly \(hang: systemd: watchdog/);
+      // The task would hang every time: cancelled, the run goes back to work.
+      await sw('sw-agent', `cancel ${RUN} ${id}`);
+      await waitFor('the run idle again', async () => {
+        const p = await c.show(UNIT, ['ActiveState', 'StatusText']);
+        return p.ActiveState === 'active' && /idle/.test(p.StatusText ?? '');
+      }, 60_000);
     });
 
     await t.test('systemctl stop: a shutdown checkpoint, a clean end; the next start does no recovery work', async () => {
