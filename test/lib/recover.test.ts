@@ -60,8 +60,9 @@ test('backoff doubles with each crash in a row, caps, and resets after a long ru
   assert.deepEqual(computeBackoff([s('long', 1000, 61, null), ...crashes(5)], cfg), { crashes: 1, delayMs: 1000 });
   // An older long session stops the count after itself.
   assert.equal(computeBackoff([s('x', 2000, 1, 'error'), s('long', 1000, 70, null), ...crashes(5)], cfg).crashes, 2);
-  // rss restarts are planned, not crashes.
-  assert.equal(computeBackoff([s('r', 2000, 1, 'rss')], cfg).crashes, 0);
+  // The memory guard's restarts are checkpointed, but they back off like crashes (a run whose memory keeps growing must not restart for ever).
+  assert.deepEqual(computeBackoff([s('r', 2000, 1, 'rss')], cfg), { crashes: 1, delayMs: 1000 });
+  assert.equal(computeBackoff([s('r', 2000, 1, 'rss'), s('c', 1900, 1, null), s('ok', 1800, 5, 'clean')], cfg).crashes, 2);
 });
 
 test('escalation after max_failures crashes or failed recoveries in the window, counted since the last escalation', () => {
@@ -79,4 +80,8 @@ test('escalation after max_failures crashes or failed recoveries in the window, 
   const old = Array.from({ length: 10 }, (_, i) => s(`o${i}`, 10_000 - 200 - i, 1, null));
   assert.equal(checkEscalation(old, [], null, now, cfg).escalate, false, 'crashes outside the window do not count');
   assert.equal(checkEscalation(recent(6), [], now - 12 * 60_000, now, cfg).failures, 2, 'only what came after the last escalation');
+  // The memory guard's restarts count, and the reason says how many of them there were.
+  const guarded = checkEscalation([s('g1', 10_000 - 5, 1, 'rss'), ...recent(3), s('g2', 10_000 - 30, 1, 'rss')], [], null, now, cfg);
+  assert.equal(guarded.escalate, true);
+  assert.match(guarded.why, /^5 crashes \(2 of them the memory guard's restarts\) and 0 failed recoveries in the last 60 min \(limit 5\)$/);
 });
