@@ -361,7 +361,7 @@ export class Agent {
   }
 
   private async loadModel(level: Quant): Promise<void> {
-    this.setStatus(`loading the ${level} model`);
+    this.setStatus(this.backend.canSwitch(level) ? `loading the ${level} model` : 'loading the model');
     // Only a start needs more time (its timeout runs until READY). Once running, the pings go on while
     // the model loads (the load does not block them), and EXTEND_TIMEOUT_USEC would put off the
     // watchdog: a hang right after a level switch went unseen for two minutes.
@@ -376,7 +376,8 @@ export class Agent {
     extend();
     await this.restoreModelState();
     this.modelMemory = Math.max(0, this.modelMemory + residentMemory().anon - before);
-    this.log.append({ t: 'model_loaded', session: this.session, quantization: level, backend: this.backend.name, load_ms: Date.now() - t0, model_memory: this.modelMemory });
+    // The level loaded, or none where the backend's server decides.
+    this.log.append({ t: 'model_loaded', session: this.session, quantization: this.backend.quantization, backend: this.backend.name, load_ms: Date.now() - t0, model_memory: this.modelMemory });
   }
 
   /** Unload, and take from the model's share of memory what the unload gave back. */
@@ -460,8 +461,10 @@ export class Agent {
         this.log.append({ t: 'model_unloaded', session: this.session, reason: 'governor', tier: d.tier });
         this.out.warn(`model unloaded: the governor says ${d.tier} (${d.reasons.join('; ')})`);
         await this.updateState({ model_loaded: false });
-      } else if (!this.backend.canUnload && this.sayOnce(`unload:${d.tier}`)) {
-        this.out.warn(`the governor says unload (${d.tier}: ${d.reasons.join('; ')}); the ${this.config.llm.server} server behind ${this.config.llm.endpoint} keeps its model and cannot be told to unload it: no requests until the governor allows them`);
+      } else if (!this.backend.canUnload && this.backend.name === 'openai' && this.sayOnce(`unload:${d.tier}`)) {
+        const level = this.backend.quantization;
+        const endpoint = (level && this.config.llm.endpoints[level]) || this.config.llm.endpoint;
+        this.out.warn(`the governor says unload (${d.tier}: ${d.reasons.join('; ')}); the ${this.config.llm.server} server behind ${endpoint} keeps its model and cannot be told to unload it: no requests until the governor allows them`);
       }
       this.governorNote = `unloaded by the governor (${d.tier})`;
       return 'unload';
@@ -1098,7 +1101,7 @@ export class Agent {
     let by: 'rule' | 'model' = 'rule';
     if (this.config.agent.condense === 'model' && plan.steps.length > 0) {
       try {
-        part = `${range}, summarised: ${await this.modelSummary(task, step, plan, budget, count, signal)}`;
+        part = `${range}, summarised: ${await this.modelSummary(task, step, head, view, plan, budget, count, signal)}`;
         by = 'model';
       } catch (e) {
         if (signal.aborted) throw e;
@@ -1113,17 +1116,33 @@ export class Agent {
     return after.messages;
   }
 
-  /** The model's summary of the steps a condensation takes (agent.condense: model): one paragraph. */
-  private async modelSummary(task: Task, step: number, plan: CondensePlan, budget: number, count: TokenCounter, signal: AbortSignal): Promise<string> {
+  /**
+   * The model's summary of the steps a condensation takes (agent.condense:
+   * model): one paragraph. Asked as the continuation of the prompt the model
+   * last evaluated (the steps but the newest, which fit), the question added
+   * to its last message: it evaluates little more than the question. Where
+   * even that would not fit, the steps go in a request of their own.
+   */
+  private async modelSummary(task: Task, step: number, head: ChatMessage[], view: AttemptView, plan: CondensePlan, budget: number, count: TokenCounter, signal: AbortSignal): Promise<string> {
     const maxChars = 1200;
-    const turns = plan.steps.flatMap((s) => stepTurns(s, budget, count)).map((m) => `${m.role === 'assistant' ? 'action' : 'result'}: ${m.content}`);
-    let body = turns.join('\n');
-    const room = Math.floor(budget / 2);
-    if (count(body) > room) body = plan.lines.join('\n');
-    const messages: ChatMessage[] = [
-      { role: 'system', content: 'You condense the record of an engineer\'s work on a task into a short summary for later steps: what was done, what was learned (facts, file names, errors), and what is left. Answer with one JSON object {"summary": "..."}.' },
-      { role: 'user', content: `Task ${task.id}: ${task.title}\n\n${plan.base ? `What came before, in short:\n${plan.base}\n\n` : ''}The steps to summarise:\n${body}` },
-    ];
+    const first = plan.steps[0]?.step ?? plan.through;
+    const range = first === plan.through ? `step ${first}` : `steps ${first}-${plan.through}`;
+    const ask = `Before the next step: condense ${range} of this attempt into a short summary for the steps to come: what was done, what was learned (facts, file names, errors), and what is left. Answer with one JSON object {"summary": "..."}.`;
+    const before = buildMessages(head, { ...view, steps: view.steps.slice(0, -1), interrupted: null }, budget, count);
+    let messages: ChatMessage[];
+    if (view.steps.length > 1 && !before.over && before.messages.length > 2) {
+      messages = before.messages.map((m) => ({ ...m }));
+      const last = messages[messages.length - 1] as ChatMessage;
+      last.content += `\n\n${ask}`;
+    } else {
+      const turns = plan.steps.flatMap((s) => stepTurns(s, budget, count)).map((m) => `${m.role === 'assistant' ? 'action' : 'result'}: ${m.content}`);
+      let body = turns.join('\n');
+      if (count(body) > Math.floor(budget / 2)) body = plan.lines.join('\n');
+      messages = [
+        { role: 'system', content: "You condense the record of an engineer's work on a task for the steps to come." },
+        { role: 'user', content: `Task ${task.id}: ${task.title}\n\n${plan.base ? `What came before, in short:\n${plan.base}\n\n` : ''}The steps:\n${body}\n\n${ask}` },
+      ];
+    }
     this.startRequest();
     let r: CompleteResult;
     try {

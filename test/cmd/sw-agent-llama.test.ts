@@ -155,3 +155,29 @@ test("llama backend: the memory guard counts the agent's own memory, not what lo
     t.cleanup();
   }
 });
+
+test('llama backend, agent.condense: model: the older steps are condensed into a summary the model writes, recorded as its own call', { timeout: 120_000 }, async () => {
+  const t = makeEnv();
+  try {
+    const models = tinyModels(path.join(t.dir, 'models'));
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 100', 'threads: 1'], agent: ['context_budget: 1300', 'condense: model'] }));
+    const ids: string[] = [];
+    for (let i = 1; i <= 4; i++) ids.push(String((await sw('sw-agent', ['add', 'run1', '--title', `c${i}`, '--verify', 'true', '--timeout', '15s', `c${i}: write notes.md`], t)).stdout).trim());
+    const a = startAgent(t);
+    const condensed = () => ids.flatMap((id) => transcript(t, id)).filter((l) => l.type === 'condense') as Array<{ by: string; summary: string; through: number }>;
+    await waitFor('a condensation', async () => condensed().length > 0, 100_000, a);
+    assert.equal(await a.stop(), 0, a.output());
+    const c = condensed();
+    // The tiny model's summary is random text, but it is the model's: one line, after the steps it covers.
+    const byModel = c.filter((x) => x.by === 'model');
+    assert.ok(byModel.length >= 1, JSON.stringify(c));
+    assert.match((byModel[0] as { summary: string }).summary, /^steps? [\d-]+, summarised: /m);
+    assert.match(a.output(), /condensed steps? [\d-]+ into the model's summary to fit the context/);
+    const calls = await query(t, "SELECT count(*), min(tokens_evaluated), max(tokens_reused * 1.0 / tokens_in) FROM llm_calls WHERE purpose = 'condense' AND ok = 1");
+    assert.ok(Number(calls[0]?.[0]) >= byModel.length && Number(calls[0]?.[1]) > 0, JSON.stringify(calls));
+    // Asked as the continuation of the prompt the model had evaluated: most of it is reused.
+    assert.ok(Number(calls[0]?.[2]) > 0.5, `reused share of a condensation's prompt: ${JSON.stringify(calls)}`);
+  } finally {
+    t.cleanup();
+  }
+});
