@@ -44,21 +44,20 @@ test('llama backend: each step evaluates only what it adds to the prompt; over t
   try {
     const models = tinyModels(path.join(t.dir, 'models'));
     // A budget the head (about 800 tokens: the tiny model's tokens are about one a character) and a few steps fill.
-    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 120', 'threads: 1'], agent: ['context_budget: 2000'] }));
-    // A random model says finish now and then: several tasks make enough steps.
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 120', 'threads: 1'], agent: ['context_budget: 1600'] }));
+    // A random model says finish now and then: several tasks make enough steps (on a busy machine too: the wait is for steps, not time).
     const ids: string[] = [];
-    for (let i = 1; i <= 5; i++) ids.push(String((await sw('sw-agent', ['add', 'run1', '--title', `long${i}`, '--verify', 'true', '--timeout', '15s', `long${i}: write notes.md`], t)).stdout).trim());
+    for (let i = 1; i <= 10; i++) ids.push(String((await sw('sw-agent', ['add', 'run1', '--title', `long${i}`, '--verify', 'true', '--timeout', '30s', `long${i}: write notes.md`], t)).stdout).trim());
     const a = startAgent(t);
-    await waitFor('the tasks ended', async () => (await tasks(t)).filter((x) => ids.includes(x.id) && ['completed', 'failed'].includes(x.status)).length === ids.length, 100_000, a);
+    const lines = () => ids.flatMap((id) => transcript(t, id));
+    await waitFor('12 steps and a condensation', async () => lines().filter((l) => l.type === 'step').length >= 12 && lines().some((l) => l.type === 'condense'), 100_000, a);
     assert.equal(await a.stop(), 0, a.output());
     const calls = (await query(t, 'SELECT task_id, step, tokens_in, tokens_evaluated, tokens_reused, eval_ms FROM llm_calls WHERE ok = 1 ORDER BY pos')) as Array<[string, number, number, number, number, number]>;
-    const lines = ids.flatMap((id) => transcript(t, id));
-    const condensed = lines.filter((l) => l.type === 'condense') as Array<{ through: number; summary: string }>;
-    const steps = lines.filter((l) => l.type === 'step').length;
-    assert.ok(steps >= 10, `${steps} steps`);
+    const condensed = lines().filter((l) => l.type === 'condense') as Array<{ through: number; summary: string }>;
+    const steps = lines().filter((l) => l.type === 'step').length;
     assert.ok(condensed.length >= 1, `the steps outgrew the budget and were condensed (${steps} steps)`);
-    assert.ok(condensed.length <= Math.ceil(steps / 3), `${condensed.length} condensations in ${steps} steps: once in a while, not every step`);
-    assert.match(a.output(), /condensed steps? [\d-]+ to one line each to fit the context \(\d+ -> \d+ tokens of 2000\)/);
+    assert.ok(condensed.length <= Math.ceil(steps / 2), `${condensed.length} condensations in ${steps} steps: once in a while, not every step`);
+    assert.match(a.output(), /condensed steps? [\d-]+ to one line each to fit the context \(\d+ -> \d+ tokens of 1600\)/);
     // Every call says what it evaluated, and the two add up to the prompt.
     for (const [task, step, tin, ev, re] of calls) assert.ok(ev > 0 && re >= 0 && ev + re === tin, `${task} step ${step}: ${ev} evaluated + ${re} reused != ${tin}`);
     // After a task's first step, a step's prompt is mostly the one before: the model evaluates little of it.
