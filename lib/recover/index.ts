@@ -341,31 +341,12 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
       session = history.sessions[0];
       const marker = readMarker(paths);
       if (session && session.endState === 'rss' && !history.recovered.has(session.id)) {
-        // The memory guard: checkpointed, nothing to recover, but a failure for the backoff and the escalation.
-        if (marker && !dryRun) fs.rmSync(markerFile(paths), { force: true });
+        // The memory guard: checkpointed, nothing to recover, but a failure for the backoff and the escalation below.
         res.session = session.id;
         res.reason = 'memory';
         res.detail = `session ${session.id} was stopped by the memory guard${session.reason ? ` (${session.reason})` : ''}: nothing to recover, but it counts like a crash`;
         say('warn', res.detail);
-        const b = computeBackoff(history.sessions, config.recovery);
-        res.crashes = b.crashes;
-        res.backoff_ms = b.delayMs;
-        const esc = checkEscalation(history.sessions, history.failedRecoveries, history.lastEscalation, now(), config.recovery);
-        failures = esc.failures;
-        if (esc.escalate) {
-          res.escalated = true;
-          res.escalation = esc.why;
-          res.backoff_ms = 0;
-        }
-        res.duration_ms = now() - started;
-        if (!dryRun) {
-          const log = TaskLog.forRun(paths);
-          log.append({ t: 'recovery', session: res.session, reason: res.reason, action: res.action, checkpoint: null, reconciled: 0, requeued: 0, duration_ms: res.duration_ms, backoff_ms: res.backoff_ms, ok: true, detail: res.detail });
-          if (res.escalated) log.append({ t: 'escalation', reason: res.escalation, failures, session: res.session });
-        }
-        return res;
-      }
-      if (!session || !crashed(session) || history.recovered.has(session.id)) {
+      } else if (!session || !crashed(session) || history.recovered.has(session.id)) {
         if (marker && !dryRun) fs.rmSync(markerFile(paths), { force: true });
         res.detail = !session
           ? 'no session has run yet: nothing to recover'
@@ -374,8 +355,7 @@ export async function recover(paths: RunPaths, config: RunConfig, opts: RecoverO
             : `session ${session.id} ended cleanly: nothing to recover`;
         res.duration_ms = now() - started;
         return res;
-      }
-      await recoverCrash(paths, config, ws, history, session, marker, res, dryRun, say);
+      } else await recoverCrash(paths, config, ws, history, session, marker, res, dryRun, say);
       const b = computeBackoff(history.sessions, config.recovery);
       res.crashes = b.crashes;
       res.backoff_ms = b.delayMs;
