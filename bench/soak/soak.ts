@@ -583,6 +583,11 @@ async function main(): Promise<number> {
           }
           at = monoMs();
           rec.at_ms = at - t0;
+          // The agent stopped first: a file it rewrote between the choice and its death (agent.json is
+          // rewritten at every task) would leave the damaged object only in an older checkpoint, which
+          // the recovery checkpoint never reads (a loaded CI run's fault 12 went so, not detected).
+          const frozen = agentPid(r);
+          signal(frozen, 'SIGSTOP');
           const entries = git(['ls-tree', '-r', head]).trim().split('\n').map((l) => /^\d+ blob ([0-9a-f]+)\t(.*)$/.exec(l)).filter((m): m is RegExpExecArray => m !== null);
           const live = entries.filter((m) => {
             try {
@@ -606,6 +611,7 @@ async function main(): Promise<number> {
           const candidates = live.filter((m) => !bases.has(m[1] as string));
           const pick = candidates[Math.floor(rand() * candidates.length)];
           if (!pick) {
+            signal(frozen, 'SIGCONT');
             rec.detail = 'no object of the newest checkpoint matched a live file';
             break;
           }
@@ -636,6 +642,8 @@ async function main(): Promise<number> {
           break;
         }
         case 'flip-tasklog': {
+          // The agent stopped first, so no rewrite of the database undoes the flip before its death.
+          signal(agentPid(r), 'SIGSTOP');
           const journal = path.join(runDir, 'tasklog.journal');
           const db = path.join(runDir, 'tasklog.db');
           const where = rand();
