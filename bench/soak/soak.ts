@@ -379,14 +379,15 @@ async function main(): Promise<number> {
     const journalSince = (sinceMono: number, args2: string): Promise<string> =>
       sh(`journalctl --no-pager -o cat ${args2} --since "@${Math.floor((Date.now() - (monoMs() - sinceMono)) / 1000) - 1}"`, { allowFail: true });
     const waitJournal = async (sinceMono: number, re: RegExp, ms: number, unitArgs: string): Promise<string | null> => {
+      // At least one look, however short the wait.
       const deadline = monoMs() + ms;
-      while (monoMs() < deadline) {
+      for (;;) {
         const j = await journalSince(sinceMono, unitArgs);
         const m = re.exec(j);
         if (m) return m[0];
+        if (monoMs() >= deadline) return null;
         await sleep(500);
       }
-      return null;
     };
     const mails = (): string => {
       try {
@@ -516,10 +517,21 @@ async function main(): Promise<number> {
         }
         case 'disk-full': {
           const before = runs.map((x) => agentPid(x));
-          const st = fs.statfsSync(stateHost);
-          const free = st.bavail * st.bsize;
           const filler = path.join(stateHost, '.soak-filler');
-          execFileSync('fallocate', ['-l', String(Math.max(0, free - 64 * 1024)), filler]);
+          // What is free when asked may be less a moment later (a recovery writing, after a fault just
+          // before; a full run of the soak died on fallocate's ENOSPC): asked again, leaving more.
+          let free = 0;
+          for (let k = 0; ; k++) {
+            const st = fs.statfsSync(stateHost);
+            free = st.bavail * st.bsize;
+            try {
+              execFileSync('fallocate', ['-l', String(Math.max(0, free - 64 * 1024 * 4 ** k)), filler], { stdio: ['ignore', 'ignore', 'pipe'] });
+              break;
+            } catch (e) {
+              fs.rmSync(filler, { force: true });
+              if (k >= 5) throw e;
+            }
+          }
           // The last pages too: 64 KiB left free would hold a dozen tasks' small appends, and on a busy
           // machine that outlasts the wait below (a CI run saw nothing fail to write in 30 s).
           const fd = fs.openSync(filler, 'a');
@@ -539,7 +551,15 @@ async function main(): Promise<number> {
           await seen(/disk (is )?full[^\n]*|no space left[^\n]*|% disk free \(critical\)[^\n]*/i, 30_000, `-u ${UNIT} -u ${GOV}`);
           await sleep(Math.max(0, hold - (monoMs() - at)));
           fs.rmSync(filler, { force: true });
+          const freed = monoMs();
           rec.detail = `the state's filesystem filled (${Math.round(free / 1048576)} MiB) for ${monoMs() - at} ms`;
+          // The governor back from its critical tier before the next fault: it says a tier only when it
+          // changes, so a disk filled again before it saw the space come back is not said again (a full
+          // run's disk-full fault straight after another went unseen for 30 s: the agents paused, the
+          // governor still critical).
+          if (await waitJournal(at, /tier \w+ -> critical[^\n]*disk/, 0, `-u ${GOV}`)) {
+            if (!(await waitJournal(freed, /tier critical -> \w+/, 60_000, `-u ${GOV}`))) rec.problem = 'the governor did not leave its critical tier within 60 s of the space coming back';
+          }
           // Still the same agents: a full disk is a pause, not a crash. An agent that ended meanwhile
           // is a problem (its restart is waited for all the same).
           const ended = runs.filter((x) => before[x.k] !== null && agentPid(x) !== before[x.k]);
@@ -777,7 +797,12 @@ async function main(): Promise<number> {
           continue;
         }
         log(`fault ${nextFault + 1}/${kinds.length}: ${kind}${runs.length > 1 ? ` (${target.name})` : ''}`);
-        const r = await inject(nextFault + 1, kind, target);
+        // A fault the harness itself failed to make is one not ok, said, and the run goes on (a full
+        // run died at 22 min on one fallocate, and its hour and a half of work said nothing).
+        const r = await inject(nextFault + 1, kind, target).catch((e: unknown): FaultRecord => {
+          fs.rmSync(path.join(stateHost, '.soak-filler'), { force: true });
+          return { n: nextFault + 1, kind, at_ms: monoMs() - t0, detail: 'the harness failed to make the fault', detected: null, detect_ms: null, ready_ms: null, steps_redone: 0, ok: false, problem: `harness: ${(e as Error).message.split('\n')[0]}` };
+        });
         faults.push(r);
         if (INTERRUPTING.has(kind)) lastInterrupt = since();
         log(`  ${r.detail}; ${r.detected ? `seen after ${r.detect_ms} ms` : 'NOT SEEN'}${r.ready_ms !== null ? `; READY after ${Math.round(r.ready_ms)} ms` : ''}${r.problem ? `; PROBLEM: ${r.problem}` : ''}`);
