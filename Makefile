@@ -32,7 +32,7 @@ SYSTEMD_VERSION ?= $(shell systemctl --version 2>/dev/null | awk 'NR==1 {print $
 LLAMA_PLATFORM ?= $(shell $(NODE) -p '({ darwin: "mac", win32: "win" }[process.platform] || process.platform) + "-" + ({ arm: "armv7l" }[process.arch] || process.arch)' 2>/dev/null)
 # Debian packages: what the build needs, and what the tests use on top.
 APT_BUILD   = git ca-certificates python3 make g++ pkg-config libsystemd-dev
-APT_TEST    = restic mandoc systemd-container exim4-daemon-light chromium prometheus
+APT_TEST    = restic ripgrep mandoc systemd-container exim4-daemon-light chromium prometheus
 
 SOURCES    := $(shell find cmd lib test bench -name '*.ts' 2>/dev/null) tsconfig.json
 # The two longest files (the short soak, about 7 to 11 min, and the real

@@ -47,6 +47,9 @@ import {
   type Approval,
 } from './state.js';
 import { actionEnv, failedObservation, readFileAction, runShell, writeFileAction, type Observation } from './tools.js';
+import { applyPatchAction, editAction, searchAction, viewAction } from './hands.js';
+import { judge, workspaceFingerprint, type LoopLimits } from './loopguard.js';
+import { appendNote, appendOutcome, boundMemory, memorySection, outcomeDetail, repoMap } from './memory.js';
 import {
   appendLine,
   attemptView,
@@ -110,16 +113,21 @@ export function systemPrompt(ws: string): string {
     'You are a careful software engineer working alone, unattended, in a git repository.',
     `The repository is your working directory (${ws}). Paths are relative to it; you cannot leave it.`,
     'Each turn, answer with exactly one JSON object, one of:',
-    '{"action":"shell","command":"..."}  runs a shell command in the repository (it has a time limit);',
-    '{"action":"read_file","path":"..."}  shows a file (or lists a directory);',
-    '{"action":"write_file","path":"...","content":"..."}  replaces a file with content;',
+    '{"action":"view","path":"...","start":N,"end":M}  shows lines N to M of a file, numbered (without start and end: its first 200 lines; a directory: its tree);',
+    '{"action":"search","pattern":"...","path":"..."}  finds a regular expression in the files under path (without path: everywhere), with file and line;',
+    '{"action":"edit","path":"...","old":"...","new":"..."}  replaces the one place where a file has exactly the old text; include enough lines to make it unique;',
+    '{"action":"apply_patch","patch":"..."}  applies a unified diff (--- a/PATH, +++ b/PATH, @@ hunks) to several places at once;',
+    '{"action":"write_file","path":"...","content":"..."}  creates a file, or replaces all of it;',
+    '{"action":"shell","command":"..."}  runs a shell command in the repository (it has a time limit): tests, builds, git;',
+    '{"action":"read_file","path":"..."}  shows a whole file (long ones cut in the middle);',
+    '{"action":"note","text":"..."}  keeps a lesson for later tasks of this run (they see your notes);',
     '{"action":"finish","summary":"..."}  when the task is done; its check then runs.',
-    'You are told what each action did. Work in small steps, look before you change, and run the tests.',
+    'You are told what each action did. Work in small steps, look before you change (view, search), change with edit, and run the tests.',
   ].join('\n');
 }
 
-export function taskPrompt(t: Task, prevFailure: string | null): string {
-  const lines = [`Task ${t.id}: ${t.title}`, '', t.prompt, ''];
+export function taskPrompt(t: Task, prevFailure: string | null, context = ''): string {
+  const lines = context ? [context, '', `Task ${t.id}: ${t.title}`, '', t.prompt, ''] : [`Task ${t.id}: ${t.title}`, '', t.prompt, ''];
   if (t.verify) lines.push(`When you finish, this command checks the work (exit status 0 means done): ${t.verify}`);
   lines.push(`This is attempt ${t.attempt} of ${t.max_attempts}.`);
   if (prevFailure) lines.push(`The previous attempt failed (${prevFailure}); the repository was put back as it was before the task.`);
@@ -846,7 +854,8 @@ export class Agent {
     const prevFailure = initial.attempt > 1 ? (initial.reason ?? 'it did not pass') : null;
     if (!view.started) {
       const reset = await this.prepareWorkspace(initial);
-      appendLine(file, { type: 'attempt', attempt: initial.attempt, ts: new Date().toISOString(), session: this.session, ...(reset ? { reset } : {}) });
+      const context = await this.attemptContext();
+      appendLine(file, { type: 'attempt', attempt: initial.attempt, ts: new Date().toISOString(), session: this.session, ...(reset ? { reset } : {}), ...(context ? { context } : {}) });
       view = attemptView(readTranscript(file), initial.attempt);
     }
     this.log.append({ t: 'task_started', task: initial.id, attempt: initial.attempt, session: this.session });
@@ -863,7 +872,7 @@ export class Agent {
     const startedAt = Date.parse((view.started as { ts: string }).ts);
     const head: ChatMessage[] = [
       { role: 'system', content: systemPrompt(this.ws) },
-      { role: 'user', content: taskPrompt(task, prevFailure) },
+      { role: 'user', content: taskPrompt(task, prevFailure, view.started?.context ?? '') },
     ];
     let finished: { summary: string } | null = null;
     let failure: string | null = null;
@@ -905,6 +914,10 @@ export class Agent {
       view = attemptView(readTranscript(file), task.attempt);
       if (r && 'finish' in r) {
         finished = { summary: r.finish };
+        break;
+      }
+      if (r && 'looping' in r) {
+        failure = r.looping;
         break;
       }
     }
@@ -954,7 +967,7 @@ export class Agent {
   }
 
   /** One model answer and its action; returns 'stop' when stopping, {finish} when done. */
-  private async oneStep(task: Task, step: number, head: ChatMessage[], view: ReturnType<typeof attemptView>, file: string): Promise<'stop' | { finish: string } | null> {
+  private async oneStep(task: Task, step: number, head: ChatMessage[], view: ReturnType<typeof attemptView>, file: string): Promise<'stop' | { finish: string } | { looping: string } | null> {
     let result: CompleteResult;
     const stepCtrl = new AbortController();
     const timer = setTimeout(() => stepCtrl.abort(), this.config.agent.step_timeout);
@@ -1043,7 +1056,7 @@ export class Agent {
         }
       }
       appendLine(file, { type: 'intent', attempt: task.attempt, step, ts: new Date().toISOString(), action });
-      obs = await this.execute(action);
+      obs = await this.execute(task, action);
       if (this.stopReason && !obs.ok) {
         // Killed by the stop, part done: its effect is as unknown as after a crash, and handled the same
         // way. The intent stays without a step; the next start records the step as interrupted and the
@@ -1056,9 +1069,65 @@ export class Agent {
     // the intent without a step in the transcript, and the next start records it (the same step
     // number, an upsert) as interrupted. The other order lost the step from the task log, and the
     // report counted one step less (a loaded run of sw-report.test.ts killed the agent just there).
+    // The loop guard: judged on the attempt's steps with this one, the workspace as it left it.
+    const workspace = (await workspaceFingerprint(this.ws)) ?? undefined;
+    const verdict2 = judge([...view.steps, { action, observation: obs, workspace }], this.loopLimits());
+    const guard = verdict2.kind === 'note' ? verdict2.note : undefined;
     this.log.append({ t: 'task_step', task: task.id, attempt: task.attempt, step, action: action.action, status: decision === 'deny' ? 'denied' : obs.ok ? 'ok' : 'failed' });
-    appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs });
+    appendLine(file, { type: 'step', attempt: task.attempt, step, ts: new Date().toISOString(), action, llm, decision, observation: obs, ...(workspace ? { workspace } : {}), ...(guard ? { guard } : {}) });
+    if (guard) this.out.info(`task ${task.id} step ${step}: told the model: ${guard}`);
+    if (verdict2.kind === 'end') return { looping: verdict2.reason };
     return null;
+  }
+
+  /**
+   * What an attempt is given besides its task: the run's memory (notes and
+   * outcomes, newest first) and a map of the repository, within
+   * agent.memory_budget tokens (the map at most a third). Memory files that
+   * cannot be read are set aside (under the state lock) and said.
+   */
+  private async attemptContext(): Promise<string> {
+    const budget = this.config.agent.memory_budget;
+    if (budget <= 0) return '';
+    const count = this.tokenCounter();
+    const map = await repoMap(this.ws, Math.floor(budget / 3), count);
+    const lock = await lockState(this.paths);
+    let mem: ReturnType<typeof memorySection>;
+    try {
+      mem = memorySection(this.paths.stateDir, budget - (map ? count(map) : 0), count);
+    } finally {
+      lock.release();
+    }
+    for (const p of mem.problems) this.out.warn(`memory: ${p}`);
+    return [mem.text, map ? `The repository:\n${map}` : ''].filter((x) => x !== '').join('\n\n');
+  }
+
+  /** An attempt's outcome in the run's memory, and the memory kept within its limits. */
+  private rememberOutcome(task: Task, outcome: string, reason: string | null, steps: number, detail: string | null): void {
+    try {
+      appendOutcome(this.paths.stateDir, { time: new Date(), task: task.id, attempt: task.attempt, outcome: outcome === 'completed' ? 'done' : outcome, reason, steps, detail });
+      const b = boundMemory(this.paths.stateDir, { notes: this.config.agent.memory_notes, outcomes: this.config.agent.memory_outcomes });
+      for (const p of b.problems) this.out.warn(`memory: ${p}`);
+    } catch (e) {
+      this.out.warn(`memory: cannot record the outcome of task ${task.id}: ${(e as Error).message}`);
+    }
+  }
+
+  /** A note for the run's memory (state/memory/notes.md), which later tasks are given. */
+  private note(task: Task, text: string): Observation {
+    const started = Date.now();
+    try {
+      const line = appendNote(this.paths.stateDir, { time: new Date(), task: task.id, text });
+      if (line === null) return failedObservation('the note is empty', { durationMs: Date.now() - started });
+      return { ok: true, exit_code: null, signal: null, output: `noted in state/memory/notes.md; later tasks of this run are given it:\n${line}`, cut: 0, timed_out: false, duration_ms: Date.now() - started };
+    } catch (e) {
+      return failedObservation(`the note could not be kept: ${(e as Error).message}`, { durationMs: Date.now() - started });
+    }
+  }
+
+  private loopLimits(): LoopLimits {
+    const a = this.config.agent;
+    return { repeat: a.loop_repeat, failing: a.loop_failing, unchanged: a.loop_unchanged };
   }
 
   /** What actions run with: never the model endpoint's key. */
@@ -1178,7 +1247,7 @@ export class Agent {
     return this.contextLimit ? Math.min(base, this.contextLimit - this.config.llm.max_tokens) : base;
   }
 
-  private execute(a: Action): Promise<Observation> {
+  private execute(task: Task, a: Action): Promise<Observation> {
     const budget = this.config.agent.output_budget;
     switch (a.action) {
       case 'shell':
@@ -1194,6 +1263,16 @@ export class Agent {
         return readFileAction(this.ws, a.path, budget);
       case 'write_file':
         return writeFileAction(this.ws, a.path, a.content);
+      case 'view':
+        return viewAction(this.ws, a.path, { start: a.start, end: a.end }, budget);
+      case 'search':
+        return searchAction(this.ws, a.pattern, a.path, { budget, timeoutMs: this.config.agent.tool_timeout });
+      case 'edit':
+        return editAction(this.ws, a.path, a.old, a.new, budget);
+      case 'apply_patch':
+        return applyPatchAction(this.ws, a.patch, { budget, timeoutMs: this.config.agent.tool_timeout });
+      case 'note':
+        return Promise.resolve(this.note(task, a.text));
       case 'finish':
         return Promise.resolve({ ok: true, exit_code: null, signal: null, output: '', cut: 0, timed_out: false, duration_ms: 0 });
     }
@@ -1249,6 +1328,8 @@ export class Agent {
   private async finishAttempt(task: Task, file: string, finished: { summary: string } | null, failure: string | null): Promise<void> {
     let outcome: 'completed' | 'failed';
     let reason: string | null = failure;
+    // What the run's memory keeps of a failed check: a few words, and the most telling line of its output.
+    let lesson: { reason: string; detail: string | null } | null = null;
     if (finished && !failure) {
       if (task.verify) {
         this.setStatus(`${task.id}: verifying`);
@@ -1256,7 +1337,10 @@ export class Agent {
         if (this.stopReason) return;
         appendLine(file, { type: 'verify', attempt: task.attempt, ts: new Date().toISOString(), command: task.verify, observation: obs });
         outcome = obs.ok ? 'completed' : 'failed';
-        if (!obs.ok) reason = `verify failed: ${obs.error ?? `exit status ${obs.exit_code}`}${obs.output ? `: ${obs.output.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}` : ''}`;
+        if (!obs.ok) {
+          reason = `verify failed: ${obs.error ?? `exit status ${obs.exit_code}`}${obs.output ? `: ${obs.output.trim().split('\n').slice(-3).join(' | ').slice(0, 300)}` : ''}`;
+          lesson = { reason: obs.timed_out ? 'verify timed out' : obs.exit_code !== null ? `verify exit ${obs.exit_code}` : 'verify failed', detail: outcomeDetail(obs.output) || null };
+        }
       } else outcome = 'completed';
     } else outcome = 'failed';
     const steps = attemptView(readTranscript(file), task.attempt).steps.length;
@@ -1276,6 +1360,7 @@ export class Agent {
               ? { ...cur, status: 'pending', attempt: task.attempt + 1, reason, updated: now }
               : { ...cur, status: 'failed', reason, updated: now };
         await writeTask(this.paths.stateDir, next);
+        this.rememberOutcome(task, outcome, lesson?.reason ?? (outcome === 'completed' ? null : reason), steps, lesson ? lesson.detail : finished && outcome === 'completed' ? finished.summary : null);
       }
     } finally {
       lock.release();

@@ -1,46 +1,59 @@
 // The one JSON action the model answers with at each step, as a JSON schema
 // (node-llama-cpp turns it into a grammar, so even a random model answers
 // with one of these shapes), and its validation after parsing.
+//
+// The grammar makes every property of an object required, so an action with
+// optional fields (view's lines, search's path) is two shapes in the schema.
 
 export type Action =
   | { action: 'shell'; command: string }
   | { action: 'read_file'; path: string }
   | { action: 'write_file'; path: string; content: string }
+  | { action: 'view'; path: string; start?: number; end?: number }
+  | { action: 'search'; pattern: string; path?: string }
+  | { action: 'edit'; path: string; old: string; new: string }
+  | { action: 'apply_patch'; patch: string }
+  | { action: 'note'; text: string }
   | { action: 'finish'; summary: string };
 
-export const ACTION_NAMES = ['shell', 'read_file', 'write_file', 'finish'] as const;
+export type ActionName = Action['action'];
 
-export const LIMITS = { command: 4000, path: 1000, content: 200_000, summary: 4000 } as const;
+export const ACTION_NAMES = ['shell', 'read_file', 'write_file', 'view', 'search', 'edit', 'apply_patch', 'note', 'finish'] as const;
 
-/** The schema in the subset node-llama-cpp's grammar understands (oneOf, const, string lengths). */
+export const LIMITS = { command: 4000, path: 1000, content: 200_000, summary: 4000, pattern: 1000, old: 50_000, patch: 200_000, note: 500, line: 10_000_000 } as const;
+
+const str = (min: number, max: number): { type: 'string'; minLength: number; maxLength: number } => ({ type: 'string', minLength: min, maxLength: max });
+const shape = (name: string, props: Record<string, unknown>): Record<string, unknown> => ({ type: 'object', properties: { action: { const: name }, ...props }, required: ['action', ...Object.keys(props)] });
+
+/** The schema in the subset node-llama-cpp's grammar understands (oneOf, const, string lengths, integers). */
 export const ACTION_SCHEMA = {
   oneOf: [
-    {
-      type: 'object',
-      properties: { action: { const: 'shell' }, command: { type: 'string', minLength: 1, maxLength: LIMITS.command } },
-      required: ['action', 'command'],
-    },
-    {
-      type: 'object',
-      properties: { action: { const: 'read_file' }, path: { type: 'string', minLength: 1, maxLength: LIMITS.path } },
-      required: ['action', 'path'],
-    },
-    {
-      type: 'object',
-      properties: {
-        action: { const: 'write_file' },
-        path: { type: 'string', minLength: 1, maxLength: LIMITS.path },
-        content: { type: 'string', maxLength: LIMITS.content },
-      },
-      required: ['action', 'path', 'content'],
-    },
-    {
-      type: 'object',
-      properties: { action: { const: 'finish' }, summary: { type: 'string', maxLength: LIMITS.summary } },
-      required: ['action', 'summary'],
-    },
+    shape('shell', { command: str(1, LIMITS.command) }),
+    shape('read_file', { path: str(1, LIMITS.path) }),
+    shape('write_file', { path: str(1, LIMITS.path), content: str(0, LIMITS.content) }),
+    shape('view', { path: str(1, LIMITS.path) }),
+    shape('view', { path: str(1, LIMITS.path), start: { type: 'integer' }, end: { type: 'integer' } }),
+    shape('search', { pattern: str(1, LIMITS.pattern) }),
+    shape('search', { pattern: str(1, LIMITS.pattern), path: str(1, LIMITS.path) }),
+    shape('edit', { path: str(1, LIMITS.path), old: str(1, LIMITS.old), new: str(0, LIMITS.old) }),
+    shape('apply_patch', { patch: str(1, LIMITS.patch) }),
+    shape('note', { text: str(1, LIMITS.note) }),
+    shape('finish', { summary: str(0, LIMITS.summary) }),
   ],
-} as const;
+};
+
+/** How each action is written, for the prompt and for errors. */
+export const ACTION_USAGE: Record<ActionName, string> = {
+  shell: '{"action":"shell","command":"..."}',
+  read_file: '{"action":"read_file","path":"..."}',
+  write_file: '{"action":"write_file","path":"...","content":"..."}',
+  view: '{"action":"view","path":"..."} or {"action":"view","path":"...","start":N,"end":M}',
+  search: '{"action":"search","pattern":"..."} or {"action":"search","pattern":"...","path":"..."}',
+  edit: '{"action":"edit","path":"...","old":"...","new":"..."}',
+  apply_patch: '{"action":"apply_patch","patch":"..."}',
+  note: '{"action":"note","text":"..."}',
+  finish: '{"action":"finish","summary":"..."}',
+};
 
 /** Parse and check an answer: an Action, or why it is not one (the model is told and asked again). */
 export function parseAction(text: string): { action: Action } | { error: string } {
@@ -56,27 +69,64 @@ export function parseAction(text: string): { action: Action } | { error: string 
     const x = o[k];
     return typeof x === 'string' && x.length >= min && x.length <= max ? x : null;
   };
-  const extra = (allowed: string[]): string | null => Object.keys(o).find((k) => !allowed.includes(k)) ?? null;
+  const int = (k: string): number | null | undefined => {
+    const x = o[k];
+    if (x === undefined) return undefined;
+    return typeof x === 'number' && Number.isInteger(x) && Math.abs(x) <= LIMITS.line ? x : null;
+  };
+  const only = (allowed: string[]): boolean => Object.keys(o).every((k) => allowed.includes(k));
+  const usage = (name: ActionName): { error: string } => ({ error: `${name} needs exactly ${ACTION_USAGE[name]}` });
   switch (o.action) {
     case 'shell': {
       const command = str('command', 1, LIMITS.command);
-      if (command === null || extra(['action', 'command'])) return { error: 'shell needs exactly {"action":"shell","command":"..."}' };
+      if (command === null || !only(['action', 'command'])) return usage('shell');
       return { action: { action: 'shell', command } };
     }
     case 'read_file': {
       const p = str('path', 1, LIMITS.path);
-      if (p === null || extra(['action', 'path'])) return { error: 'read_file needs exactly {"action":"read_file","path":"..."}' };
+      if (p === null || !only(['action', 'path'])) return usage('read_file');
       return { action: { action: 'read_file', path: p } };
     }
     case 'write_file': {
       const p = str('path', 1, LIMITS.path);
       const content = str('content', 0, LIMITS.content);
-      if (p === null || content === null || extra(['action', 'path', 'content'])) return { error: 'write_file needs exactly {"action":"write_file","path":"...","content":"..."}' };
+      if (p === null || content === null || !only(['action', 'path', 'content'])) return usage('write_file');
       return { action: { action: 'write_file', path: p, content } };
+    }
+    case 'view': {
+      const p = str('path', 1, LIMITS.path);
+      const start = int('start');
+      const end = int('end');
+      if (p === null || start === null || end === null || !only(['action', 'path', 'start', 'end'])) return usage('view');
+      if ((start === undefined) !== (end === undefined)) return { error: 'view takes both start and end, or neither' };
+      return { action: start === undefined || end === undefined ? { action: 'view', path: p } : { action: 'view', path: p, start, end } };
+    }
+    case 'search': {
+      const pattern = str('pattern', 1, LIMITS.pattern);
+      const p = o.path === undefined ? undefined : str('path', 1, LIMITS.path);
+      if (pattern === null || p === null || !only(['action', 'pattern', 'path'])) return usage('search');
+      return { action: p === undefined ? { action: 'search', pattern } : { action: 'search', pattern, path: p } };
+    }
+    case 'edit': {
+      const p = str('path', 1, LIMITS.path);
+      const old = str('old', 1, LIMITS.old);
+      const nw = str('new', 0, LIMITS.old);
+      if (p === null || old === null || nw === null || !only(['action', 'path', 'old', 'new'])) return usage('edit');
+      return { action: { action: 'edit', path: p, old, new: nw } };
+    }
+    case 'apply_patch': {
+      const patch = str('patch', 1, LIMITS.patch);
+      if (patch === null || !only(['action', 'patch'])) return usage('apply_patch');
+      return { action: { action: 'apply_patch', patch } };
+    }
+    case 'note': {
+      const t = str('text', 1, LIMITS.note);
+      if (t === null || t.trim() === '' || !only(['action', 'text'])) return usage('note');
+      return { action: { action: 'note', text: t } };
     }
     case 'finish': {
       const summary = str('summary', 0, LIMITS.summary);
-      if (summary === null || extra(['action', 'summary'])) return { error: 'finish needs exactly {"action":"finish","summary":"..."}' };
+      if (summary === null || !only(['action', 'summary'])) return usage('finish');
       return { action: { action: 'finish', summary } };
     }
     default:
@@ -94,7 +144,48 @@ export function describeAction(a: Action): string {
       return `read_file: ${cut(a.path)}`;
     case 'write_file':
       return `write_file: ${cut(a.path)} (${a.content.length} bytes)`;
+    case 'view':
+      return `view: ${cut(a.path)}${a.start !== undefined ? ` lines ${a.start}-${a.end}` : ''}`;
+    case 'search':
+      return `search: ${cut(a.pattern, 80)}${a.path !== undefined ? ` in ${cut(a.path, 60)}` : ''}`;
+    case 'edit':
+      return `edit: ${cut(a.path)} (${a.old.split('\n').length} lines replaced by ${a.new === '' ? 0 : a.new.split('\n').length})`;
+    case 'apply_patch':
+      return `apply_patch: ${cut(patchPaths(a.patch).join(', ') || '(no file named)')}`;
+    case 'note':
+      return `note: ${cut(a.text)}`;
     case 'finish':
       return `finish: ${cut(a.summary)}`;
   }
+}
+
+/**
+ * The workspace paths a unified diff names (old and new sides, renames and
+ * copies; a/ and b/ prefixes taken off, /dev/null left out), in order, once.
+ */
+export function patchPaths(patch: string): string[] {
+  const out: string[] = [];
+  const add = (p: string): void => {
+    let s = p.replace(/\t.*$/, '').trim();
+    if (s.startsWith('"') && s.endsWith('"')) {
+      try {
+        s = JSON.parse(s) as string;
+      } catch {
+        /* kept as written */
+      }
+    }
+    if (s === '/dev/null' || s === '') return;
+    s = s.replace(/^[ab]\//, '');
+    if (!out.includes(s)) out.push(s);
+  };
+  for (const line of patch.split('\n')) {
+    let m: RegExpExecArray | null;
+    if ((m = /^(?:---|\+\+\+) (.+)$/.exec(line))) add(m[1] as string);
+    else if ((m = /^(?:rename|copy) (?:from|to) (.+)$/.exec(line))) add(`a/${m[1] as string}`);
+    else if ((m = /^diff --git (\S+) (\S+)$/.exec(line))) {
+      add(m[1] as string);
+      add(m[2] as string);
+    }
+  }
+  return out;
 }

@@ -27,7 +27,15 @@ import { describeAction, type Action } from './schema.js';
 import { observationText, type Observation } from './tools.js';
 
 export type TranscriptLine =
-  | { type: 'attempt'; attempt: number; ts: string; session: string; reset?: string }
+  | {
+      type: 'attempt';
+      attempt: number;
+      ts: string;
+      session: string;
+      reset?: string;
+      /** What the task's message carried besides the task: the run's memory and the repository's map, as they were when the attempt began (a restart gives the same). */
+      context?: string;
+    }
   | { type: 'intent'; attempt: number; step: number; ts: string; action: Action }
   | {
       type: 'step';
@@ -40,6 +48,10 @@ export type TranscriptLine =
       decision?: string;
       observation: Observation;
       llm?: { tokens_in: number; tokens_out: number; latency_ms: number; tokens_per_s: number | null };
+      /** The workspace's fingerprint after the step (lib/agent/loopguard.ts). */
+      workspace?: string;
+      /** The loop guard's note to the model, given after the step's result. */
+      guard?: string;
     }
   | { type: 'verify'; attempt: number; ts: string; command: string; observation: Observation }
   | {
@@ -126,7 +138,7 @@ export function parseTranscript(text: string): TranscriptLine[] {
 }
 
 export interface AttemptView {
-  started: TranscriptLine | null;
+  started: Extract<TranscriptLine, { type: 'attempt' }> | null;
   steps: Array<Extract<TranscriptLine, { type: 'step' }>>;
   /** An action that was started and never recorded as done: its effect is unknown. */
   interrupted: Extract<TranscriptLine, { type: 'intent' }> | null;
@@ -142,7 +154,7 @@ export function attemptView(lines: TranscriptLine[], attempt: number): AttemptVi
   const intents = mine.filter((l): l is Extract<TranscriptLine, { type: 'intent' }> => l.type === 'intent');
   const lastIntent = intents[intents.length - 1];
   return {
-    started: mine.find((l) => l.type === 'attempt') ?? null,
+    started: (mine.find((l) => l.type === 'attempt') as Extract<TranscriptLine, { type: 'attempt' }> | undefined) ?? null,
     steps,
     interrupted: lastIntent && !done.has(lastIntent.step) ? lastIntent : null,
     condensed: (mine.filter((l) => l.type === 'condense').pop() as Extract<TranscriptLine, { type: 'condense' }> | undefined) ?? null,
@@ -196,6 +208,7 @@ export function stepTurns(s: AttemptView['steps'][number], budgetTokens: number,
   let obs = s.decision && s.decision !== 'allow' ? `[policy: ${s.decision}] ` : '';
   obs += observationText(s.observation);
   obs = cutToTokens(obs, Math.max(100, Math.floor(budgetTokens * STEP_SHARE)), count);
+  if (s.guard) obs += `\n\n[selfware: ${s.guard}]`;
   return [
     { role: 'assistant', content: assistant },
     { role: 'user', content: obs || '(no output)' },

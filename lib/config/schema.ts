@@ -93,6 +93,12 @@ export const RUN_SCHEMA: Spec = {
           doc: "when an attempt's steps outgrow the context budget, how the older ones are condensed (once, most of them at a time): rule, one line a step; model, a summary the model writes (the rule if it fails)",
         },
         condense_keep: { kind: 'number', min: 0.02, max: 0.9, default: 0.1, doc: 'the share of the context budget kept as whole steps (the newest) when the older ones are condensed' },
+        loop_repeat: { kind: 'int', min: 0, max: 1000, default: 3, doc: 'the same action this many times in a row gets a note to the model; two more end the attempt as looping; 0: not checked' },
+        loop_failing: { kind: 'int', min: 0, max: 1000, default: 3, doc: 'the same shell command failing this many times in an attempt gets a note to the model; two more end the attempt as looping; 0: not checked' },
+        loop_unchanged: { kind: 'int', min: 0, max: 10_000, default: 12, doc: 'this many steps in a row without a change to the workspace get a note to the model; half as many more end the attempt as looping; 0: not checked' },
+        memory_budget: { kind: 'int', min: 0, max: 1_000_000, default: 1024, doc: "tokens of the run's memory (state/memory: the agent's notes, the outcomes of earlier attempts) and of the repository's map given with each task; 0: none" },
+        memory_notes: { kind: 'int', min: 1, max: 100_000, default: 300, doc: 'notes state/memory/notes.md keeps; older ones are dropped (the checkpoints keep them)' },
+        memory_outcomes: { kind: 'int', min: 1, max: 100_000, default: 200, doc: 'outcome lines state/memory/outcomes.md keeps; older ones are dropped (the checkpoints keep them)' },
         rss_limit: { kind: 'bytes', max: 1024 ** 4, default: 4 * 1024 ** 3, doc: "the agent's own memory (its anonymous resident memory less what loading the model added) above which it checkpoints and exits to be restarted, a restart that backs off and escalates like a crash; 0: no limit" },
         heartbeat: { kind: 'duration', min: 1000, max: HOUR, default: 5 * 60_000, doc: 'how often the agent notes in the task log that it is alive' },
         idle_task: { kind: 'string', default: null, nullable: true, doc: 'a prompt queued when the queue has been empty for idle_task_after (self-improvement)' },
@@ -166,21 +172,21 @@ export const RUN_SCHEMA: Spec = {
     },
     policy: {
       kind: 'object',
-      doc: 'what actions may do: deny, ask a human (approve), allow; the first rule that matches, in that order, decides',
+      doc: "what actions may do: deny, ask a human (approve), allow, checked in that order (see lib/agent/policy.ts and selfware(7)); a guard against the obvious, not a sandbox: the unit's hardening is",
       fields: {
         deny: {
           kind: 'list',
           of: { kind: 'string', default: null, doc: 'a rule' },
           default: ['shell:rm -rf /', 'shell:rm -rf /*', 'shell:rm -rf ~*', 'shell:*mkfs*', 'shell:*dd *of=/dev/*', 'shell:*:(){*', 'shell:*shutdown*', 'shell:*reboot*'],
-          doc: 'rules that refuse an action: "ACTION:GLOB" or "GLOB" (any action); the glob matches the command or the path',
+          doc: 'rules that refuse an action: "ACTION:GLOB" or "GLOB" (any action). ACTION is shell; read_file (every path read: read_file, view, search\'s path, "." without one); write_file (every path written: write_file, edit, each file of apply_patch); or view, search, edit, apply_patch alone. A shell command is parsed as bash and the glob tried on every simple command in it (lists, pipelines, compound commands, functions, command and process substitutions) and on what runs through env, sudo, doas, nice, ionice, timeout, xargs, nohup, setsid, stdbuf, time, command, builtin, exec, chrt, taskset, busybox, sh/bash/dash/zsh -c, a script piped or here-documented into a shell, eval, env -S, su -c and trap (8 levels at most): as written, after quote removal, with the basename of its name, and in a normal form (the options the rule names however the command orders, clusters or spells them, paths normalised, $HOME as ~). While there are deny rules, a command that cannot be parsed is refused',
         },
         approve: {
           kind: 'list',
           of: { kind: 'string', default: null, doc: 'a rule' },
           default: ['shell:git push*', 'shell:*sudo *'],
-          doc: 'rules that make an action wait for a human',
+          doc: 'rules that make an action wait for a human, tried as deny rules are',
         },
-        allow: { kind: 'list', of: { kind: 'string', default: null, doc: 'a rule' }, default: ['*'], doc: 'rules that let an action run; an action no rule matches waits for a human' },
+        allow: { kind: 'list', of: { kind: 'string', default: null, doc: 'a rule' }, default: ['*'], doc: 'rules that let an action run: every command in it, and every command a wrapper runs, must match one; an action that is not wholly allowed waits for a human' },
         approval_timeout: { kind: 'duration', min: 1000, max: WEEK, default: 3_600_000, doc: 'how long an approval may wait' },
         on_timeout: { kind: 'enum', values: ['reject', 'pause'], default: 'reject', doc: 'what an approval that timed out does: reject the action, or pause the run until a human decides' },
       },
@@ -309,6 +315,12 @@ export interface AgentConfig {
   context_budget: number;
   condense: 'rule' | 'model';
   condense_keep: number;
+  loop_repeat: number;
+  loop_failing: number;
+  loop_unchanged: number;
+  memory_budget: number;
+  memory_notes: number;
+  memory_outcomes: number;
   rss_limit: number;
   heartbeat: number;
   idle_task: string | null;

@@ -518,6 +518,7 @@ async function fromSnapshot(
       failed: aFailed ?? 0,
       retried: (aFailed ?? 0) - failed,
       cancelled: aCancelled ?? 0,
+      looping: n(one(db, `SELECT sum(a.n) FROM (${ATTEMPTS}) a WHERE a.outcome = 'failed' AND a.reason LIKE 'looping:%' AND ${inWin('a.ended_at')}`, W)[0]),
       failure_reasons: reasonsOf(false),
     },
     llm: {

@@ -150,7 +150,7 @@ function figures(r: Report): string {
     ['success rate', `<b>${esc(ratio(t.success_rate))}</b>`],
     // A rate is not extrapolated from less than an hour: the span instead.
     ['per hour', t.per_hour !== null ? esc(trim1(t.per_hour)) : `–${t.span_s > 0 ? ` <span class="sub">(${t.completed} in ${esc(humanDuration(t.span_s))})</span>` : ''}`],
-    ['attempts', `${esc(humanCount(at.completed + at.failed + at.cancelled))}${at.retried ? ` <span class="sub">(${esc(humanCount(at.retried))} retried)</span>` : ''}`],
+    ['attempts', `${esc(humanCount(at.completed + at.failed + at.cancelled))}${at.retried ? ` <span class="sub">(${esc(humanCount(at.retried))} retried)</span>` : ''}${at.looping ? ` <span class="sub">(${esc(humanCount(at.looping))} looping)</span>` : ''}`],
     ['iterations', esc(humanCount(r.iterations))],
   ];
   cards.push(card('Tasks', taskRows));

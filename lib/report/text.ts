@@ -37,7 +37,7 @@ export function rateText(t: Report['tasks']): string {
 /** "4 ended: 2 completed, 2 failed (1 retried); 4 started". */
 function attemptsText(a: Report['attempts']): string {
   const ended = a.completed + a.failed + a.cancelled;
-  return `${ended} ended: ${a.completed} completed, ${a.failed} failed${a.retried ? ` (${a.retried} retried)` : ''}${a.cancelled ? `, ${a.cancelled} cancelled` : ''}; ${a.started} started`;
+  return `${ended} ended: ${a.completed} completed, ${a.failed} failed${a.retried ? ` (${a.retried} retried)` : ''}${a.looping ? ` (${a.looping} of them looping)` : ''}${a.cancelled ? `, ${a.cancelled} cancelled` : ''}; ${a.started} started`;
 }
 
 /** Why the report has no model speed or latency although there were calls: only the scripted backend (which has no model) answered, or no call recorded a speed. Null when there is nothing to explain. */

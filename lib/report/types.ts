@@ -119,6 +119,8 @@ export interface Report {
     /** The failed attempts that were not their task's last: the task was tried again. */
     retried: number;
     cancelled: number;
+    /** The failed attempts the loop guard ended (reason "looping: ..."): the same action, the same failing command, or no change, again and again. */
+    looping: number;
     /** The reasons of all failed attempts, retried or not. */
     failure_reasons: Array<{ reason: string; count: number }>;
   };

@@ -74,6 +74,7 @@ test('a run worked by the scripted agent: the report counts exactly what happene
       failed: 2,
       retried: 1,
       cancelled: 0,
+      looping: 0,
       failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }],
     });
     // Steps: 3 good x 2, bad 2 x 2, slow 1 + (resumed) 2.
@@ -148,7 +149,7 @@ test("the demo's run: 3 tasks queued, one failing its check twice, under a minut
 
     const r = await reportJson(t, ['run1']);
     assert.deepEqual({ ...r.tasks, span_s: 0 }, { completed: 2, failed: 1, cancelled: 0, success_rate: 0.6667, span_s: 0, per_hour: null, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 1 }] });
-    assert.deepEqual(r.attempts, { started: 4, completed: 2, failed: 2, retried: 1, cancelled: 0, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }] });
+    assert.deepEqual(r.attempts, { started: 4, completed: 2, failed: 2, retried: 1, cancelled: 0, looping: 0, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }] });
     assert.equal(r.summary, '3 tasks: 2 completed, 1 failed (4 attempts, 1 retried)');
     // No model speed: none recorded by the agent, none in the report or its charts.
     assert.deepEqual(await query(t, 'SELECT count(*), count(tokens_per_s) FROM llm_calls'), [[6, 0]]);

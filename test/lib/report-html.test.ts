@@ -52,7 +52,7 @@ function emptyReport(since: number, until: number): Report {
     escalations: [],
     iterations: 0,
     tasks: { completed: 0, failed: 0, cancelled: 0, success_rate: null, span_s: 0, per_hour: null, failure_reasons: [] },
-    attempts: { started: 0, completed: 0, failed: 0, retried: 0, cancelled: 0, failure_reasons: [] },
+    attempts: { started: 0, completed: 0, failed: 0, retried: 0, cancelled: 0, looping: 0, failure_reasons: [] },
     llm: { calls: 0, errors: 0, tokens_in: 0, tokens_out: 0, backends: {}, tokens_per_s: null, latency_ms: null, by_quantization: [], prompt: { evaluated: 0, reused: 0, reuse_ratio: null }, prompt_tokens_per_s: null },
     checkpoints: { created: 0, pruned: 0, by_kind: {}, last: null, age_s: null, kept: 0, disk_bytes: 0, failing: null, unprotected: null },
     config: { file: null, problems: [] },
@@ -178,6 +178,7 @@ function busyReport(s: Shape): Report {
       failed,
       retried: 0,
       cancelled: 1,
+      looping: 0,
       failure_reasons: [
         { reason: 'tests failed after 3 attempts', count: Math.ceil(failed / 2) },
         { reason: HOSTILE, count: Math.floor(failed / 2) },
@@ -274,7 +275,7 @@ const short: Report = {
   summary: '3 tasks: 2 completed, 1 failed (4 attempts, 1 retried)',
   run_started: iso(SHORT_START + 1000),
   tasks: { completed: 2, failed: 1, cancelled: 0, success_rate: 0.6667, span_s: 39, per_hour: null, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 1 }] },
-  attempts: { started: 4, completed: 2, failed: 2, retried: 1, cancelled: 0, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }] },
+  attempts: { started: 4, completed: 2, failed: 2, retried: 1, cancelled: 0, looping: 0, failure_reasons: [{ reason: 'verify failed: exit status 1', count: 2 }] },
   llm: { calls: 6, errors: 0, tokens_in: 1266, tokens_out: 63, backends: { scripted: 6 }, tokens_per_s: null, latency_ms: null, by_quantization: [{ quantization: 'Q4_K_M', calls: 6, tokens_per_s: null }], prompt: { evaluated: 0, reused: 0, reuse_ratio: null }, prompt_tokens_per_s: null },
   alerts: [{ name: 'success_rate', status: 'OK', message: 'success rate 66.7% over 1h (2 of 3 tasks)', value: 0.6667, warning: 0.5, critical: 0.25, worse: 'below', uom: '', label: 'success', min: 0, max: 1 }],
   series: {

@@ -71,8 +71,8 @@ test('a seven-day task log: every figure matches the known truth, for the week a
     // other 158 of every 10th from 7 failed once and then completed; 2,198 attempts.
     assert.deepEqual({ completed: week.tasks.completed, failed: week.tasks.failed, cancelled: week.tasks.cancelled }, { completed: 1939, failed: 40, cancelled: 21 });
     assert.deepEqual(
-      { started: week.attempts.started, completed: week.attempts.completed, failed: week.attempts.failed, retried: week.attempts.retried, cancelled: week.attempts.cancelled },
-      { started: 2198, completed: 1939, failed: 238, retried: 198, cancelled: 21 },
+      { started: week.attempts.started, completed: week.attempts.completed, failed: week.attempts.failed, retried: week.attempts.retried, cancelled: week.attempts.cancelled, looping: week.attempts.looping },
+      { started: 2198, completed: 1939, failed: 238, retried: 198, cancelled: 21, looping: 79 },
     );
     assert.equal(week.tasks.success_rate, 0.9798);
     assert.equal(week.tasks.per_hour, 11.54); // 1939 over the week less the minute before the first session
