@@ -589,3 +589,40 @@ export async function repoMap(workspace: string, budgetTokens: number, count: (s
   }
   return text;
 }
+
+export interface MemoryStatus {
+  /** Entries (non-blank, non-comment lines) in each file; null when the file cannot be read as text. */
+  notes: number | null;
+  outcomes: number | null;
+  /** Files set aside as NAME.bad-EPOCHMS, oldest first: a human reads them, fixes and moves them back, or deletes them. */
+  set_aside: string[];
+}
+
+/**
+ * What the report says of the memory, read only (nothing set aside, nothing
+ * rewritten: a report changes nothing).
+ */
+export function memoryStatus(stateDir: string): MemoryStatus {
+  const dir = memoryDir(stateDir);
+  const entries = (name: string): number | null => {
+    try {
+      const buf = fs.readFileSync(path.join(dir, name));
+      if (buf.length > MEMORY_FILE_LIMIT || buf.includes(0)) return null;
+      return buf
+        .toString('utf8')
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith('#')).length;
+    } catch (e) {
+      return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 0 : null;
+    }
+  };
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    /* no memory yet */
+  }
+  const stamp = (n: string): number => Number(/\.bad-(\d+)$/.exec(n)?.[1] ?? 0);
+  const set_aside = names.filter((n) => /\.bad-\d+$/.test(n)).sort((a, b) => stamp(a) - stamp(b));
+  return { notes: entries(NOTES_FILE), outcomes: entries(OUTCOMES_FILE), set_aside };
+}

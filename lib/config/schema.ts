@@ -94,7 +94,7 @@ export const RUN_SCHEMA: Spec = {
         },
         condense_keep: { kind: 'number', min: 0.02, max: 0.9, default: 0.1, doc: 'the share of the context budget kept as whole steps (the newest) when the older ones are condensed' },
         loop_repeat: { kind: 'int', min: 0, max: 1000, default: 3, doc: 'the same action this many times in a row gets a note to the model; two more end the attempt as looping; 0: not checked' },
-        loop_failing: { kind: 'int', min: 0, max: 1000, default: 3, doc: 'the same shell command failing this many times in an attempt gets a note to the model; two more end the attempt as looping; 0: not checked' },
+        loop_failing: { kind: 'int', min: 0, max: 1000, default: 3, doc: 'the same shell command failing this many times on an unchanged workspace (no change since its last failure) gets a note to the model; two more end the attempt as looping; 0: not checked' },
         loop_unchanged: { kind: 'int', min: 0, max: 10_000, default: 12, doc: 'this many steps in a row without a change to the workspace get a note to the model; half as many more end the attempt as looping; 0: not checked' },
         memory_budget: { kind: 'int', min: 0, max: 1_000_000, default: 1024, doc: "tokens of the run's memory (state/memory: the agent's notes, the outcomes of earlier attempts) and of the repository's map given with each task; 0: none" },
         memory_notes: { kind: 'int', min: 1, max: 100_000, default: 300, doc: 'notes state/memory/notes.md keeps; older ones are dropped (the checkpoints keep them)' },

@@ -282,7 +282,29 @@ export function evaluate(db: Database, r: Report, ctx: CheckContext): Alert[] {
     max: null,
   });
 
-  // 10. The task log damaged: a record skipped, a header or the database read from its copy, events missing.
+  // 10. Memory files set aside (not text, or too big) or unreadable: what the run learned is not
+  // given to its tasks until a human looks.
+  const mem = r.memory;
+  const memBad = mem.set_aside.length + (mem.notes === null ? 1 : 0) + (mem.outcomes === null ? 1 : 0);
+  out.push({
+    name: 'memory',
+    status: memBad ? 'WARNING' : 'OK',
+    message: memBad
+      ? mem.set_aside.length
+        ? `${plural(mem.set_aside.length, 'memory file')} set aside in state/memory/: ${mem.set_aside[mem.set_aside.length - 1]}${mem.set_aside.length > 1 ? ` (the newest of ${mem.set_aside.length})` : ''}; read it, fix and move it back, or delete it`
+        : `state/memory/${mem.notes === null ? 'notes.md' : 'outcomes.md'} cannot be read as text; the agent sets it aside at its next task`
+      : 'the memory files are readable',
+    value: memBad,
+    warning: 0,
+    critical: null,
+    worse: 'above',
+    uom: '',
+    label: 'memory_bad',
+    min: 0,
+    max: null,
+  });
+
+  // 11. The task log damaged: a record skipped, a header or the database read from its copy, events missing.
   const dmg = r.tasklog_damage ?? [];
   out.push({
     name: 'tasklog',

@@ -13,6 +13,7 @@ import { workspaceDir } from '../config/index.js';
 import { listRejected } from '../queue/reject.js';
 import { checkpointAttempts, escalatedAt, failingFrom, protection, writability, type Protection } from '../health.js';
 import { agentProcess, listApprovals, readAgentState, taskCounts } from '../agent/state.js';
+import { memoryStatus } from '../agent/memory.js';
 import type { TaskStatus } from '../queue/task.js';
 import { PLANNED_ENDS } from '../recover/backoff.js';
 import { TaskLog, describeCorrupt } from '../tasklog/index.js';
@@ -433,6 +434,7 @@ async function fromSnapshot(
   const rejected = listRejected(paths.stateDir);
   const count = (st: TaskStatus): number => counts[st];
   const queue = { pending: count('pending'), in_progress: count('in_progress'), completed: count('completed'), failed: count('failed'), cancelled: count('cancelled'), invalid: invalid.length, invalid_files: invalid.slice(0, 5).map((b) => (b.error.startsWith(b.file) ? b.error : `${b.file}: ${b.error}`)), rejected: rejected.length, rejected_files: rejected.slice(0, 5).map((r) => `${r.file}${r.reason ? `: ${r.reason}` : ''}`) };
+  const memory = memoryStatus(paths.stateDir);
   const approvals = listApprovals(paths)
     .filter((a) => a.status === 'pending')
     .map((a) => ({ id: a.id, task: a.task, action: typeof a.action === 'object' ? JSON.stringify(a.action) : String(a.action), requested: a.requested }));
@@ -565,6 +567,7 @@ async function fromSnapshot(
     },
     queue,
     approvals: { pending: approvals },
+    memory,
     alerts: [],
     totals,
     series: { start: isoUtc(C), bucket_s: bucketS, buckets, resources: resSeries, tiers: tierStretches, checkpoints: ckSeries },

@@ -233,6 +233,7 @@ function figures(r: Report): string {
       ['cancelled', esc(humanCount(q.cancelled))],
       ...(q.invalid ? ([['unreadable', `<b style="color:${STATUS_COLOR.CRITICAL}">${q.invalid}</b>`]] as Row[]) : []),
       ['approvals waiting', r.approvals.pending.length ? `<b style="color:${STATUS_COLOR.WARNING}">${r.approvals.pending.length}</b>` : '0'],
+      ['memory', `${r.memory.notes ?? '?'} notes, ${r.memory.outcomes ?? '?'} outcomes${r.memory.set_aside.length ? ` <b style="color:${STATUS_COLOR.WARNING}">${r.memory.set_aside.length} set aside</b>` : ''}`],
     ]),
   );
   // No whitespace between the inline blocks, so their widths add up exactly.

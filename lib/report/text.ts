@@ -35,6 +35,11 @@ export function rateText(t: Report['tasks']): string {
 }
 
 /** "4 ended: 2 completed, 2 failed (1 retried); 4 started". */
+function memoryText(m: Report['memory']): string {
+  const n = (x: number | null, what: string): string => (x === null ? `${what} unreadable` : plural(x, what === 'notes' ? 'note' : 'outcome'));
+  return `${n(m.notes, 'notes')}, ${n(m.outcomes, 'outcomes')}${m.set_aside.length ? `; ${plural(m.set_aside.length, 'file')} set aside: ${m.set_aside.join(', ')}` : ''}`;
+}
+
 function attemptsText(a: Report['attempts']): string {
   const ended = a.completed + a.failed + a.cancelled;
   return `${ended} ended: ${a.completed} completed, ${a.failed} failed${a.retried ? ` (${a.retried} retried)` : ''}${a.looping ? ` (${a.looping} of them looping)` : ''}${a.cancelled ? `, ${a.cancelled} cancelled` : ''}; ${a.started} started`;
@@ -152,6 +157,7 @@ function sections(r: Report): Section[] {
       ...(r.approvals.pending.length
         ? r.approvals.pending.map((ap, i): [string, string] => [i === 0 ? 'approvals' : '', `${ap.id} for ${ap.task}, since ${when(ap.requested)}: ${ap.action}`])
         : ([['approvals', 'none waiting']] as Array<[string, string]>)),
+      ['memory', memoryText(r.memory)],
     ],
   });
   // An OK alert is not an alert: only the others are listed.

@@ -200,6 +200,8 @@ export interface Report {
   /** The queue now (not limited to the window). */
   queue: { pending: number; in_progress: number; completed: number; failed: number; cancelled: number; invalid: number; invalid_files: string[]; rejected: number; rejected_files: string[] };
   approvals: { pending: Array<{ id: string; task: string; action: string; requested: string }> };
+  /** The run's memory now (state/memory): entries in each file (null: unreadable), and the files set aside as NAME.bad-EPOCHMS. */
+  memory: { notes: number | null; outcomes: number | null; set_aside: string[] };
   alerts: Alert[];
   /** Counts over the whole log up to `until`, for counters (prometheus). */
   totals: {

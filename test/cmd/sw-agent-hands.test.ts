@@ -148,3 +148,38 @@ test("a note kept in one task survives a SIGKILL and a recovery, and is in a lat
     t.cleanup();
   }
 });
+
+test('a memory file that is not text is set aside at the next task, said, and shown by sw-report and --check until a human deals with it', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    scriptedRun(t, { one: [{ action: 'finish', summary: 'ok' }] });
+    const stateDir = runPaths('run1', t.env).stateDir;
+    const id = await addTask(t, 'one');
+    fs.mkdirSync(path.join(stateDir, 'memory'), { recursive: true });
+    fs.writeFileSync(path.join(stateDir, 'memory', 'notes.md'), '- 2026-12-01T10:00Z task x: fine\n\0\0\0 torn\n');
+    // Before the agent has looked: unreadable, said as such.
+    const before = await sw('sw-report', ['run1', '--check'], t);
+    assert.match(String(before.stdout), /state\/memory\/notes\.md cannot be read as text/);
+    const a = startAgent(t);
+    try {
+      await waitFor('the task done', async () => (await tasks(t)).find((x) => x.id === id && x.status === 'completed'), 30_000, a);
+    } finally {
+      await a.stop();
+    }
+    assert.match(a.output(), /warning: memory: .*notes\.md: .*NUL.*set aside as notes\.md\.bad-\d+/);
+    const aside = fs.readdirSync(path.join(stateDir, 'memory')).filter((n) => n.startsWith('notes.md.bad-'));
+    assert.equal(aside.length, 1);
+    const check = await sw('sw-report', ['run1', '--check'], t);
+    assert.equal(check.exitCode, 1, String(check.stdout));
+    assert.match(String(check.stdout), new RegExp(`1 memory file set aside in state/memory/: ${aside[0]}; read it, fix and move it back, or delete it`));
+    const text = String((await sw('sw-report', ['run1'], t)).stdout);
+    assert.match(text, new RegExp(`memory: +0 notes, 1 outcome; 1 file set aside: ${aside[0]}`));
+    // Dealt with (deleted): the warning goes.
+    fs.rmSync(path.join(stateDir, 'memory', aside[0] as string));
+    const after = await sw('sw-report', ['run1', '--check'], t);
+    assert.equal(after.exitCode, 0, String(after.stdout));
+    assert.match(String(after.stdout), /^SELFWARE OK - .* memory_bad=0;0;;0 /);
+  } finally {
+    t.cleanup();
+  }
+});

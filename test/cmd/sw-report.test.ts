@@ -176,7 +176,7 @@ test("the demo's run: 3 tasks queued, one failing its check twice, under a minut
     assert.match(out, /^ {2}latency: +- \(scripted backend\)$/m);
     assert.doesNotMatch(out, /an hour|tokens\/s/);
     // An OK alert is not an alert: the section says all is well in one line.
-    assert.match(out, /\nAlerts\n {2}none: all 10 checks OK$/);
+    assert.match(out, /\nAlerts\n {2}none: all 11 checks OK$/);
     assert.doesNotMatch(out, /^ {2}OK/m);
   } finally {
     t.cleanup();

@@ -65,6 +65,7 @@ function emptyReport(since: number, until: number): Report {
     },
     queue: { pending: 0, in_progress: 0, completed: 0, failed: 0, cancelled: 0, invalid: 0, invalid_files: [], rejected: 0, rejected_files: [] },
     approvals: { pending: [] },
+    memory: { notes: 0, outcomes: 0, set_aside: [] },
     alerts: [
       { name: 'success_rate', status: 'OK', message: 'no task finished in the last 1h', value: null, warning: 0.5, critical: 0.25, worse: 'below', uom: '', label: 'success', min: 0, max: 1 },
       { name: 'progress', status: 'UNKNOWN', message: 'the agent never ran', value: null, warning: 1800, critical: 3600, worse: 'above', uom: 's', label: 'progress_age', min: 0, max: null },
@@ -217,6 +218,7 @@ function busyReport(s: Shape): Report {
     },
     queue: { pending: 12, in_progress: 1, completed: 804, failed: 9, cancelled: 3, invalid: 0, invalid_files: [], rejected: 0, rejected_files: [] },
     approvals: { pending: [{ id: 'ap-17', task: 'T-0412', action: 'git push --force', requested: iso(until - 2 * HOUR) }] },
+    memory: { notes: 12, outcomes: 200, set_aside: ['notes.md.bad-1796400000000'] },
     alerts: [
       { name: 'success_rate', status: 'OK', message: 'success rate 90% over 1h (9 of 10)', value: 0.9, warning: 0.5, critical: 0.25, worse: 'below', uom: '', label: 'success', min: 0, max: 1 },
       { name: 'progress', status: 'OK', message: 'a step 20s ago', value: 20, warning: 1800, critical: 3600, worse: 'above', uom: 's', label: 'progress_age', min: 0, max: null },

@@ -165,7 +165,7 @@ test('sw-report on the week log through the command: JSON as collected, text, an
     assert.equal(doc.llm.calls, truth.llm.calls);
     assert.equal(doc.checkpoints.created, truth.checkpoints.created);
     assert.equal(doc.restarts, truth.restarts);
-    assert.equal(doc.alerts.length, 10);
+    assert.equal(doc.alerts.length, 11);
     const text = await sw('sw-report', ['week', '--since', since, '--until', until], t);
     assert.equal(text.exitCode, 0, String(text.stderr));
     assert.match(String(text.stdout), new RegExp(`^selfware week on .*, 2026-11-01 00:00 UTC to 2026-11-08 00:00 UTC \\(7d\\)\\n`));
