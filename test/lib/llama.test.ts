@@ -202,3 +202,34 @@ test('answers hold no broken UTF-8 and keep short string limits', { timeout: 60_
     assert.ok(bad.length <= 2, `${bad.length}/10 broke the schema: ${bad.join(' ')}`);
   });
 });
+
+test('every action shape of the grammar comes out of the tiny model as that action', { timeout: 120_000 }, async (ctx) => {
+  await withBackend(async (b) => {
+    await b.load('Q4_K_M');
+    const shapes = ACTION_SCHEMA.oneOf as Array<{ properties: Record<string, unknown> & { action: { const: string } } }>;
+    const seen: string[] = [];
+    for (const shape of shapes) {
+      const name = shape.properties.action.const;
+      const keys = Object.keys(shape.properties).sort();
+      let got: string | null = null;
+      const errors: string[] = [];
+      // A random model may run into max tokens inside a long string: a few tries.
+      for (let i = 0; i < 4 && got === null; i++) {
+        const r = await b.complete(request(i, { schema: { oneOf: [shape] } as unknown as Record<string, unknown>, maxTokens: 512 }));
+        const p = parseAction(r.text);
+        if ('error' in p) {
+          errors.push(p.error);
+          continue;
+        }
+        assert.equal(p.action.action, name, r.text);
+        assert.deepEqual(Object.keys(p.action).sort(), keys, `the shape's keys: ${r.text}`);
+        if (p.action.action === 'view' && p.action.start !== undefined) assert.ok(Number.isInteger(p.action.start) && Number.isInteger(p.action.end), r.text);
+        got = `${name}(${keys.filter((k) => k !== 'action').join(',')})`;
+      }
+      assert.ok(got, `${name}: no valid answer in 4 tries: ${errors.join('; ')}`);
+      seen.push(got);
+    }
+    ctx.diagnostic(`shapes produced: ${seen.join(' ')}`);
+    assert.equal(seen.length, 11);
+  });
+});
