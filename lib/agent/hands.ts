@@ -390,7 +390,8 @@ export async function applyPatchAction(workspace: string, patch: string, opts: {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'selfware-patch-'));
   try {
     const file = path.join(dir, 'patch.diff');
-    fs.writeFileSync(file, patch.endsWith('\n') ? patch : `${patch}\n`);
+    const text = withGitHeaders(patch);
+    fs.writeFileSync(file, text.endsWith('\n') ? text : `${text}\n`);
     let common = ['apply', '--recount', '--whitespace=nowarn'];
     let check = await run('git', [...common, '--check', '-v', file], workspace, opts.timeoutMs);
     // Hunks without context lines (as diff -U0 writes them, and models often do) apply only with
@@ -421,6 +422,52 @@ export async function applyPatchAction(workspace: string, patch: string, opts: {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A plain unified diff (no `diff --git` lines, as models and diff -u write
+ * them) given git's file headers: without them, recounting a hunk runs on
+ * into the next file's `--- ` line, and a path without its a/ or b/ prefix
+ * loses its first directory. A file made or removed through /dev/null gets
+ * its new or deleted file mode line. A diff with git's headers is left as it is.
+ */
+export function withGitHeaders(patch: string): string {
+  const lines = patch.split('\n');
+  if (lines.some((l) => l.startsWith('diff --git '))) return patch;
+  const name = (h: string): string => {
+    let p = h.replace(/\t.*$/, '').trim();
+    if (p.startsWith('"') && p.endsWith('"')) {
+      try {
+        p = JSON.parse(p) as string;
+      } catch {
+        /* kept as written */
+      }
+    }
+    return p === '/dev/null' ? p : p.replace(/^[ab]\//, '');
+  };
+  const out: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const l = lines[i] as string;
+    const next = lines[i + 1];
+    if (l.startsWith('--- ') && next?.startsWith('+++ ')) {
+      const a = name(l.slice(4));
+      const b = name(next.slice(4));
+      if (a === '/dev/null' && b === '/dev/null') {
+        out.push(l);
+        continue;
+      }
+      const from = a === '/dev/null' ? b : a;
+      const to = b === '/dev/null' ? a : b;
+      out.push(`diff --git a/${from} b/${to}`);
+      if (a === '/dev/null') out.push('new file mode 100644');
+      if (b === '/dev/null') out.push('deleted file mode 100644');
+      out.push(a === '/dev/null' ? '--- /dev/null' : `--- a/${a}`, b === '/dev/null' ? '+++ /dev/null' : `+++ b/${b}`);
+      i++;
+      continue;
+    }
+    out.push(l);
+  }
+  return out.join('\n');
 }
 
 interface RunResult {

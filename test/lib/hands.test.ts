@@ -169,6 +169,24 @@ test('apply_patch: checked first (nothing changed when any hunk fails), miscount
     const intoGit = await applyPatchAction(r.ws, '--- /dev/null\n+++ b/.git/hooks/post-commit\n@@ -0,0 +1 @@\n+x\n', { budget: BUDGET, timeoutMs: 20_000 });
     assert.match(intoGit.error ?? '', /inside \.git/);
     assert.match((await applyPatchAction(r.ws, 'just some text', { budget: BUDGET, timeoutMs: 20_000 })).error ?? '', /no file is named in the patch/);
+    // Several files, hunks without context (as diff -U0 writes them), paths without a/ and b/: git's
+    // headers are added, so the recount stops at each file's end and no directory is lost.
+    const zero = [
+      '--- src/util.js',
+      '+++ src/util.js',
+      '@@ -1 +1 @@',
+      '-export function total(xs) {',
+      '+export function sum(xs) {',
+      '--- src/deep/er/est/x.js',
+      '+++ src/deep/er/est/x.js',
+      '@@ -1 +1 @@',
+      '-const x = total([]);',
+      '+const x = sum([]);',
+    ].join('\n');
+    const z = await applyPatchAction(r.ws, zero, { budget: BUDGET, timeoutMs: 20_000 });
+    assert.equal(z.ok, true, z.error);
+    assert.equal(z.output, 'applied to 2 files:\n  src/util.js: +1 -1\n  src/deep/er/est/x.js: +1 -1');
+    assert.equal(fs.readFileSync(path.join(r.ws, 'src/deep/er/est/x.js'), 'utf8'), 'const x = sum([]);\n');
     // A new file through /dev/null.
     const add = await applyPatchAction(r.ws, '--- /dev/null\n+++ b/docs/new.md\n@@ -0,0 +1,2 @@\n+# New\n+text\n', { budget: BUDGET, timeoutMs: 20_000 });
     assert.equal(add.ok, true, add.error);

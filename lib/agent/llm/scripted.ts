@@ -1,6 +1,7 @@
 // The scripted backend: answers from a YAML file instead of a model, for dry
 // runs, demos and tests. `tasks: {<task title>: [action, action, ...]}`;
-// step k of an attempt gets the k-th action. An entry may also carry
+// step k of an attempt gets the k-th action; a key `<task title>#N` gives
+// attempt N a list of its own. An entry may also carry
 // `delay_ms` (answer after that long, tokens flowing meanwhile) and
 // `stall_ms` (one token, then none for that long: an inference that hangs),
 // and `hang_ms` (no token at all for that long: a prompt evaluation that hangs
@@ -136,7 +137,8 @@ export class ScriptedBackend implements LlmBackend {
     const started = Date.now();
     const title = req.task?.title ?? '';
     const step = req.task?.step ?? 1;
-    const entries = this.script.tasks.get(title);
+    // `TITLE#N` gives attempt N its own list (a retry that does something else); else TITLE's.
+    const entries = this.script.tasks.get(`${title}#${req.task?.attempt ?? 1}`) ?? this.script.tasks.get(title);
     const entry: Entry = entries?.[step - 1] ?? {
       answer: { action: 'finish', summary: entries ? 'the script has no more steps for this task' : `the script has no entry for '${title}'` },
       delayMs: 0,
