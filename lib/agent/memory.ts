@@ -296,7 +296,9 @@ export interface BoundResult {
 
 /**
  * Keep each file to its newest entries: when one holds more than its limit,
- * it is rewritten atomically without the oldest, its header kept and one
+ * it is rewritten atomically without the oldest (down to four fifths of the
+ * limit, so that a full file is rewritten once in a while, not at every
+ * task), its header kept and one
  * line under it counting every entry dropped so far (the checkpoints in
  * state.git keep them). Cheap when nothing is to be dropped: a file too
  * small to hold that many lines is not read, and one that is read is
@@ -328,8 +330,10 @@ export function boundMemory(stateDir: string, limits: { notes?: number; outcomes
     }
     const at: number[] = [];
     f.lines.forEach((l, i) => isEntry(l) && at.push(i));
-    const drop = at.length - limit;
-    if (drop <= 0) continue;
+    if (at.length <= limit) continue;
+    // Down to four fifths of the limit, not to the limit: a file at its limit would otherwise be
+    // rewritten at every task (a new blob in state.git each time, for a week).
+    const drop = at.length - Math.max(1, Math.floor(limit * 0.8));
     const first = f.lines[0] ?? '';
     const head = first.startsWith('#') && !DROPPED.test(first) ? first : HEADERS[kind];
     const before = f.lines.reduce((n, l) => n + Number(DROPPED.exec(l)?.[1] ?? 0), 0);

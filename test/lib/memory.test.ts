@@ -112,7 +112,7 @@ test('an append after a torn last line is a line of its own; a torn tail that is
   }
 });
 
-test('boundMemory keeps the newest entries and one line counting all it dropped', { timeout: 30_000 }, () => {
+test('boundMemory keeps the newest entries (four fifths of the limit, so a full file is not rewritten at every task) and one line counting all it dropped', { timeout: 30_000 }, () => {
   const dir = tempDir();
   try {
     const st = path.join(dir, 'state');
@@ -124,21 +124,25 @@ test('boundMemory keeps the newest entries and one line counting all it dropped'
     assert.deepEqual(boundMemory(st, { notes: 5, outcomes: 30 }), { notes: 0, outcomes: 0, problems: [] });
     assert.equal(fs.statSync(file).ino, ino, 'nothing to drop: not rewritten');
 
-    assert.deepEqual(boundMemory(st, { notes: 5, outcomes: 10, now: at(100) }), { notes: 0, outcomes: 15, problems: [] });
+    assert.deepEqual(boundMemory(st, { notes: 5, outcomes: 10, now: at(100) }), { notes: 0, outcomes: 17, problems: [] });
     let lines = read(st, 'outcomes.md').split('\n');
     assert.equal(lines[0], '# How each attempt ended; newest last. Edit freely.', 'the header is kept');
-    assert.equal(lines[1], '# 15 older outcomes dropped, the last on 2026-12-06T23:10Z (the checkpoints in state.git keep them)');
+    assert.equal(lines[1], '# 17 older outcomes dropped, the last on 2026-12-06T23:10Z (the checkpoints in state.git keep them)');
     assert.deepEqual(
       readMemory(st).outcomes.map((e) => e.task),
-      Array.from({ length: 10 }, (_, i) => `t${i + 16}`),
+      Array.from({ length: 8 }, (_, i) => `t${i + 18}`),
     );
 
-    for (let i = 26; i <= 30; i++) appendOutcome(st, { time: at(i), task: `t${i}`, attempt: 1, outcome: 'failed', reason: 'verify exit 1', detail: `task ${i}` });
+    for (let i = 26; i <= 27; i++) appendOutcome(st, { time: at(i), task: `t${i}`, attempt: 1, outcome: 'failed', reason: 'verify exit 1', detail: `task ${i}` });
+    const ino2 = fs.statSync(file).ino;
+    assert.equal(boundMemory(st, { outcomes: 10, now: at(150) }).outcomes, 0, 'at its limit, not over it: kept');
+    assert.equal(fs.statSync(file).ino, ino2);
+    for (let i = 28; i <= 30; i++) appendOutcome(st, { time: at(i), task: `t${i}`, attempt: 1, outcome: 'failed', reason: 'verify exit 1', detail: `task ${i}` });
     assert.equal(boundMemory(st, { outcomes: 10, now: at(200) }).outcomes, 5);
     lines = read(st, 'outcomes.md').split('\n');
     assert.equal(lines.filter((l) => /older outcomes dropped/.test(l)).length, 1, 'a later drop updates the count, it adds no line');
-    assert.match(lines[1] as string, /^# 20 older outcomes dropped, the last on 2026-12-07T00:50Z /);
-    assert.deepEqual(readMemory(st).outcomes.map((e) => e.task).slice(0, 2), ['t21', 't22']);
+    assert.match(lines[1] as string, /^# 22 older outcomes dropped, the last on 2026-12-07T00:50Z /);
+    assert.deepEqual(readMemory(st).outcomes.map((e) => e.task).slice(0, 2), ['t23', 't24']);
     assert.equal(readMemory(st).notes.length, 1);
   } finally {
     cleanup(dir);
