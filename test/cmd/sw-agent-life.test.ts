@@ -281,7 +281,7 @@ test("the governor's decision is obeyed before each model call: pause, a level s
     const { writeDecision } = await import('../../lib/governor/decision.js');
     const decide = (over: Record<string, unknown>) =>
       writeDecision(t.runtimeDir, { version: 1, time: new Date().toISOString(), host: 'test', tier: 'normal', quantization: 'Q4_K_M', actions: [], context_limit: null, reasons: [], readings: {}, ...over } as never);
-    const steps = Array.from({ length: 30 }, (_, i) => ({ action: 'shell', command: `echo ${i}`, delay_ms: 100 }));
+    const steps = Array.from({ length: 30 }, (_, i) => ({ action: 'shell', command: `echo ${i} >> steps.txt`, delay_ms: 100 }));
     scriptedRun(t, { governed: [...steps, { action: 'finish', summary: 'ok' }] });
     decide({ tier: 'critical', actions: ['pause'], reasons: ['disk /var/lib: 4% free'] });
     const id = await addTask(t, 'governed');

@@ -43,8 +43,9 @@ test('llama backend: each step evaluates only what it adds to the prompt; over t
   const t = makeEnv();
   try {
     const models = tinyModels(path.join(t.dir, 'models'));
-    // A budget the head (about 800 tokens: the tiny model's tokens are about one a character) and a few steps fill.
-    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 120', 'threads: 1'], agent: ['context_budget: 1600'] }));
+    // A budget the head (about 1,600 tokens: the tiny model's tokens are about one a character, and the
+    // system text names nine actions; the memory held to 150) and a few steps fill.
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 120', 'threads: 1'], agent: ['context_budget: 2400', 'memory_budget: 150'] }));
     // A random model says finish now and then: several tasks make enough steps (on a busy machine too: the wait is for steps, not time).
     const ids: string[] = [];
     for (let i = 1; i <= 10; i++) ids.push(String((await sw('sw-agent', ['add', 'run1', '--title', `long${i}`, '--verify', 'true', '--timeout', '30s', `long${i}: write notes.md`], t)).stdout).trim());
@@ -57,7 +58,7 @@ test('llama backend: each step evaluates only what it adds to the prompt; over t
     const steps = lines().filter((l) => l.type === 'step').length;
     assert.ok(condensed.length >= 1, `the steps outgrew the budget and were condensed (${steps} steps)`);
     assert.ok(condensed.length <= Math.ceil(steps / 2), `${condensed.length} condensations in ${steps} steps: once in a while, not every step`);
-    assert.match(a.output(), /condensed steps? [\d-]+ to one line each to fit the context \(\d+ -> \d+ tokens of 1600\)/);
+    assert.match(a.output(), /condensed steps? [\d-]+ to one line each to fit the context \(\d+ -> \d+ tokens of 2400\)/);
     // Every call says what it evaluated, and the two add up to the prompt.
     for (const [task, step, tin, ev, re] of calls) assert.ok(ev > 0 && re >= 0 && ev + re === tin, `${task} step ${step}: ${ev} evaluated + ${re} reused != ${tin}`);
     // After a task's first step, a step's prompt is mostly the one before: the model evaluates little of it.
@@ -159,7 +160,7 @@ test('llama backend, agent.condense: model: the older steps are condensed into a
   const t = makeEnv();
   try {
     const models = tinyModels(path.join(t.dir, 'models'));
-    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 100', 'threads: 1'], agent: ['context_budget: 1300', 'condense: model'] }));
+    fs.writeFileSync(path.join(t.configDir, 'run1.yaml'), tinyLlamaConfig(models, { llm: ['max_tokens: 100', 'threads: 1'], agent: ['context_budget: 2100', 'memory_budget: 150', 'condense: model'] }));
     const ids: string[] = [];
     for (let i = 1; i <= 4; i++) ids.push(String((await sw('sw-agent', ['add', 'run1', '--title', `c${i}`, '--verify', 'true', '--timeout', '15s', `c${i}: write notes.md`], t)).stdout).trim());
     const a = startAgent(t);
