@@ -9,6 +9,7 @@ import { readDecision } from '../lib/governor/decision.js';
 import { initNotify } from '../lib/notify.js';
 import { table, type Output } from '../lib/output.js';
 import { listRejected, rejectedDir } from '../lib/queue/reject.js';
+import { memoryStatus } from '../lib/agent/memory.js';
 import { TASK_STATUSES, TASK_ID_RE, byRunOrder, type Task } from '../lib/queue/task.js';
 import { validateRunName, type RunPaths } from '../lib/run.js';
 import { workspaceDir } from '../lib/config/index.js';
@@ -314,6 +315,10 @@ function cmdStatus(program: Command): void {
       const rejected = listRejected(paths.stateDir);
       for (const r of rejected) problems.push({ severity: 'WARNING', what: 'queue', message: `set aside${r.time ? ` ${ago(r.time)}` : ''}: ${r.file}${r.reason ? `: ${r.reason}` : ''}` });
       for (const d of damage) problems.push({ severity: 'WARNING', what: 'tasklog', message: `task log damaged: ${d}; sw-recover repairs what can be` });
+      // The run's memory: a file set aside is not given to the tasks until a human deals with it.
+      const memory = memoryStatus(paths.stateDir);
+      for (const f of memory.set_aside) problems.push({ severity: 'WARNING', what: 'memory', message: `set aside: state/memory/${f}; read it, fix and move it back, or delete it` });
+      for (const [k, v] of [['notes.md', memory.notes], ['outcomes.md', memory.outcomes]] as const) if (v === null) problems.push({ severity: 'WARNING', what: 'memory', message: `state/memory/${k} cannot be read as text; the agent sets it aside at its next task` });
 
       const pend = prot.pending;
       const checkpoints = {
@@ -330,6 +335,7 @@ function cmdStatus(program: Command): void {
         queue_invalid: invalid.map((b) => ({ file: b.file, error: b.error })),
         queue_rejected: rejected,
         approvals_pending: pending.map((a) => a.id),
+        memory,
         governor: gov.decision ? { tier: gov.decision.tier, quantization: gov.decision.quantization, actions: gov.decision.actions, time: gov.decision.time } : null,
         checkpoints,
         config: { file, problems: configProblems },

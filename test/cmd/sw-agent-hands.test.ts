@@ -174,6 +174,10 @@ test('a memory file that is not text is set aside at the next task, said, and sh
     assert.match(String(check.stdout), new RegExp(`1 memory file set aside in state/memory/: ${aside[0]}; read it, fix and move it back, or delete it`));
     const text = String((await sw('sw-report', ['run1'], t)).stdout);
     assert.match(text, new RegExp(`memory: +0 notes, 1 outcome; 1 file set aside: ${aside[0]}`));
+    const status = await sw('sw-agent', ['status', 'run1'], t);
+    assert.match(String(status.stdout) + String(status.stderr), new RegExp(`set aside: state/memory/${aside[0]}; read it, fix and move it back, or delete it`));
+    const sj = JSON.parse(String((await sw('sw-agent', ['status', 'run1', '--json'], t)).stdout)) as { memory: { notes: number; outcomes: number; set_aside: string[] } };
+    assert.deepEqual(sj.memory, { notes: 0, outcomes: 1, set_aside: aside });
     // Dealt with (deleted): the warning goes.
     fs.rmSync(path.join(stateDir, 'memory', aside[0] as string));
     const after = await sw('sw-report', ['run1', '--check'], t);
