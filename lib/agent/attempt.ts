@@ -182,6 +182,9 @@ export class Attempts {
       const cur = await readTask(paths, config, task.id);
       if (cur.status !== 'cancelled') {
         this.s.log.append({ t: 'task_outcome', task: task.id, attempt: task.attempt, outcome, reason, steps, session: this.s.id });
+        // The memory next, so that a kill after this line leaves it whole; one before it leaves the
+        // outcome to sw-recover, which writes it from the task log.
+        rememberOutcome(this.s, task, outcome, lesson?.reason ?? (outcome === 'completed' ? null : reason), steps, lesson ? lesson.detail : finished && outcome === 'completed' ? finished.summary : null);
         appendLine(file, { type: 'end', attempt: task.attempt, ts: new Date().toISOString(), outcome, reason, ...(finished ? { summary: finished.summary } : {}) });
         const now = new Date().toISOString();
         next =
@@ -191,7 +194,6 @@ export class Attempts {
               ? { ...cur, status: 'pending', attempt: task.attempt + 1, reason, updated: now }
               : { ...cur, status: 'failed', reason, updated: now };
         await writeTask(paths.stateDir, next);
-        rememberOutcome(this.s, task, outcome, lesson?.reason ?? (outcome === 'completed' ? null : reason), steps, lesson ? lesson.detail : finished && outcome === 'completed' ? finished.summary : null);
       }
     } finally {
       lock.release();

@@ -98,6 +98,10 @@ export interface NoteInput {
 export function appendNote(stateDir: string, note: NoteInput): string | null {
   const text = oneLine(note.text, NOTE_MAX);
   if (text === '') return null;
+  // The same note of the same task as the last one (the model noting again after a restart that
+  // left its note's step unknown): kept once, the line that is there given back.
+  const last = lastLine(path.join(memoryDir(stateDir), NOTES_FILE));
+  if (last !== null && last.endsWith(` task ${taskWord(note.task)}: ${text}`) && ENTRY.test(last)) return last;
   const line = `- ${minuteUtc(note.time)} task ${taskWord(note.task)}: ${text}`;
   appendText(path.join(memoryDir(stateDir), NOTES_FILE), HEADERS.notes, line);
   return line;
@@ -629,4 +633,32 @@ export function memoryStatus(stateDir: string): MemoryStatus {
   const stamp = (n: string): number => Number(/\.bad-(\d+)$/.exec(n)?.[1] ?? 0);
   const set_aside = names.filter((n) => /\.bad-\d+$/.test(n)).sort((a, b) => stamp(a) - stamp(b));
   return { notes: entries(NOTES_FILE), outcomes: entries(OUTCOMES_FILE), set_aside };
+}
+
+/** Whether outcomes.md has a line for this attempt (read as readMemory does, nothing set aside). */
+export function hasOutcome(stateDir: string, task: string, attempt: number): boolean {
+  try {
+    const text = fs.readFileSync(path.join(memoryDir(stateDir), OUTCOMES_FILE), 'utf8');
+    return text.includes(` task ${taskWord(task)} attempt ${attempt}: `);
+  } catch {
+    return false;
+  }
+}
+
+/** A file's last non-empty line (from its last 4 KiB), or null. */
+function lastLine(file: string): string | null {
+  try {
+    const fd = fs.openSync(file, 'r');
+    try {
+      const size = fs.fstatSync(fd).size;
+      const buf = Buffer.alloc(Math.min(size, 4096));
+      fs.readSync(fd, buf, 0, buf.length, size - buf.length);
+      const lines = buf.toString('utf8').split('\n').filter((l) => l.trim() !== '');
+      return lines[lines.length - 1] ?? null;
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch {
+    return null;
+  }
 }

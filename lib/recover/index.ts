@@ -33,6 +33,7 @@ import { PLANNED_ENDS, checkEscalation, computeBackoff, crashed, type SessionInf
 import { readJournalLocked } from '../tasklog/journal.js';
 import { sha256 } from '../tasklog/copy.js';
 import { appendLine, readTranscript, transcriptFile } from '../agent/transcript.js';
+import { appendOutcome, hasOutcome } from '../agent/memory.js';
 import { readArchiveIds } from '../queue/archive.js';
 import { crashReason, readHistory, type History } from './history.js';
 import { planReconcile, type ReconcileChange } from './reconcile.js';
@@ -273,6 +274,7 @@ async function reconcile(
   }
   for (const t of plan.write) await writeTask(paths.stateDir, t);
   res.repairs.push(...closeTranscripts(paths, history, plan.changes));
+  res.repairs.push(...rememberOutcomes(paths, history, plan.changes));
 }
 
 /**
@@ -292,6 +294,27 @@ function closeTranscripts(paths: RunPaths, history: History, changes: ReconcileC
     if (lines.some((l) => l.type === 'end' && l.attempt === latest.attempt)) continue;
     appendLine(file, { type: 'end', attempt: latest.attempt, ts: new Date().toISOString(), outcome: latest.outcome, reason: latest.reason, restored: 'from the task log' });
     out.push(`transcript of task ${c.task}: the end of attempt ${latest.attempt} (${latest.outcome}) written from the task log`);
+  }
+  return out;
+}
+
+/**
+ * The agent records an outcome in the task log, then in the run's memory
+ * (state/memory/outcomes.md): killed between the two, the memory lacks the
+ * line. Written here from the log, saying so.
+ */
+function rememberOutcomes(paths: RunPaths, history: History, changes: ReconcileChange[]): string[] {
+  const out: string[] = [];
+  for (const c of changes) {
+    const latest = history.tasks.get(c.task)?.latest;
+    if (!latest || latest.outcome === null || latest.outcome === 'cancelled') continue;
+    if (hasOutcome(paths.stateDir, c.task, latest.attempt)) continue;
+    try {
+      appendOutcome(paths.stateDir, { time: new Date(), task: c.task, attempt: latest.attempt, outcome: latest.outcome === 'completed' ? 'done' : latest.outcome, reason: latest.reason, detail: 'written by sw-recover from the task log' });
+      out.push(`memory: the outcome of task ${c.task} attempt ${latest.attempt} (${latest.outcome}) written from the task log`);
+    } catch (e) {
+      out.push(`memory: cannot write the outcome of task ${c.task} attempt ${latest.attempt}: ${(e as Error).message}`);
+    }
   }
   return out;
 }

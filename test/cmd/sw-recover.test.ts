@@ -400,6 +400,35 @@ test('killed between recording an outcome and ending the transcript: the task is
     assert.ok((j.repairs as string[]).includes('transcript of task a: the end of attempt 1 (completed) written from the task log'), JSON.stringify(j.repairs));
     const lines = fs.readFileSync(tr, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.deepEqual([lines.length, lines[1]?.type, lines[1]?.outcome, lines[1]?.restored], [2, 'end', 'completed', 'from the task log']);
+    // The run's memory lacked the outcome too (it is written right after the log's record): written from it.
+    assert.ok((j.repairs as string[]).includes('memory: the outcome of task a attempt 1 (completed) written from the task log'), JSON.stringify(j.repairs));
+    const outcomes = fs.readFileSync(path.join(paths(t).stateDir, 'memory', 'outcomes.md'), 'utf8');
+    assert.match(outcomes, /\n- \d{4}-\d\d-\d\dT\d\d:\d\dZ task a attempt 1: done: written by sw-recover from the task log\n$/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('killed after the memory had the outcome but before the transcript did: the transcript is ended, the memory left as it is', { timeout: 60_000 }, async () => {
+  const t = makeEnv();
+  try {
+    writeConfig(t, 'run1', NO_WAIT);
+    await createRun(t);
+    addTask(t, { id: 'a', status: 'in_progress' });
+    const tr = path.join(paths(t).stateDir, 'transcripts', 'a.jsonl');
+    fs.writeFileSync(tr, `${JSON.stringify({ type: 'attempt', attempt: 1, ts: '2026-11-21T08:01:00Z', session: 's1' })}\n`);
+    const mem = path.join(paths(t).stateDir, 'memory', 'outcomes.md');
+    fs.mkdirSync(path.dirname(mem), { recursive: true });
+    fs.writeFileSync(mem, '# How each attempt ended; newest last. Edit freely.\n- 2026-11-21T08:02Z task a attempt 1: failed in 3 steps (verify exit 1): expected 6, got 5\n');
+    crashedSession(t, 's1', '2026-11-21T08:00:00Z');
+    events(t, [
+      { t: 'task_started', task: 'a', attempt: 1, session: 's1' },
+      { t: 'task_outcome', task: 'a', attempt: 1, outcome: 'failed', reason: 'verify failed: exit status 1', steps: 3, session: 's1' },
+    ]);
+    const j = await recJson(t);
+    assert.ok((j.repairs as string[]).some((r) => r.startsWith('transcript of task a: the end of attempt 1 (failed)')), JSON.stringify(j.repairs));
+    assert.ok(!(j.repairs as string[]).some((r) => r.startsWith('memory:')), JSON.stringify(j.repairs));
+    assert.equal(fs.readFileSync(mem, 'utf8').split('\n').filter((l) => l.startsWith('- ')).length, 1);
   } finally {
     t.cleanup();
   }

@@ -370,3 +370,21 @@ test('50 tasks: memory stays bounded, the section within 600 tokens at every tas
     cleanup(dir);
   }
 });
+
+test('the same note of the same task again (a model noting anew after a restart) is kept once; another task or text is a new line', { timeout: 10_000 }, () => {
+  const dir = tempDir();
+  try {
+    const st = path.join(dir, 'state');
+    const first = appendNote(st, { time: at(0), task: 't1', text: 'run  make build\nfirst' });
+    assert.equal(appendNote(st, { time: at(5), task: 't1', text: 'run make build first' }), first, 'the line already there is given back');
+    appendNote(st, { time: at(6), task: 't2', text: 'run make build first' });
+    appendNote(st, { time: at(7), task: 't2', text: 'and then the tests' });
+    appendNote(st, { time: at(8), task: 't2', text: 'run make build first' });
+    assert.deepEqual(
+      readMemory(st).notes.map((e) => `${e.task}: ${e.text}`),
+      ['t1: run make build first', 't2: run make build first', 't2: and then the tests', 't2: run make build first'],
+    );
+  } finally {
+    cleanup(dir);
+  }
+});
