@@ -75,13 +75,19 @@ export function readHistory(snap: Snapshot | null): History {
   }
   const latest = queryRows(
     db,
-    `SELECT task_id, attempt, outcome, reason FROM task_attempts a
+    `SELECT task_id, attempt, outcome, reason, ended_at, steps FROM task_attempts a
      WHERE attempt = (SELECT max(attempt) FROM task_attempts b WHERE b.task_id = a.task_id)`,
   );
-  for (const [tid, attempt, outcome, reason] of latest) {
+  for (const [tid, attempt, outcome, reason, endedAt, steps] of latest) {
     const id = String(tid);
     const entry = tasks.get(id) ?? { spec: null, latest: null };
-    entry.latest = { attempt: Number(attempt), outcome: outcome === null ? null : String(outcome), reason: reason === null ? null : String(reason) };
+    entry.latest = {
+      attempt: Number(attempt),
+      outcome: outcome === null ? null : String(outcome),
+      reason: reason === null ? null : String(reason),
+      endedAt: endedAt === null || endedAt === undefined ? null : Number(endedAt),
+      steps: steps === null || steps === undefined ? null : Number(steps),
+    };
     tasks.set(id, entry);
   }
   return {

@@ -310,7 +310,10 @@ function rememberOutcomes(paths: RunPaths, history: History, changes: ReconcileC
     if (!latest || latest.outcome === null || latest.outcome === 'cancelled') continue;
     if (hasOutcome(paths.stateDir, c.task, latest.attempt)) continue;
     try {
-      appendOutcome(paths.stateDir, { time: new Date(), task: c.task, attempt: latest.attempt, outcome: latest.outcome === 'completed' ? 'done' : latest.outcome, reason: latest.reason, detail: 'written by sw-recover from the task log' });
+      // The time and steps the log recorded, not the recovery's: the line says when the attempt ended (and a
+      // recovery killed and run again writes the same line).
+      const time = new Date(latest.endedAt ?? Date.now());
+      appendOutcome(paths.stateDir, { time, task: c.task, attempt: latest.attempt, outcome: latest.outcome === 'completed' ? 'done' : latest.outcome, reason: latest.reason, steps: latest.steps ?? null, detail: 'written by sw-recover from the task log' });
       out.push(`memory: the outcome of task ${c.task} attempt ${latest.attempt} (${latest.outcome}) written from the task log`);
     } catch (e) {
       out.push(`memory: cannot write the outcome of task ${c.task} attempt ${latest.attempt}: ${(e as Error).message}`);

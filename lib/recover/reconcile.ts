@@ -23,6 +23,9 @@ export interface LogAttempt {
   attempt: number;
   outcome: string | null;
   reason: string | null;
+  /** When it ended (ms), and in how many steps, as the log recorded; absent or null when unknown. */
+  endedAt?: number | null;
+  steps?: number | null;
 }
 
 export interface LogTask {

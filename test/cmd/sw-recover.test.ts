@@ -5,6 +5,7 @@ import path from 'node:path';
 import { execa } from 'execa';
 import { DIST, git, makeEnv, sw, treeSnapshot as fullSnapshot, writeConfig, type TestEnv } from '../helpers.js';
 import { addTask, checkpoint, cleanSession, crashedSession, createRun, events, log, paths, readTask, writeTask } from '../fixtures/runs.js';
+import { query } from '../fixtures/agent.js';
 
 /** Files under dir, without the lock files (their holder notes change with every lock taken). */
 const treeSnapshot = (dir: string) => new Map([...fullSnapshot(dir)].filter(([k]) => !/(^|\/)locks\/.+\.lock$/.test(k)));
@@ -403,7 +404,9 @@ test('killed between recording an outcome and ending the transcript: the task is
     // The run's memory lacked the outcome too (it is written right after the log's record): written from it.
     assert.ok((j.repairs as string[]).includes('memory: the outcome of task a attempt 1 (completed) written from the task log'), JSON.stringify(j.repairs));
     const outcomes = fs.readFileSync(path.join(paths(t).stateDir, 'memory', 'outcomes.md'), 'utf8');
-    assert.match(outcomes, /\n- \d{4}-\d\d-\d\dT\d\d:\d\dZ task a attempt 1: done: written by sw-recover from the task log\n$/);
+    // When the log says it ended, not when the recovery ran.
+    const ended = (await query(t, "SELECT ended_at FROM task_attempts WHERE task_id = 'a'"))[0]?.[0] as number;
+    assert.ok(outcomes.endsWith(`\n- ${new Date(ended).toISOString().slice(0, 16)}Z task a attempt 1: done in 1 step: written by sw-recover from the task log\n`), outcomes);
   } finally {
     t.cleanup();
   }
