@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { writeFileAtomic } from '../fsutil.js';
-import { patchPaths } from './schema.js';
+import { diffPath, patchPaths } from './schema.js';
 import { confine, failedObservation, type Observation } from './tools.js';
 
 /** Lines a view without start and end shows. */
@@ -434,24 +434,13 @@ export async function applyPatchAction(workspace: string, patch: string, opts: {
 export function withGitHeaders(patch: string): string {
   const lines = patch.split('\n');
   if (lines.some((l) => l.startsWith('diff --git '))) return patch;
-  const name = (h: string): string => {
-    let p = h.replace(/\t.*$/, '').trim();
-    if (p.startsWith('"') && p.endsWith('"')) {
-      try {
-        p = JSON.parse(p) as string;
-      } catch {
-        /* kept as written */
-      }
-    }
-    return p === '/dev/null' ? p : p.replace(/^[ab]\//, '');
-  };
   const out: string[] = [];
   for (let i = 0; i < lines.length; i++) {
     const l = lines[i] as string;
     const next = lines[i + 1];
     if (l.startsWith('--- ') && next?.startsWith('+++ ')) {
-      const a = name(l.slice(4));
-      const b = name(next.slice(4));
+      const a = diffPath(l.slice(4));
+      const b = diffPath(next.slice(4));
       if (a === '/dev/null' && b === '/dev/null') {
         out.push(l);
         continue;

@@ -160,22 +160,31 @@ export function describeAction(a: Action): string {
 }
 
 /**
+ * The path a diff's `---`/`+++` header names: a timestamp after a tab left
+ * out, a C-quoted name unquoted, the a/ or b/ prefix taken off; /dev/null as
+ * it is.
+ */
+export function diffPath(header: string): string {
+  let s = header.replace(/\t.*$/, '').trim();
+  if (s.startsWith('"') && s.endsWith('"')) {
+    try {
+      s = JSON.parse(s) as string;
+    } catch {
+      /* kept as written */
+    }
+  }
+  return s === '/dev/null' ? s : s.replace(/^[ab]\//, '');
+}
+
+/**
  * The workspace paths a unified diff names (old and new sides, renames and
  * copies; a/ and b/ prefixes taken off, /dev/null left out), in order, once.
  */
 export function patchPaths(patch: string): string[] {
   const out: string[] = [];
   const add = (p: string): void => {
-    let s = p.replace(/\t.*$/, '').trim();
-    if (s.startsWith('"') && s.endsWith('"')) {
-      try {
-        s = JSON.parse(s) as string;
-      } catch {
-        /* kept as written */
-      }
-    }
+    const s = diffPath(p);
     if (s === '/dev/null' || s === '') return;
-    s = s.replace(/^[ab]\//, '');
     if (!out.includes(s)) out.push(s);
   };
   for (const line of patch.split('\n')) {

@@ -223,9 +223,10 @@ async function fromSnapshot(
   // Attempts folded past tasklog.detail_after (attempt_rollups) count as the rows they were.
   const maxA = config.agent.max_attempts;
   const final = 'a.attempt >= coalesce(a.max_attempts, ?)';
-  const [aCompleted, aFailed, aCancelled, tFailed] = one(
+  const [aCompleted, aFailed, aCancelled, tFailed, aLooping] = one(
     db,
-    `SELECT sum(a.n * (a.outcome = 'completed')), sum(a.n * (a.outcome = 'failed')), sum(a.n * (a.outcome = 'cancelled')), sum(a.n * (a.outcome = 'failed' AND ${final}))
+    `SELECT sum(a.n * (a.outcome = 'completed')), sum(a.n * (a.outcome = 'failed')), sum(a.n * (a.outcome = 'cancelled')), sum(a.n * (a.outcome = 'failed' AND ${final})),
+       sum(a.n * (a.outcome = 'failed' AND a.reason LIKE 'looping:%'))
      FROM (${ATTEMPTS}) a WHERE ${inWin('a.ended_at')}`,
     [maxA, ...W],
   ).map(n);
@@ -520,7 +521,7 @@ async function fromSnapshot(
       failed: aFailed ?? 0,
       retried: (aFailed ?? 0) - failed,
       cancelled: aCancelled ?? 0,
-      looping: n(one(db, `SELECT sum(a.n) FROM (${ATTEMPTS}) a WHERE a.outcome = 'failed' AND a.reason LIKE 'looping:%' AND ${inWin('a.ended_at')}`, W)[0]),
+      looping: aLooping ?? 0,
       failure_reasons: reasonsOf(false),
     },
     llm: {
